@@ -1,0 +1,83 @@
+"""Printing helpers of the command-line interface: JSON documents and rich tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from trailkeeper.clock import iso_seconds
+
+# API answers carry times as epoch seconds; these key suffixes mark them for display.
+_TIME_KEY_SUFFIXES = ("Time", "Date", "Timestamp")
+
+
+def print_json(document: object) -> None:
+    """Print one JSON document to stdout, keys in the order the API gave them."""
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+def stdout_console() -> Console:
+    # A fresh console per call binds to the current sys.stdout (pytest and CliRunner swap it).
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def epoch_to_iso(value: object) -> str:
+    """Render an epoch-seconds number as YYYY-MM-DDTHH:MM:SSZ; other values as text."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return iso_seconds(datetime.fromtimestamp(value, UTC))
+
+
+def format_cell(key: str, value: object) -> str:
+    """Text for one table cell: times readable, missing values as '-', nested values as JSON."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key.endswith(_TIME_KEY_SUFFIXES) and isinstance(value, int | float):
+        return epoch_to_iso(value)
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def print_table(
+    columns: Sequence[str], rows: Iterable[Mapping[str, Any]], title: str | None = None
+) -> None:
+    """One row per mapping, showing the named keys as columns."""
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(format_cell(column, row.get(column)) for column in columns))
+    stdout_console().print(table)
+
+
+def print_mapping(document: Mapping[str, Any], title: str | None = None) -> None:
+    """A two-column Field/Value table of one mapping."""
+    table = Table(title=title, show_header=True)
+    table.add_column("Field", style="bold")
+    table.add_column("Value", overflow="fold")
+    for key, value in document.items():
+        table.add_row(key, format_cell(key, value))
+    stdout_console().print(table)
+
+
+def print_message(text: str) -> None:
+    """A plain line for humans on stdout."""
+    click.echo(text)
+
+
+def print_note(text: str) -> None:
+    """A remark for humans on stderr, so that stdout stays parseable."""
+    click.echo(text, err=True)

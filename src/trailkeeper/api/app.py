@@ -1,0 +1,266 @@
+"""The HTTP surface: a raw ASGI app (uvicorn) that authenticates, authorises, audits and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from trailkeeper import audit, records
+from trailkeeper.api import operations
+from trailkeeper.api.sigv4 import SignedRequest, verify
+from trailkeeper.errors import AuthError, HistoryError, IdentityError, RecordError, SpoolError, TrailError, TrailkeeperError
+from trailkeeper.identity import Principal, allowed
+from trailkeeper.service import Service
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SIGNING_SERVICE = "trailkeeper"
+MAX_BODY_BYTES = 2 * 1024 * 1024  # ingest allows 1 MB; the rest is headroom for a clear 4xx
+INGEST_PATH = "/v1/events"
+OPS_PREFIX = "/v1/ops/"
+INGEST_OPERATION = "PutEvents"
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra or {}
+
+
+def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"__type": code, "message": message, **(extra or {})})
+
+
+class App:
+    def __init__(self, service: Service, workers: int = 8) -> None:
+        self.service = service
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            status, body = await self._handle(scope, receive)
+        except HttpError as e:
+            status, body = e.status, error_body(e.code, str(e), e.extra)
+        except Exception:
+            log.exception("internal error")
+            status, body = 500, error_body("InternalFailure", "internal error; the request was not recorded, retry it")
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/health" and method == "GET":
+            return 200, orjson.dumps({"status": "ok", "region": self.service.account.region})
+        body = await _read_body(receive, MAX_BODY_BYTES)
+        request = _signed_request(scope, body)
+        operation = INGEST_OPERATION if path == INGEST_PATH else path[len(OPS_PREFIX):] if path.startswith(OPS_PREFIX) else ""
+        principal = await self._authenticate(request, operation, scope)
+        if path == INGEST_PATH and method == "POST":
+            return await self._ingest(principal, request, scope)
+        if path.startswith(OPS_PREFIX) and method == "POST":
+            return await self._run(self._operation, principal, operation, body, scope)
+        raise HttpError(404, "UnknownOperationException", f"No operation at {method} {path}; see docs/api.md")
+
+    # ---- authentication (every refusal is recorded: PCI DSS 10.2.1.4) ----
+    async def _authenticate(self, request: SignedRequest, operation: str, scope: Scope) -> Principal:
+        svc = self.service
+        try:
+            verified = verify(request, svc.identity.secret_for, svc.clock.now(), svc.account.region,
+                              {SIGNING_SERVICE}, svc.config.max_clock_skew)
+            resolved = svc.identity.resolve(verified.access_key_id)
+            if resolved is None:
+                raise AuthError("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
+            return resolved[0]
+        except AuthError as e:
+            key_id = _claimed_key(request)
+            await self._run(self._record_refusal, operation or scope["path"], key_id, e.code, str(e), scope)
+            raise HttpError(e.status, e.code, str(e)) from e
+
+    def _record_refusal(self, operation: str, key_id: str | None, code: str, message: str, scope: Scope) -> None:
+        svc = self.service
+        identity = audit.anonymous_identity(key_id, svc.account.account_id)
+        resolved = svc.identity.resolve(key_id) if key_id else None
+        if resolved is not None:
+            identity = principal_identity(resolved[0])
+        record = audit.api_call_record(self._call_context(scope), identity, operation or "Unknown", None, None, code, message)
+        svc.emit(record)
+
+    def _call_context(self, scope: Scope) -> audit.CallContext:
+        svc = self.service
+        return audit.CallContext(svc.account.account_id, svc.account.region, _client_ip(scope),
+                                 _header(scope, b"user-agent") or "unknown", svc.clock.now(), str(uuid.uuid4()))
+
+    # ---- ingest ----
+    async def _ingest(self, principal: Principal, request: SignedRequest, scope: Scope) -> tuple[int, bytes]:
+        svc = self.service
+        if not allowed(principal.role, "events:write"):
+            await self._run(self._record_denied, principal, INGEST_OPERATION, scope)
+            raise HttpError(403, "AccessDenied", f"User {principal.arn} is not authorized to write events (role {principal.role}).")
+        ctx = records.IngestContext(caller_of(principal), svc.account.region, _client_ip(scope),
+                                    request.headers.get("user-agent", "unknown"), svc.clock.now())
+        try:
+            bodies = records.normalize_batch(list(records.parse_batch(request.body)), ctx)
+        except RecordError as e:
+            extra: dict[str, Any] = {}
+            if e.index is not None:
+                extra["index"] = e.index
+            if e.path:
+                extra["path"] = e.path
+            raise HttpError(400, "InvalidRecord", str(e), extra) from e
+        idem_key = request.headers.get("idempotency-key")
+        idem_hash = hashlib.sha256(request.body).digest() if idem_key else None
+        try:
+            result = await asyncio.wrap_future(svc.spool.submit(bodies, idem_key=idem_key, idem_hash=idem_hash))
+        except SpoolError as e:
+            if "idempotency" in str(e):
+                raise HttpError(409, "IdempotencyConflict", str(e)) from e
+            raise HttpError(503, "ServiceUnavailable", f"events were not stored: {e}; retry later") from e
+        if result.duplicate:
+            ids = await self._run(svc.event_ids, result.first_seq, result.count, None)
+        else:
+            ids = [str(orjson.loads(b)["eventID"]) for b in bodies]
+        return 200, orjson.dumps({"EventIds": ids, "Duplicate": result.duplicate})
+
+    def _record_denied(self, principal: Principal, operation: str, scope: Scope) -> None:
+        record = audit.api_call_record(self._call_context(scope), principal_identity(principal), operation, None, None,
+                                       "AccessDenied", f"role {principal.role} may not call {operation}")
+        self.service.emit(record)
+
+    # ---- operations (blocking; run on the pool) ----
+    def _operation(self, principal: Principal, name: str, body: bytes, scope: Scope) -> tuple[int, bytes]:
+        op = operations.OPERATIONS.get(name)
+        if op is None:
+            raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
+        try:
+            params = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError as e:
+            raise HttpError(400, "SerializationException", f"request body is not JSON: {e}") from e
+        if not isinstance(params, dict):
+            raise HttpError(400, "SerializationException", "request body must be a JSON object")
+        ctx = self._call_context(scope)
+        identity = principal_identity(principal)
+        request_params = {k: v for k, v in params.items() if k not in {"SecretAccessKey"}}
+        if not allowed(principal.role, op.permission):
+            message = f"User: {principal.arn} is not authorized to perform: {name}"
+            self.service.emit(audit.api_call_record(ctx, identity, name, request_params, None, "AccessDenied", message))
+            raise HttpError(403, "AccessDeniedException", message)
+        try:
+            response = op.handler(self.service, principal, params)
+        except (TrailError, IdentityError) as e:
+            self.service.emit(audit.api_call_record(ctx, identity, name, request_params, None, e.code, str(e)))
+            raise HttpError(e.status, e.code, str(e)) from e
+        except (HistoryError, TrailkeeperError) as e:
+            code = getattr(e, "code", "InvalidParameterException")
+            self.service.emit(audit.api_call_record(ctx, identity, name, request_params, None, code, str(e)))
+            raise HttpError(400, code, str(e)) from e
+        resources = _resources_for(self.service, name, params)
+        self.service.emit(audit.api_call_record(ctx, identity, name, request_params,
+                                                operations.redact_response(name, response), resources=resources))
+        return 200, orjson.dumps(response)
+
+
+def _resources_for(service: Service, name: str, params: dict[str, Any]) -> list[dict[str, str]] | None:
+    trail = params.get("Name") or params.get("TrailName")
+    if audit.event_source_for(name) == audit.CLOUDTRAIL_SOURCE and isinstance(trail, str):
+        arn = trail if trail.startswith("arn:") else service.trail_arn(trail)
+        return [{"ARN": arn, "accountId": service.account.account_id, "type": "AWS::CloudTrail::Trail"}]
+    user = params.get("UserName")
+    if audit.event_source_for(name) == audit.IAM_SOURCE and isinstance(user, str):
+        return [{"ARN": f"arn:aws:iam::{service.account.account_id}:user/{user}",
+                 "accountId": service.account.account_id, "type": "AWS::IAM::User"}]
+    return None
+
+
+def caller_of(principal: Principal) -> records.Caller:
+    role = principal.role or "administrator"
+    return records.Caller(
+        account_id=principal.account_id,
+        identity_type="Root" if principal.is_root else "IAMUser",
+        user_name=principal.user_name or "root",
+        principal_id=principal.user_id or principal.account_id,
+        arn=principal.arn,
+        access_key_id=principal.access_key_id,
+        role=role,  # type: ignore[arg-type]
+    )
+
+
+def principal_identity(principal: Principal) -> dict[str, Any]:
+    return records.caller_identity(caller_of(principal))
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, "RequestEntityTooLarge", f"request body exceeds {limit} bytes; send at most 1 MB per batch")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _signed_request(scope: Scope, body: bytes) -> SignedRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    return SignedRequest(scope["method"], raw_path.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"),
+                         headers, body)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "127.0.0.1"
+
+
+def _claimed_key(request: SignedRequest) -> str | None:
+    auth = request.headers.get("authorization", "")
+    marker = "Credential="
+    if marker in auth:
+        return auth.split(marker, 1)[1].split("/", 1)[0] or None
+    return None

@@ -1,0 +1,405 @@
+"""Operations of the API, by AWS operation name, with AWS request and response shapes.
+
+Each handler takes the service, the authenticated principal and the request parameters
+and returns the response dict; the protocol adapters (native JSON, later AWS JSON 1.1 and
+Query) only translate the wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trailkeeper import audit
+from trailkeeper.errors import HistoryError, TrailError
+from trailkeeper.history.base import LookupQuery
+from trailkeeper.identity import Principal
+from trailkeeper.keys.signing import PublicKeyInfo
+from trailkeeper.service import Service
+from trailkeeper.trails import TrailConfig, validate_bucket_name, validate_selectors
+
+Params = dict[str, Any]
+Handler = Callable[[Service, Principal, Params], dict[str, Any]]
+
+LOOKUP_ATTRIBUTES = ("EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
+                     "EventSource", "AccessKeyId")
+MAX_LOOKUP_RESULTS = 50
+
+
+@dataclass(frozen=True)
+class Operation:
+    handler: Handler
+    permission: str
+
+
+def _epoch(when: datetime | None) -> float | None:
+    return when.timestamp() if when else None
+
+
+def _time_param(params: Params, name: str, default: datetime) -> datetime:
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TrailError("InvalidParameterException", f"{name} must be a timestamp.")
+    if isinstance(value, str):
+        try:
+            if value.replace(".", "", 1).isdigit():
+                return datetime.fromtimestamp(float(value), UTC)
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError as e:
+            raise TrailError("InvalidParameterException", f"{name} {value!r} is not a timestamp.") from e
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def _str_param(params: Params, name: str, required: bool = True, code: str = "InvalidParameterException") -> str:
+    value = params.get(name)
+    if value is None:
+        if required:
+            raise TrailError(code, f"{name} is required.")
+        return ""
+    if not isinstance(value, str):
+        raise TrailError(code, f"{name} must be a string.")
+    return value
+
+
+def _bool_param(params: Params, name: str, default: bool) -> bool:
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise TrailError("InvalidParameterException", f"{name} must be a boolean.")
+    return value
+
+
+def _interval_param(params: Params, name: str, default: timedelta, minimum: timedelta) -> float:
+    value = params.get(name)
+    if value is None:
+        return default.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum.total_seconds():
+        raise TrailError("InvalidParameterException", f"{name} must be a number of seconds >= {minimum.total_seconds():g}.")
+    return float(value)
+
+
+# ---- trails ----
+def trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
+    shape: dict[str, Any] = {
+        "Name": config.name,
+        "S3BucketName": config.bucket,
+    }
+    if config.prefix:
+        shape["S3KeyPrefix"] = config.prefix
+    shape.update({
+        "IncludeGlobalServiceEvents": config.include_global_service_events,
+        "IsMultiRegionTrail": config.is_multi_region,
+        "HomeRegion": service.account.region,
+        "TrailARN": service.trail_arn(config.name),
+        "LogFileValidationEnabled": config.validation,
+        "HasCustomEventSelectors": list(config.selectors) != [dict(s) for s in TrailConfig.__dataclass_fields__["selectors"].default],
+        "HasInsightSelectors": False,
+        "IsOrganizationTrail": False,
+        "Destination": config.destination,
+        "FlushIntervalSeconds": config.flush_interval_s,
+        "DigestIntervalSeconds": config.digest_interval_s,
+    })
+    return shape
+
+
+def _config_from_params(service: Service, params: Params, base: TrailConfig | None) -> TrailConfig:
+    name = base.name if base else _str_param(params, "Name", code="InvalidTrailNameException")
+    bucket = params.get("S3BucketName", base.bucket if base else None)
+    destination = params.get("Destination", base.destination if base else None)
+    if bucket is None and destination is None:
+        raise TrailError("InvalidParameterException", "Give S3BucketName or Destination (a folder path).")
+    if destination is None:
+        destination = str(service.config.buckets_dir / str(bucket))
+    if bucket is None:
+        bucket = _bucket_from_folder(Path(str(destination)))
+    if not isinstance(bucket, str) or not isinstance(destination, str):
+        raise TrailError("InvalidParameterException", "S3BucketName and Destination must be strings.")
+    validate_bucket_name(bucket)
+    prefix = params.get("S3KeyPrefix", base.prefix if base else "") or ""
+    if not isinstance(prefix, str) or len(prefix) > 200 or prefix.startswith("/") or prefix.endswith("/"):
+        raise TrailError("InvalidS3PrefixException", "S3KeyPrefix must be a string of at most 200 characters, not starting or ending with '/'.")
+    cfg = service.config
+    flush = _interval_param(params, "FlushIntervalSeconds", base.flush_interval if base else cfg.default_flush_interval, timedelta(seconds=1))
+    digest = _interval_param(params, "DigestIntervalSeconds", base.digest_interval if base else cfg.default_digest_interval, timedelta(minutes=1))
+    if digest % 60:
+        raise TrailError("InvalidParameterException", "DigestIntervalSeconds must be a whole number of minutes.")
+    if flush > digest:
+        raise TrailError("InvalidParameterCombinationException", "FlushIntervalSeconds must not exceed DigestIntervalSeconds.")
+    return TrailConfig(
+        name=name, bucket=bucket, destination=destination, prefix=prefix,
+        validation=_bool_param(params, "EnableLogFileValidation", base.validation if base else False),
+        flush_interval_s=flush, digest_interval_s=digest,
+        selectors=base.selectors if base else TrailConfig.__dataclass_fields__["selectors"].default,
+        include_global_service_events=_bool_param(params, "IncludeGlobalServiceEvents", base.include_global_service_events if base else True),
+        is_multi_region=_bool_param(params, "IsMultiRegionTrail", base.is_multi_region if base else False),
+    )
+
+
+def _bucket_from_folder(folder: Path) -> str:
+    name = folder.resolve().name.lower().replace("_", "-")
+    return name if len(name) >= 3 else f"{name}-trail"
+
+
+def create_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    config = _config_from_params(service, params, None)
+    trail = service.create_trail(config)
+    shape = trail_shape(service, trail.config)
+    for field in ("HomeRegion", "HasCustomEventSelectors", "HasInsightSelectors"):
+        shape.pop(field)
+    return shape
+
+
+def update_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    trail = service.get_trail(_str_param(params, "Name", code="InvalidTrailNameException"))
+    config = _config_from_params(service, {k: v for k, v in params.items() if k != "Name"}, trail.config)
+    updated = service.update_trail(config)
+    return trail_shape(service, updated.config)
+
+
+def delete_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    service.delete_trail(_str_param(params, "Name"))
+    return {}
+
+
+def get_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Trail": trail_shape(service, service.get_trail(_str_param(params, "Name")).config)}
+
+
+def describe_trails(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    names = params.get("trailNameList") or []
+    if not isinstance(names, list):
+        raise TrailError("InvalidParameterException", "trailNameList must be a list.")
+    trails = [service.get_trail(str(n)) for n in names] if names else service.trails.all()
+    return {"trailList": [trail_shape(service, t.config) for t in trails]}
+
+
+def list_trails(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Trails": [{"TrailARN": service.trail_arn(t.config.name), "Name": t.config.name,
+                        "HomeRegion": service.account.region} for t in service.trails.all()]}
+
+
+def get_trail_status(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    trail = service.get_trail(_str_param(params, "Name"))
+    s = trail.state
+    out: dict[str, Any] = {"IsLogging": s.is_logging and s.stop_seq is None}
+    values = {
+        "LatestDeliveryError": s.latest_delivery_error or None,
+        "LatestDeliveryTime": _epoch(s.latest_delivery_time),
+        "StartLoggingTime": _epoch(s.start_logging_time),
+        "StopLoggingTime": _epoch(s.stop_logging_time),
+        "LatestDigestDeliveryTime": _epoch(s.latest_digest_time),
+        "LatestDigestDeliveryError": s.latest_digest_error or None,
+        "LatestDeliveryAttemptTime": _iso(s.latest_delivery_attempt_time),
+        "LatestDeliveryAttemptSucceeded": _iso(s.latest_delivery_time) if not s.latest_delivery_error else "",
+        "TimeLoggingStarted": _iso(s.start_logging_time),
+        "TimeLoggingStopped": _iso(s.stop_logging_time),
+    }
+    out.update({k: v for k, v in values.items() if v is not None})
+    return out
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+def start_logging(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    service.start_logging(_str_param(params, "Name"))
+    return {}
+
+
+def stop_logging(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    service.stop_logging(_str_param(params, "Name"))
+    return {}
+
+
+def put_event_selectors(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    trail = service.get_trail(_str_param(params, "TrailName"))
+    selectors = params.get("EventSelectors")
+    if not isinstance(selectors, list):
+        raise TrailError("InvalidEventSelectorsException", "EventSelectors must be a list of selectors.")
+    config = replace(trail.config, selectors=validate_selectors(selectors))
+    service.update_trail(config)
+    return {"TrailARN": service.trail_arn(config.name), "EventSelectors": list(config.selectors)}
+
+
+def get_event_selectors(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    trail = service.get_trail(_str_param(params, "TrailName"))
+    return {"TrailARN": service.trail_arn(trail.config.name), "EventSelectors": list(trail.config.selectors)}
+
+
+def list_public_keys(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    now = service.clock.now()
+    start = _time_param(params, "StartTime", now)
+    end = _time_param(params, "EndTime", now)
+    if start > end:
+        raise TrailError("InvalidTimeRangeException", "StartTime must not be after EndTime.")
+    return {"PublicKeyList": [public_key_shape(k) for k in service.keys.public_keys(start, end)]}
+
+
+def public_key_shape(key: PublicKeyInfo) -> dict[str, Any]:
+    shape: dict[str, Any] = {"Value": key.value_b64, "ValidityStartTime": key.valid_from.timestamp(),
+                             "Fingerprint": key.fingerprint}
+    shape["ValidityEndTime"] = (key.valid_to or key.valid_from + timedelta(days=36500)).timestamp()
+    return shape
+
+
+# ---- event history ----
+def lookup_events(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    attrs = params.get("LookupAttributes") or []
+    if not isinstance(attrs, list) or len(attrs) > 1:
+        raise TrailError("InvalidLookupAttributesException", "You can specify at most one lookup attribute.")
+    key = value = None
+    if attrs:
+        item = attrs[0]
+        if not isinstance(item, dict) or item.get("AttributeKey") not in LOOKUP_ATTRIBUTES:
+            raise TrailError("InvalidLookupAttributesException", f"AttributeKey must be one of {', '.join(LOOKUP_ATTRIBUTES)}.")
+        key = str(item["AttributeKey"])
+        value = item.get("AttributeValue")
+        if not isinstance(value, str) or not 1 <= len(value) <= 2000:
+            raise TrailError("InvalidLookupAttributesException", "AttributeValue must be 1-2000 characters.")
+    now = service.clock.now()
+    start = _time_param(params, "StartTime", now - service.config.retention)
+    end = _time_param(params, "EndTime", now)
+    max_results = params.get("MaxResults", MAX_LOOKUP_RESULTS)
+    if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= MAX_LOOKUP_RESULTS:
+        raise TrailError("InvalidMaxResultsException", "MaxResults must be between 1 and 50.")
+    token = params.get("NextToken")
+    try:
+        page = service.history.lookup(LookupQuery(key, value, start, end, max_results, token if isinstance(token, str) else None))
+    except HistoryError as e:
+        raise TrailError(getattr(e, "code", "InvalidParameterException"), str(e)) from e
+    out: dict[str, Any] = {"Events": [lookup_event_shape(body) for body in page.events]}
+    if page.next_token:
+        out["NextToken"] = page.next_token
+    return out
+
+
+def lookup_event_shape(body: bytes) -> dict[str, Any]:
+    import orjson
+
+    from trailkeeper.records import lookup_values, parse_event_time
+
+    record = orjson.loads(body)
+    values = lookup_values(record)
+    shape: dict[str, Any] = {
+        "EventId": record.get("eventID"),
+        "EventName": record.get("eventName"),
+        "ReadOnly": "true" if record.get("readOnly") is True else "false",
+    }
+    if values.get("AccessKeyId"):
+        shape["AccessKeyId"] = values["AccessKeyId"][0]
+    shape["EventTime"] = parse_event_time(record.get("eventTime")).timestamp()
+    shape["EventSource"] = record.get("eventSource")
+    if values.get("Username"):
+        shape["Username"] = values["Username"][0]
+    shape["Resources"] = [
+        {"ResourceType": r.get("type"), "ResourceName": r.get("ARN") or r.get("name")}
+        for r in record.get("resources") or [] if isinstance(r, dict)
+    ]
+    shape["CloudTrailEvent"] = body.decode()
+    return shape
+
+
+# ---- identities ----
+def _user_shape(user: Any) -> dict[str, Any]:
+    return {"UserName": user.name, "UserId": user.user_id, "Arn": user.arn, "Role": user.role,
+            "CreateDate": user.created.timestamp(), "Path": "/"}
+
+
+def create_user(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    user = service.identity.create_user(_str_param(params, "UserName"), _str_param(params, "Role", required=False) or "writer")
+    return {"User": _user_shape(user)}
+
+
+def list_users(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Users": [_user_shape(u) for u in service.identity.list_users()]}
+
+
+def delete_user(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    service.identity.delete_user(_str_param(params, "UserName"))
+    return {}
+
+
+def _key_owner(principal: Principal, params: Params) -> str | None:
+    name = params.get("UserName")
+    if name is None:
+        return None if principal.is_root else principal.user_name
+    return str(name)
+
+
+def create_access_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    key = service.identity.create_access_key(_key_owner(principal, params))
+    return {"AccessKey": {"UserName": key.user_name or "root", "AccessKeyId": key.access_key_id,
+                          "SecretAccessKey": key.secret_access_key, "Status": key.status,
+                          "CreateDate": key.created.timestamp()}}
+
+
+def list_access_keys(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    keys = service.identity.list_access_keys(_key_owner(principal, params))
+    return {"AccessKeyMetadata": [{"UserName": k.user_name or "root", "AccessKeyId": k.access_key_id,
+                                   "Status": k.status, "CreateDate": k.created.timestamp()} for k in keys]}
+
+
+def update_access_key(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    service.identity.update_access_key(_str_param(params, "AccessKeyId"), _str_param(params, "Status"))
+    return {}
+
+
+def delete_access_key(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    service.identity.delete_access_key(_str_param(params, "AccessKeyId"))
+    return {}
+
+
+def get_server_status(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    stats = service.spool.stats()
+    trails = []
+    for trail in service.trails.all():
+        s = trail.state
+        trails.append({"Name": trail.config.name, "IsLogging": s.is_logging, "Backlog": max(0, service.spool.next_seq() - s.offset_seq) if s.is_logging else 0,
+                       "LatestDeliveryError": s.latest_delivery_error or None, "FailingSince": _epoch(s.failing_since)})
+    return {"AccountId": service.account.account_id, "Region": service.account.region,
+            "Spool": {k: v for k, v in vars(stats).items()} if hasattr(stats, "__dict__") else dict(stats),
+            "HistoryIndexedSeq": service.history.last_indexed_seq(), "Trails": trails}
+
+
+OPERATIONS: dict[str, Operation] = {
+    "CreateTrail": Operation(create_trail, "trails:write"),
+    "UpdateTrail": Operation(update_trail, "trails:write"),
+    "DeleteTrail": Operation(delete_trail, "trails:write"),
+    "StartLogging": Operation(start_logging, "trails:write"),
+    "StopLogging": Operation(stop_logging, "trails:write"),
+    "PutEventSelectors": Operation(put_event_selectors, "trails:write"),
+    "GetTrail": Operation(get_trail, "trails:read"),
+    "DescribeTrails": Operation(describe_trails, "trails:read"),
+    "ListTrails": Operation(list_trails, "trails:read"),
+    "GetTrailStatus": Operation(get_trail_status, "trails:read"),
+    "GetEventSelectors": Operation(get_event_selectors, "trails:read"),
+    "ListPublicKeys": Operation(list_public_keys, "trails:read"),
+    "LookupEvents": Operation(lookup_events, "events:read"),
+    "CreateUser": Operation(create_user, "identity:write"),
+    "DeleteUser": Operation(delete_user, "identity:write"),
+    "ListUsers": Operation(list_users, "identity:read"),
+    "CreateAccessKey": Operation(create_access_key, "identity:write"),
+    "UpdateAccessKey": Operation(update_access_key, "identity:write"),
+    "DeleteAccessKey": Operation(delete_access_key, "identity:write"),
+    "ListAccessKeys": Operation(list_access_keys, "identity:read"),
+    "GetServerStatus": Operation(get_server_status, "trails:read"),
+}
+
+# Fields never written into the audit record (secrets).
+SECRET_RESPONSE_PATHS = {("AccessKey", "SecretAccessKey")}
+
+
+def redact_response(operation: str, response: dict[str, Any]) -> dict[str, Any] | None:
+    """What the audit record keeps of a response: no secrets, no bulky read results."""
+    if audit.is_read_only(operation):
+        return None
+    out = dict(response)
+    for outer, inner in SECRET_RESPONSE_PATHS:
+        if isinstance(out.get(outer), dict):
+            out[outer] = {k: v for k, v in out[outer].items() if k != inner}
+    return out

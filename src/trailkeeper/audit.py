@@ -1,0 +1,126 @@
+"""trailkeeper audits itself: its own API calls and service happenings as CloudTrail records."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from trailkeeper.clock import iso_seconds
+
+EVENT_VERSION = "1.11"
+SERVICE_SOURCE = "trailkeeper.amazonaws.com"
+CLOUDTRAIL_SOURCE = "cloudtrail.amazonaws.com"
+IAM_SOURCE = "iam.amazonaws.com"
+S3_SOURCE = "s3.amazonaws.com"
+
+# Operations of the native API and the AWS event source each one is recorded under.
+_IAM_OPS = {"CreateUser", "DeleteUser", "ListUsers", "GetUser", "CreateAccessKey", "ListAccessKeys",
+            "UpdateAccessKey", "DeleteAccessKey"}
+_READ_PREFIXES = ("Get", "List", "Describe", "Lookup", "Head")
+
+
+def event_source_for(operation: str) -> str:
+    return IAM_SOURCE if operation in _IAM_OPS else CLOUDTRAIL_SOURCE
+
+
+def is_read_only(operation: str) -> bool:
+    return operation.startswith(_READ_PREFIXES)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    account_id: str
+    region: str
+    source_ip: str
+    user_agent: str
+    when: datetime
+    request_id: str
+
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def api_call_record(
+    ctx: CallContext,
+    identity: Mapping[str, Any],
+    operation: str,
+    request_parameters: Mapping[str, Any] | None,
+    response_elements: Mapping[str, Any] | None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    resources: list[dict[str, str]] | None = None,
+    event_source: str | None = None,
+) -> dict[str, Any]:
+    """A CloudTrail AwsApiCall record for one call to trailkeeper's own API."""
+    record: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": dict(identity),
+        "eventTime": iso_seconds(ctx.when),
+        "eventSource": event_source or event_source_for(operation),
+        "eventName": operation,
+        "awsRegion": ctx.region,
+        "sourceIPAddress": ctx.source_ip,
+        "userAgent": ctx.user_agent,
+    }
+    if error_code:
+        record["errorCode"] = error_code
+        record["errorMessage"] = error_message or error_code
+    record["requestParameters"] = dict(request_parameters) if request_parameters is not None else None
+    record["responseElements"] = dict(response_elements) if response_elements is not None else None
+    record.update({
+        "requestID": ctx.request_id,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": is_read_only(operation),
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": ctx.account_id,
+        "eventCategory": "Management",
+    })
+    if resources:
+        record["resources"] = resources
+    return record
+
+
+def service_event_record(
+    account_id: str,
+    region: str,
+    when: datetime,
+    event_name: str,
+    details: Mapping[str, Any],
+    event_source: str = SERVICE_SOURCE,
+    resources: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """An AwsServiceEvent: something trailkeeper itself did or suffered (start, stop, failure, purge)."""
+    record: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": {"type": "AWSService", "invokedBy": SERVICE_SOURCE},
+        "eventTime": iso_seconds(when),
+        "eventSource": event_source,
+        "eventName": event_name,
+        "awsRegion": region,
+        "sourceIPAddress": SERVICE_SOURCE,
+        "userAgent": SERVICE_SOURCE,
+        "requestParameters": None,
+        "responseElements": None,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "eventType": "AwsServiceEvent",
+        "managementEvent": True,
+        "recipientAccountId": account_id,
+        "serviceEventDetails": dict(details),
+        "eventCategory": "Management",
+    }
+    if resources:
+        record["resources"] = resources
+    return record
+
+
+def anonymous_identity(access_key_id: str | None, account_id: str) -> dict[str, Any]:
+    """Who a refused request claimed to be: CloudTrail records failed callers this way."""
+    identity: dict[str, Any] = {"type": "Unknown", "accountId": account_id}
+    if access_key_id:
+        identity["accessKeyId"] = access_key_id
+    return identity

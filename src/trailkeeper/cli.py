@@ -1,0 +1,772 @@
+"""The `trailkeeper` command: a thin layer over trailkeeper.client and the server/offline modules.
+
+Errors raised on purpose (TrailkeeperError) are caught once, in the root group, printed as
+`error: <diagnostics>` on stderr, and end the process with exit code 1; click's usage
+errors keep exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+import orjson
+from rich.progress import Progress
+
+from trailkeeper._internal.output import (
+    print_json,
+    print_mapping,
+    print_message,
+    print_note,
+    print_table,
+    stderr_console,
+)
+from trailkeeper.client import MAX_BATCH_RECORDS, Client
+from trailkeeper.errors import ConfigError, RecordError, TrailkeeperError
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:8790"
+DEFAULT_DATA_DIR = Path("trailkeeper-data")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8790
+# Below this many records an upload is quick enough that a progress bar is only noise.
+PROGRESS_BAR_MIN_RECORDS = 1000
+READ_WRITE_TYPES = ("All", "ReadOnly", "WriteOnly")
+
+_META_PREFIX = "trailkeeper."
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# -- value parsers (pure) ---------------------------------------------------------------
+
+_EPOCH_RE = re.compile(r"-?\d+(\.\d+)?")
+_DURATION_RE = re.compile(r"(\d+)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 (with Z or an offset; no offset means UTC), a date alone, or epoch seconds."""
+    text = text.strip()
+    if _EPOCH_RE.fullmatch(text):
+        return datetime.fromtimestamp(float(text), UTC)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: use ISO 8601 (2024-05-01T12:00:00Z, 2024-05-01) "
+            "or epoch seconds"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `90`, `30s`, `1m`, `2h` or `1d`; must be positive."""
+    match = _DURATION_RE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration: use e.g. 90, 30s, 1m or 2h")
+    seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} must be longer than zero")
+    return seconds
+
+
+def parse_attribute(text: str) -> tuple[str, str]:
+    """`Key=Value` of a LookupEvents attribute; the value may itself contain '='."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r} is not Key=Value (e.g. Username=alice, EventName=PutObject)")
+    return key.strip(), value
+
+
+def _input_error(message: str, index: int | None = None) -> RecordError:
+    error = RecordError(message, index=index)
+    error.hint = 'give a JSON array, {"Records": [...]}, or one JSON object per line'
+    return error
+
+
+def load_records(data: bytes, source: str) -> list[dict[str, Any]]:
+    """Records of a JSON array, a `{"Records": [...]}` document, or NDJSON."""
+    text = data.strip()
+    if not text:
+        raise _input_error(f"{source} holds no records")
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _load_ndjson(text, source)
+    if isinstance(document, dict) and "Records" in document:
+        document = document["Records"]
+    elif isinstance(document, dict):
+        document = [document]
+    if not isinstance(document, list):
+        raise _input_error(f"{source} is JSON but neither an array nor an object")
+    for index, record in enumerate(document):
+        if not isinstance(record, dict):
+            raise _input_error(f"is a {type(record).__name__}, not a JSON object", index)
+    if not document:
+        raise _input_error(f"{source} holds no records")
+    return document
+
+
+def _load_ndjson(text: bytes, source: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise _input_error(f"line {number} of {source} is not valid JSON: {e}") from e
+        if not isinstance(record, dict):
+            raise _input_error(f"line {number} of {source} is not a JSON object")
+        records.append(record)
+    return records
+
+
+if TYPE_CHECKING:
+    _ParamBase = click.ParamType[Any]
+else:
+    # click < 8.4 has no subscriptable ParamType; pyproject allows click >= 8.1.
+    _ParamBase = click.ParamType
+
+
+class _ParsedParam(_ParamBase):
+    """A click type around one of the pure parsers above (bad values are usage errors)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+TIME = _ParsedParam("time", parse_time)
+DURATION = _ParsedParam("duration", parse_duration)
+ATTRIBUTE = _ParsedParam("key=value", parse_attribute)
+
+
+# -- settings shared by the root group and the commands ----------------------------------
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    # ctx.meta is shared by the whole command chain, so a value given on a command
+    # overrides the same option given on the root group.
+    if value is not None and param.name:
+        ctx.meta[_META_PREFIX + param.name] = value
+
+
+def _setting(ctx: click.Context, name: str) -> Any:
+    return ctx.meta.get(_META_PREFIX + name)
+
+
+def _endpoint_option(f: _F) -> _F:
+    return click.option(
+        "--endpoint-url",
+        envvar="TRAILKEEPER_ENDPOINT",
+        expose_value=False,
+        callback=_remember,
+        help=f"URL of the trailkeeper server [env TRAILKEEPER_ENDPOINT; default {DEFAULT_ENDPOINT}].",
+    )(f)
+
+
+def _region_option(f: _F) -> _F:
+    return click.option(
+        "--region",
+        envvar="TRAILKEEPER_REGION",
+        expose_value=False,
+        callback=_remember,
+        help="Region to sign requests for [env TRAILKEEPER_REGION; default: ask the server].",
+    )(f)
+
+
+def _config_option(f: _F) -> _F:
+    return click.option(
+        "--config",
+        "config_path",
+        envvar="TRAILKEEPER_CONFIG",
+        type=click.Path(path_type=Path, dir_okay=False),
+        expose_value=False,
+        callback=_remember,
+        help="TOML settings file [env TRAILKEEPER_CONFIG]; clients read its [client] table.",
+    )(f)
+
+
+def _data_dir_option(f: _F) -> _F:
+    return click.option(
+        "--data-dir",
+        envvar="TRAILKEEPER_DATA_DIR",
+        type=click.Path(path_type=Path, file_okay=False),
+        expose_value=False,
+        callback=_remember,
+        help=f"Server data directory [env TRAILKEEPER_DATA_DIR; default ./{DEFAULT_DATA_DIR}].",
+    )(f)
+
+
+def _client_options(f: _F) -> _F:
+    return _endpoint_option(_region_option(_config_option(f)))
+
+
+def _json_option(f: _F) -> _F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def _data_dir(ctx: click.Context) -> Path:
+    value = _setting(ctx, "data_dir")
+    return Path(value) if value is not None else DEFAULT_DATA_DIR
+
+
+def _config_path(ctx: click.Context) -> Path | None:
+    value = _setting(ctx, "config_path")
+    return Path(value) if value is not None else None
+
+
+def _client_config(path: Path | None) -> dict[str, Any]:
+    """The optional [client] table (endpoint_url, region) of the TOML settings file."""
+    if path is None:
+        return {}
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read settings file {path}: {e}", hint="check --config") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(
+            f"settings file {path} is not valid TOML: {e}", hint="fix the file"
+        ) from e
+    table = document.get("client", {})
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"[client] in {path} is not a table", hint="write it as a [client] section"
+        )
+    return table
+
+
+def _make_client(ctx: click.Context) -> Client:
+    config = _client_config(_config_path(ctx))
+    endpoint = _setting(ctx, "endpoint_url") or config.get("endpoint_url") or DEFAULT_ENDPOINT
+    region = _setting(ctx, "region") or config.get("region")
+    key_id = os.environ.get("AWS_ACCESS_KEY_ID", "")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    missing = [
+        name
+        for name, value in (("AWS_ACCESS_KEY_ID", key_id), ("AWS_SECRET_ACCESS_KEY", secret))
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"missing credentials: {' and '.join(missing)} not set",
+            hint=(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a trailkeeper access key "
+                "(`trailkeeper init` prints the root key; `trailkeeper key create` makes more)"
+            ),
+        )
+    client = Client(str(endpoint), key_id, secret, region=str(region) if region else None)
+    ctx.call_on_close(client.close)
+    return client
+
+
+# -- root group --------------------------------------------------------------------------
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrailkeeperError as e:
+            click.echo(f"error: {e.diagnostics()}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@_client_options
+@_data_dir_option
+@click.version_option(package_name="trailkeeper")
+def main() -> None:
+    """trailkeeper: a self-hosted, tamper-evident, CloudTrail-compatible audit trail.
+
+    Client commands sign requests with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    """
+
+
+@main.command()
+@_data_dir_option
+@click.option(
+    "--region", "account_region", help="Region of the new account (default: the server's)."
+)
+@_json_option
+@click.pass_context
+def init(ctx: click.Context, account_region: str | None, as_json: bool) -> None:
+    """Create a data directory, its account and the root access key."""
+    from trailkeeper.bootstrap import init_data_dir
+
+    data_dir = _data_dir(ctx)
+    root = init_data_dir(data_dir, account_region)
+    document = {
+        "accountId": root.account_id,
+        "region": root.region,
+        "rootAccessKeyId": root.access_key_id,
+        "rootSecretAccessKey": root.secret_access_key,
+    }
+    if as_json:
+        print_json(document)
+        return
+    print_mapping(document, title=f"trailkeeper account in {data_dir}")
+    print_message("The root secret access key is shown once, now: store it safely.")
+    print_message(f"export AWS_ACCESS_KEY_ID={root.access_key_id}")
+    print_message(f"export AWS_SECRET_ACCESS_KEY={root.secret_access_key}")
+
+
+@main.command()
+@_data_dir_option
+@click.option("--host", envvar="TRAILKEEPER_HOST", default=DEFAULT_HOST, show_default=True)
+@click.option(
+    "--port",
+    envvar="TRAILKEEPER_PORT",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+)
+@_config_option
+@click.pass_context
+def server(ctx: click.Context, host: str, port: int) -> None:
+    """Run the trailkeeper server in the foreground."""
+    from trailkeeper.server import serve
+
+    ctx.exit(serve(_data_dir(ctx), host, port, _config_path(ctx)))
+
+
+@main.command()
+@_data_dir_option
+@click.option("--trail", required=True, help="Name of the trail to validate.")
+@click.option("--start-time", required=True, type=TIME, help="ISO 8601 or epoch seconds.")
+@click.option("--end-time", type=TIME, help="ISO 8601 or epoch seconds (default: now).")
+@click.option("--verbose", is_flag=True, help="Report every file, not only the problems.")
+@click.option("--mode", type=click.Choice(["full", "stored"]), default="full", show_default=True)
+@_json_option
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    trail: str,
+    start_time: datetime,
+    end_time: datetime | None,
+    verbose: bool,
+    mode: str,
+    as_json: bool,
+) -> None:
+    """Validate a trail's logs and digests offline, straight from the data directory."""
+    from trailkeeper.offline import validate_command
+
+    ctx.exit(validate_command(_data_dir(ctx), trail, start_time, end_time, verbose, as_json, mode))
+
+
+@main.command("public-keys")
+@_client_options
+@click.option("--start-time", type=TIME, help="Keys valid after this time.")
+@click.option("--end-time", type=TIME, help="Keys valid before this time.")
+@_json_option
+@click.pass_context
+def public_keys(
+    ctx: click.Context, start_time: datetime | None, end_time: datetime | None, as_json: bool
+) -> None:
+    """List the digest-signing public keys (ListPublicKeys)."""
+    keys = _make_client(ctx).list_public_keys(start_time, end_time)
+    if as_json:
+        print_json({"PublicKeyList": keys})
+        return
+    print_table(["Fingerprint", "ValidityStartTime", "ValidityEndTime"], keys, title="Public keys")
+
+
+@main.command()
+@_client_options
+@_json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the server's spool, history and trail health (GetServerStatus)."""
+    answer = _make_client(ctx).get_server_status()
+    if as_json:
+        print_json(answer)
+        return
+    print_mapping(answer, title="Server status")
+
+
+@main.command()
+@_client_options
+@click.option(
+    "--file",
+    "file",
+    type=click.File("rb"),
+    default="-",
+    help="Records: a JSON array, {\"Records\": [...]} or NDJSON ('-' = stdin, the default).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH_RECORDS),
+    default=MAX_BATCH_RECORDS,
+    show_default=True,
+)
+@click.option(
+    "--idempotency-key-prefix",
+    help="Send batch i with Idempotency-Key PREFIX-i, so a re-run stores nothing twice.",
+)
+@_json_option
+@click.pass_context
+def record(
+    ctx: click.Context,
+    file: Any,
+    batch_size: int,
+    idempotency_key_prefix: str | None,
+    as_json: bool,
+) -> None:
+    """Send audit records to the server (PutEvents)."""
+    source = "stdin" if file.name in ("-", "<stdin>") else str(file.name)
+    records = load_records(file.read(), source)
+    client = _make_client(ctx)
+    event_ids = _send_records(client, records, batch_size, idempotency_key_prefix)
+    if as_json:
+        print_json({"Count": len(event_ids), "EventIds": event_ids})
+        return
+    batches = -(-len(records) // batch_size)
+    print_message(f"recorded {len(event_ids)} events in {batches} batch(es)")
+
+
+def _send_records(
+    client: Client, records: Sequence[dict[str, Any]], batch_size: int, prefix: str | None
+) -> list[str]:
+    if len(records) <= PROGRESS_BAR_MIN_RECORDS or not sys.stdout.isatty():
+        return client.put_events_batched(records, batch_size, prefix)
+    with Progress(console=stderr_console(), transient=True) as progress:
+        task = progress.add_task("recording", total=len(records))
+        return client.put_events_batched(
+            records, batch_size, prefix, on_batch=lambda count: progress.advance(task, count)
+        )
+
+
+@main.command()
+@_client_options
+@click.option(
+    "--attribute", "attributes", multiple=True, type=ATTRIBUTE, help="e.g. Username=alice."
+)
+@click.option("--start-time", type=TIME, help="ISO 8601 or epoch seconds.")
+@click.option("--end-time", type=TIME, help="ISO 8601 or epoch seconds.")
+@click.option("--max-results", type=click.IntRange(min=1), help="Events per page.")
+@click.option("--next-token", help="Continue from a previous page.")
+@click.option("--all", "fetch_all", is_flag=True, help="Follow NextToken and print every page.")
+@_json_option
+@click.pass_context
+def lookup(
+    ctx: click.Context,
+    attributes: tuple[tuple[str, str], ...],
+    start_time: datetime | None,
+    end_time: datetime | None,
+    max_results: int | None,
+    next_token: str | None,
+    fetch_all: bool,
+    as_json: bool,
+) -> None:
+    """Search the event history (LookupEvents)."""
+    client = _make_client(ctx)
+    if fetch_all:
+        events = list(client.iter_lookup_events(attributes, start_time, end_time, max_results))
+        token = None
+    else:
+        page = client.lookup_events(attributes, start_time, end_time, max_results, next_token)
+        events, token = list(page.get("Events", [])), page.get("NextToken")
+    if as_json:
+        print_json({"Events": events, "NextToken": token})
+        return
+    columns = ["EventTime", "EventName", "Username", "EventSource", "EventId"]
+    print_table(columns, events, title=f"{len(events)} event(s)")
+    if token:
+        print_note(f"more events: repeat with --next-token {token} (or use --all)")
+
+
+# -- users -------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Manage the users of the account."""
+
+
+@user.command("create")
+@_client_options
+@click.argument("name")
+@click.option("--role", required=True, help="Role that decides what the user may do.")
+@_json_option
+@click.pass_context
+def user_create(ctx: click.Context, name: str, role: str, as_json: bool) -> None:
+    """Create a user (CreateUser)."""
+    created = _make_client(ctx).create_user(name, role)
+    if as_json:
+        print_json(created)
+        return
+    print_mapping(created, title=f"user {name} created")
+
+
+@user.command("list")
+@_client_options
+@_json_option
+@click.pass_context
+def user_list(ctx: click.Context, as_json: bool) -> None:
+    """List users (ListUsers)."""
+    users = _make_client(ctx).list_users()
+    if as_json:
+        print_json({"Users": users})
+        return
+    print_table(["UserName", "Role", "UserId", "CreateDate", "Arn"], users, title="Users")
+
+
+@user.command("delete")
+@_client_options
+@click.argument("name")
+@click.pass_context
+def user_delete(ctx: click.Context, name: str) -> None:
+    """Delete a user (DeleteUser)."""
+    _make_client(ctx).delete_user(name)
+    print_message(f"user {name} deleted")
+
+
+# -- access keys -------------------------------------------------------------------------
+
+_user_option = click.option("--user", "user_name", help="Owner of the key (default: the caller).")
+
+
+@main.group()
+def key() -> None:
+    """Manage access keys."""
+
+
+@key.command("create")
+@_client_options
+@click.argument("name", required=False)
+@_json_option
+@click.pass_context
+def key_create(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Create an access key for user NAME (default: the caller's own)."""
+    created = _make_client(ctx).create_access_key(name)
+    if as_json:
+        print_json(created)
+        return
+    print_mapping(created, title="access key created")
+    print_message("The secret access key is shown once, now: store it safely.")
+
+
+@key.command("list")
+@_client_options
+@click.argument("name", required=False)
+@_json_option
+@click.pass_context
+def key_list(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List the access keys of user NAME (default: the caller's own)."""
+    keys = _make_client(ctx).list_access_keys(name)
+    if as_json:
+        print_json({"AccessKeyMetadata": keys})
+        return
+    print_table(["UserName", "AccessKeyId", "Status", "CreateDate"], keys, title="Access keys")
+
+
+def _set_key_status(ctx: click.Context, key_id: str, user_name: str | None, status: str) -> None:
+    _make_client(ctx).update_access_key(key_id, status, user_name)
+    print_message(f"access key {key_id} is {status}")
+
+
+@key.command("deactivate")
+@_client_options
+@click.argument("key_id", metavar="KEYID")
+@_user_option
+@click.pass_context
+def key_deactivate(ctx: click.Context, key_id: str, user_name: str | None) -> None:
+    """Mark an access key Inactive: requests signed with it are refused."""
+    _set_key_status(ctx, key_id, user_name, "Inactive")
+
+
+@key.command("activate")
+@_client_options
+@click.argument("key_id", metavar="KEYID")
+@_user_option
+@click.pass_context
+def key_activate(ctx: click.Context, key_id: str, user_name: str | None) -> None:
+    """Mark an access key Active again."""
+    _set_key_status(ctx, key_id, user_name, "Active")
+
+
+@key.command("delete")
+@_client_options
+@click.argument("key_id", metavar="KEYID")
+@_user_option
+@click.pass_context
+def key_delete(ctx: click.Context, key_id: str, user_name: str | None) -> None:
+    """Delete an access key for good."""
+    _make_client(ctx).delete_access_key(key_id, user_name)
+    print_message(f"access key {key_id} deleted")
+
+
+# -- trails ------------------------------------------------------------------------------
+
+
+def _trail_settings_options(f: _F) -> _F:
+    options = [
+        click.option("--destination", help="Folder the trail delivers log and digest files to."),
+        click.option("--prefix", help="Key prefix inside the destination (S3KeyPrefix)."),
+        click.option(
+            "--validation/--no-validation",
+            default=None,
+            help="Write signed digest files (EnableLogFileValidation).",
+        ),
+        click.option(
+            "--flush-interval", type=DURATION, help="How often logs are delivered: 90, 30s, 1m."
+        ),
+        click.option(
+            "--digest-interval", type=DURATION, help="How often digests are written: 1m, 1h."
+        ),
+        click.option(
+            "--read-write-type",
+            type=click.Choice(READ_WRITE_TYPES, case_sensitive=False),
+            help="Which events the trail keeps (set with PutEventSelectors).",
+        ),
+        _json_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _save_trail(
+    ctx: click.Context, operation: str, name: str, options: dict[str, Any], as_json: bool
+) -> None:
+    client = _make_client(ctx)
+    destination = options["destination"]
+    settings: dict[str, Any] = {
+        # The server may run in another working directory: send an unambiguous path.
+        "destination": os.path.abspath(destination) if destination else None,
+        "s3_key_prefix": options["prefix"],
+        "enable_log_file_validation": options["validation"],
+        "flush_interval_seconds": options["flush_interval"],
+        "digest_interval_seconds": options["digest_interval"],
+    }
+    save = client.create_trail if operation == "create" else client.update_trail
+    answer = save(name, **settings)
+    if options["read_write_type"]:
+        selectors = client.put_event_selectors(name, options["read_write_type"])
+        answer["EventSelectors"] = selectors.get("EventSelectors")
+    if as_json:
+        print_json(answer)
+        return
+    print_mapping(answer, title=f"trail {name} {operation}d")
+
+
+@main.group()
+def trail() -> None:
+    """Manage trails."""
+
+
+@trail.command("create")
+@_client_options
+@click.argument("name")
+@_trail_settings_options
+@click.pass_context
+def trail_create(ctx: click.Context, /, name: str, as_json: bool, **options: Any) -> None:
+    """Create a trail (CreateTrail; --read-write-type adds PutEventSelectors)."""
+    _save_trail(ctx, "create", name, options, as_json)
+
+
+@trail.command("update")
+@_client_options
+@click.argument("name")
+@_trail_settings_options
+@click.pass_context
+def trail_update(ctx: click.Context, /, name: str, as_json: bool, **options: Any) -> None:
+    """Change a trail's settings; options left out stay as they are (UpdateTrail)."""
+    _save_trail(ctx, "update", name, options, as_json)
+
+
+@trail.command("delete")
+@_client_options
+@click.argument("name")
+@click.pass_context
+def trail_delete(ctx: click.Context, name: str) -> None:
+    """Delete a trail; delivered files stay where they are."""
+    _make_client(ctx).delete_trail(name)
+    print_message(f"trail {name} deleted")
+
+
+@trail.command("start")
+@_client_options
+@click.argument("name")
+@click.pass_context
+def trail_start(ctx: click.Context, name: str) -> None:
+    """Start logging (StartLogging)."""
+    _make_client(ctx).start_logging(name)
+    print_message(f"trail {name}: logging started")
+
+
+@trail.command("stop")
+@_client_options
+@click.argument("name")
+@click.pass_context
+def trail_stop(ctx: click.Context, name: str) -> None:
+    """Stop logging (StopLogging)."""
+    _make_client(ctx).stop_logging(name)
+    print_message(f"trail {name}: logging stopped")
+
+
+@trail.command("describe")
+@_client_options
+@click.argument("names", nargs=-1)
+@_json_option
+@click.pass_context
+def trail_describe(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
+    """Show the settings of the named trails, or of all trails (DescribeTrails)."""
+    trails = _make_client(ctx).describe_trails(list(names))
+    if as_json:
+        print_json({"trailList": trails})
+        return
+    columns = [
+        "Name",
+        "Destination",
+        "S3KeyPrefix",
+        "LogFileValidationEnabled",
+        "FlushIntervalSeconds",
+        "DigestIntervalSeconds",
+        "TrailARN",
+    ]
+    print_table(columns, trails, title="Trails")
+
+
+@trail.command("status")
+@_client_options
+@click.argument("name")
+@_json_option
+@click.pass_context
+def trail_status(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show whether a trail is logging and its latest deliveries (GetTrailStatus)."""
+    answer = _make_client(ctx).get_trail_status(name)
+    if as_json:
+        print_json(answer)
+        return
+    print_mapping(answer, title=f"trail {name}")
+
+
+@trail.command("list")
+@_client_options
+@_json_option
+@click.pass_context
+def trail_list(ctx: click.Context, as_json: bool) -> None:
+    """List trail names and ARNs (ListTrails)."""
+    trails = _make_client(ctx).list_trails()
+    if as_json:
+        print_json({"Trails": trails})
+        return
+    print_table(["Name", "HomeRegion", "TrailARN"], trails, title="Trails")

@@ -1,0 +1,185 @@
+"""Typed configuration: named defaults, optional TOML file, bounds checked at start."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from trailkeeper.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path("trailkeeper-data")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8790
+DEFAULT_REGION = "us-east-1"
+
+DEFAULT_FLUSH_INTERVAL = timedelta(seconds=60)
+MIN_FLUSH_INTERVAL = timedelta(seconds=1)
+DEFAULT_MAX_BATCH_EVENTS = 10_000
+DEFAULT_MAX_BATCH_BYTES = 5 * 1024 * 1024
+DEFAULT_DIGEST_INTERVAL = timedelta(hours=1)
+MIN_DIGEST_INTERVAL = timedelta(minutes=1)
+DEFAULT_KEY_ROTATION = timedelta(days=30)
+MIN_KEY_ROTATION = timedelta(minutes=1)
+DEFAULT_RETENTION = timedelta(days=90)
+DEFAULT_PURGE_INTERVAL = timedelta(hours=1)
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
+DEFAULT_SPOOL_SEGMENT_BYTES = 64 * 1024 * 1024
+DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=1)
+DEFAULT_RETRY_MAX_BACKOFF = timedelta(seconds=30)
+MAX_TRAILS = 5  # CloudTrail's per-region limit
+
+ENV_DATA_DIR = "TRAILKEEPER_DATA_DIR"
+ENV_CONFIG = "TRAILKEEPER_CONFIG"
+CONFIG_FILE_NAME = "trailkeeper.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    region: str = DEFAULT_REGION
+    default_flush_interval: timedelta = DEFAULT_FLUSH_INTERVAL
+    max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    default_digest_interval: timedelta = DEFAULT_DIGEST_INTERVAL
+    key_rotation: timedelta = DEFAULT_KEY_ROTATION
+    retention: timedelta = DEFAULT_RETENTION
+    purge_interval: timedelta = DEFAULT_PURGE_INTERVAL
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
+    spool_segment_bytes: int = DEFAULT_SPOOL_SEGMENT_BYTES
+    idempotency_window: timedelta = DEFAULT_IDEMPOTENCY_WINDOW
+    retry_max_backoff: timedelta = DEFAULT_RETRY_MAX_BACKOFF
+    default_bucket_root: Path | None = field(default=None)
+
+    # Derived locations inside the data directory.
+    @property
+    def state_db(self) -> Path:
+        return self.data_dir / "state.db"
+
+    @property
+    def history_db(self) -> Path:
+        return self.data_dir / "history.db"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def keyring_dir(self) -> Path:
+        return self.data_dir / "keyring"
+
+    @property
+    def buckets_dir(self) -> Path:
+        return self.default_bucket_root or self.data_dir / "buckets"
+
+    @property
+    def validation_state_dir(self) -> Path:
+        return self.data_dir / "validation-state"
+
+    def check(self) -> Config:
+        """Refuse inconsistent settings with a message saying which and why."""
+        problems: list[str] = []
+        if not 0 < self.port < 65536:
+            problems.append(f"port {self.port} is not in 1..65535")
+        if self.default_flush_interval < MIN_FLUSH_INTERVAL:
+            problems.append(f"flush_interval must be at least {MIN_FLUSH_INTERVAL.total_seconds():g}s")
+        if self.default_digest_interval < MIN_DIGEST_INTERVAL:
+            problems.append("digest_interval must be at least 60s")
+        if self.default_flush_interval > self.default_digest_interval:
+            problems.append("flush_interval must not exceed digest_interval (every digest period needs a delivery)")
+        if self.default_digest_interval.total_seconds() % 60:
+            problems.append("digest_interval must be a whole number of minutes (digest keys are stamped to the second, windows to the minute)")
+        if not 1 <= self.max_batch_events <= 100_000:
+            problems.append("max_batch_events must be in 1..100000")
+        if not 1024 <= self.max_batch_bytes <= 64 * 1024 * 1024:
+            problems.append("max_batch_bytes must be in 1 KiB..64 MiB")
+        if self.key_rotation < MIN_KEY_ROTATION:
+            problems.append("key_rotation must be at least 60s")
+        if self.retention < timedelta(days=1):
+            problems.append("retention must be at least 1 day")
+        if self.max_clock_skew <= timedelta(0) or self.max_clock_skew > timedelta(minutes=15):
+            problems.append("max_clock_skew must be in (0, 15 min]")
+        if self.spool_segment_bytes < 1024 * 1024:
+            problems.append("spool_segment_bytes must be at least 1 MiB")
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems), "fix the settings in the config file or the command line")
+        return self
+
+
+_DURATION_FIELDS = {f.name for f in fields(Config) if f.type in ("timedelta",)}
+_INT_FIELDS = {f.name for f in fields(Config) if f.type in ("int",)}
+_STR_FIELDS = {"host", "region"}
+_PATH_FIELDS = {"data_dir", "default_bucket_root"}
+
+
+def parse_duration(value: object, name: str) -> timedelta:
+    """Accept seconds (number) or text like '90', '30s', '5m', '2h', '7d'."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a duration, got {value!r}")
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        text = value.strip().lower()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        try:
+            if text and text[-1] in units:
+                return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+            return timedelta(seconds=float(text))
+        except ValueError:
+            pass
+    raise ConfigError(f"{name}: cannot read {value!r} as a duration", "use seconds or a number with s, m, h or d, e.g. 30s")
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name in _DURATION_FIELDS:
+        return parse_duration(value, name)
+    if name in _INT_FIELDS:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if name in _STR_FIELDS:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    if name in _PATH_FIELDS:
+        return Path(str(value))
+    raise ConfigError(f"unknown setting {name!r}", f"known settings: {', '.join(sorted(f.name for f in fields(Config)))}")
+
+
+def _flatten(table: dict[str, Any]) -> dict[str, Any]:
+    """Sections are for readability only: [delivery] max_batch_events == max_batch_events."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_config(data_dir: Path | None = None, config_path: Path | None = None, **overrides: Any) -> Config:
+    """Defaults < TOML file (explicit, or data_dir/trailkeeper.toml) < env < explicit overrides."""
+    values: dict[str, Any] = {}
+    env_dir = os.environ.get(ENV_DATA_DIR)
+    base_dir = data_dir or (Path(env_dir) if env_dir else DEFAULT_DATA_DIR)
+    env_cfg = os.environ.get(ENV_CONFIG)
+    path = config_path or (Path(env_cfg) if env_cfg else None) or base_dir / CONFIG_FILE_NAME
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config file {path}: {e}") from e
+        for key, value in _flatten(raw).items():
+            values[key] = _convert(key, value)
+    elif config_path is not None:
+        raise ConfigError(f"config file {config_path} does not exist")
+    values["data_dir"] = base_dir
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _convert(key, value) if not isinstance(value, timedelta | Path) else value
+    return replace(Config(), **values).check()

@@ -1,0 +1,355 @@
+"""Per-trail consumer of the spool: batches selected events into log files, writes digests.
+
+Exactly-once into log files: before a file is written its intent (spool range and key)
+is committed to the state database; a crash after that re-builds the same bytes from
+the same spool range under the same key, and the create-exclusive write accepts the
+identical retry. The offset advances in the same transaction that records the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import orjson
+
+from trailkeeper import digest as digestfmt
+from trailkeeper import layout
+from trailkeeper._internal.gzipio import gzip_single
+from trailkeeper.clock import Clock, floor_to, iso_seconds, parse_iso_seconds
+from trailkeeper.errors import ObjectExistsError, StorageError, TrailkeeperError
+from trailkeeper.keys.signing import SigningKeys
+from trailkeeper.storage.base import ObjectStore
+from trailkeeper.trails import ChainHead, DeliveredFile, Trail, TrailState, TrailStore, selects
+
+log = logging.getLogger(__name__)
+
+GZIP_LEVEL = 6
+IDLE_WAIT_S = 0.5
+BYTES_RECHECK_EVENTS = 1000
+
+
+class SpoolReader(Protocol):
+    def read(self, from_seq: int, max_records: int, max_bytes: int) -> list[tuple[int, bytes]]: ...
+    def next_seq(self) -> int: ...
+    def wait_for(self, seq: int, timeout: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DeliveryContext:
+    account_id: str
+    region: str
+    spool: SpoolReader
+    trails: TrailStore
+    keys: SigningKeys
+    clock: Clock
+    open_store: Callable[[Trail], ObjectStore]
+    emit: Callable[[str, Trail, dict[str, Any]], None]  # service event: name, trail, details
+    max_batch_events: int
+    max_batch_bytes: int
+    max_backoff: timedelta
+
+
+def build_log_file(records: list[bytes]) -> bytes:
+    """The inflated log file: compact {"Records":[...]} around the records exactly as spooled."""
+    return b'{"Records":[' + b",".join(records) + b"]}"
+
+
+def _event_time_bounds(parsed: list[dict[str, Any]]) -> tuple[datetime | None, datetime | None]:
+    times = sorted(str(r.get("eventTime", "")) for r in parsed if isinstance(r.get("eventTime"), str))
+    if not times:
+        return None, None
+    try:
+        return parse_iso_seconds(times[-1]), parse_iso_seconds(times[0])
+    except ValueError:
+        return None, None
+
+
+def _seconds(when: datetime) -> datetime:
+    return when.replace(microsecond=0)
+
+
+class TrailWorker(threading.Thread):
+    """Delivers one trail. Storage failures back off and retry; nothing is dropped."""
+
+    def __init__(self, name: str, ctx: DeliveryContext) -> None:
+        super().__init__(name=f"trail-{name}", daemon=True)
+        self.trail_name = name
+        self.ctx = ctx
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+        self._pending_since: float | None = None
+        self._checked_avail = 0
+        self._backoff = 1.0
+        self._flush_until = 0
+        self.idle = threading.Event()
+
+    # ---- thread control ----
+    def stop(self) -> None:
+        self._stop_event.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def force_flush_until(self, seq: int) -> None:
+        """Deliver everything below `seq` now instead of at the next flush interval."""
+        self._flush_until = max(self._flush_until, seq)
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                progressed = self.step()
+                self._backoff = 1.0
+            except StorageError as e:
+                self._on_failure(e)
+                self._stop_event.wait(self._backoff)
+                self._backoff = min(self._backoff * 2, self.ctx.max_backoff.total_seconds())
+                continue
+            except TrailkeeperError as e:
+                if "TrailNotFound" in getattr(e, "code", ""):
+                    return
+                log.exception("trail %s: %s", self.trail_name, e)
+                self._stop_event.wait(self._backoff)
+                continue
+            if not progressed:
+                self.idle.set()
+                self._wait_for_work()
+                self.idle.clear()
+
+    def _wait_for_work(self) -> None:
+        trail = self.ctx.trails.find(self.trail_name)
+        if trail is None:
+            self._stop_event.set()
+            return
+        timeout = IDLE_WAIT_S
+        if trail.state.is_logging and self.ctx.spool.next_seq() <= trail.state.offset_seq:
+            self.ctx.spool.wait_for(trail.state.offset_seq, timeout)
+        else:
+            self._wake.wait(timeout)
+        self._wake.clear()
+
+    # ---- one unit of work ----
+    def step(self) -> bool:
+        """Do the next due piece of work; return False when nothing was due."""
+        trail = self.ctx.trails.get(self.trail_name)
+        now = self.ctx.clock.now()
+        if trail.state.intent is not None:
+            self._complete_intent(trail, now)
+            return True
+        if self._maybe_start_chain(trail, now):
+            return True
+        if self._maybe_deliver(trail, now):
+            return True
+        if self._maybe_digest(trail, now):
+            return True
+        return self._maybe_finish_stop(trail, now)
+
+    # ---- log files ----
+    def _upper_bound(self, trail: Trail) -> int:
+        top = self.ctx.spool.next_seq()
+        if trail.state.stop_seq is not None:
+            top = min(top, trail.state.stop_seq)
+        return top
+
+    def _maybe_deliver(self, trail: Trail, now: datetime) -> bool:
+        state = trail.state
+        if not state.is_logging:
+            return False
+        avail = self._upper_bound(trail) - state.offset_seq
+        if avail <= 0:
+            self._pending_since = None
+            self._checked_avail = 0
+            return False
+        mono = now.timestamp()
+        if self._pending_since is None:
+            self._pending_since = mono
+        stopping = state.stop_seq is not None or state.offset_seq < self._flush_until
+        due = stopping or avail >= self.ctx.max_batch_events
+        due = due or mono - self._pending_since >= trail.config.flush_interval_s
+        if not due and avail - self._checked_avail >= BYTES_RECHECK_EVENTS:
+            self._checked_avail = avail
+            due = self._batch_full_by_bytes(state.offset_seq)
+        if not due:
+            return False
+        self._begin_intent(trail, now)
+        self._pending_since = None
+        self._checked_avail = 0
+        return True
+
+    def _batch_full_by_bytes(self, offset: int) -> bool:
+        batch = self.ctx.spool.read(offset, self.ctx.max_batch_events, self.ctx.max_batch_bytes)
+        return sum(len(b) for _, b in batch) >= self.ctx.max_batch_bytes * 0.9
+
+    def _begin_intent(self, trail: Trail, now: datetime) -> None:
+        state = trail.state
+        batch = self.ctx.spool.read(state.offset_seq, self.ctx.max_batch_events, self.ctx.max_batch_bytes)
+        bound = self._upper_bound(trail)
+        batch = [(s, b) for s, b in batch if s < bound]
+        seq_to = batch[-1][0] + 1 if batch else state.offset_seq
+        key = layout.log_key(
+            trail.config.prefix, self.ctx.account_id, self.ctx.region, now,
+            layout.uniq16_for(f"{trail.config.name}:{state.offset_seq}".encode()),
+        )
+        intent = {"seq_from": state.offset_seq, "seq_to": seq_to, "key": key, "at": now.timestamp()}
+        new_state = replace(state, intent=intent)
+        self.ctx.trails.save_state(trail.config.name, new_state)
+        trail.state = new_state
+        self._complete_intent(trail, now)
+
+    def _selected(self, trail: Trail, seq_from: int, seq_to: int) -> tuple[list[bytes], list[dict[str, Any]]]:
+        raw: list[bytes] = []
+        parsed: list[dict[str, Any]] = []
+        offset = seq_from
+        while offset < seq_to:
+            chunk = self.ctx.spool.read(offset, min(self.ctx.max_batch_events, seq_to - offset), 1 << 62)
+            if not chunk:
+                raise StorageError(f"spool records {offset}..{seq_to} are missing", "the spool was trimmed too early")
+            for seq, body in chunk:
+                if seq >= seq_to:
+                    break
+                record = orjson.loads(body)
+                if selects(trail.config.selectors, record):
+                    raw.append(body)
+                    parsed.append(record)
+            offset = chunk[-1][0] + 1
+        return raw, parsed
+
+    def _complete_intent(self, trail: Trail, now: datetime) -> None:
+        state = trail.state
+        intent = state.intent
+        assert intent is not None
+        seq_from, seq_to, key = int(intent["seq_from"]), int(intent["seq_to"]), str(intent["key"])
+        attempt = replace(state, latest_delivery_attempt_time=now)
+        raw, parsed = self._selected(trail, seq_from, seq_to)
+        done = replace(attempt, intent=None, offset_seq=seq_to)
+        if not raw:
+            self.ctx.trails.save_state(trail.config.name, done)
+            return
+        inflated = build_log_file(raw)
+        stored = gzip_single(inflated, GZIP_LEVEL)
+        store = self.ctx.open_store(trail)
+        try:
+            store.put_exclusive(key, stored, {})
+        except ObjectExistsError as e:
+            raise StorageError(f"log file {key} exists with other content: {e}", "the destination was modified by someone else; investigate") from e
+        newest, oldest = _event_time_bounds(parsed)
+        file = DeliveredFile(
+            key=key, hash_value=hashlib.sha256(inflated).hexdigest(), stored_hash=hashlib.sha256(stored).hexdigest(),
+            newest=newest, oldest=oldest, delivered_at=now, events=len(raw),
+        )
+        done = replace(done, latest_delivery_time=now, latest_delivery_error="")
+        done = self._recovered(trail, done, now)
+        self.ctx.trails.record_delivery(trail.config.name, done, file, seq_from, seq_to)
+
+    # ---- digests ----
+    def _maybe_start_chain(self, trail: Trail, now: datetime) -> bool:
+        state = trail.state
+        if trail.config.validation and state.is_logging and state.stop_seq is None and state.digest_start is None:
+            start = _seconds(now)
+            self.ctx.trails.save_state(trail.config.name, replace(state, digest_start=start, chain=None))
+            return True
+        if state.digest_start is not None and not trail.config.validation and state.stop_seq is None:
+            return self._write_digest(trail, now, final=True)
+        return False
+
+    def _maybe_digest(self, trail: Trail, now: datetime) -> bool:
+        state = trail.state
+        if state.digest_start is None:
+            return False
+        boundary = floor_to(state.digest_start, trail.config.digest_interval) + trail.config.digest_interval
+        if now < boundary:
+            return False
+        return self._write_digest(trail, now, final=False, end=boundary)
+
+    def _maybe_finish_stop(self, trail: Trail, now: datetime) -> bool:
+        state = trail.state
+        if state.stop_seq is None or state.offset_seq < state.stop_seq:
+            return False
+        if state.digest_start is not None:
+            return self._write_digest(trail, now, final=True)
+        self.ctx.trails.save_state(trail.config.name, replace(state, stop_seq=None, is_logging=False))
+        return True
+
+    def _write_digest(self, trail: Trail, now: datetime, final: bool, end: datetime | None = None) -> bool:
+        state = trail.state
+        assert state.digest_start is not None
+        end = end or _seconds(now)
+        if end <= state.digest_start:
+            return False  # a final digest needs a window of at least one second
+        fingerprint = state.digest_fingerprint
+        if fingerprint is None:
+            fingerprint = self.ctx.keys.current().fingerprint
+            state = replace(state, digest_fingerprint=fingerprint, latest_digest_attempt_time=now)
+            self.ctx.trails.save_state(trail.config.name, state)
+        files = self.ctx.trails.undigested(trail.config.name, end)
+        store = self.ctx.open_store(trail)
+        key = layout.digest_key(trail.config.prefix, self.ctx.account_id, self.ctx.region,
+                                trail.config.name, self.ctx.region, end)
+        entries = [
+            digestfmt.LogFileEntry(store.bucket, f.key, f.hash_value, f.stored_hash, f.newest, f.oldest) for f in files
+        ]
+        previous = None
+        if state.chain is not None:
+            previous = digestfmt.ChainLink(state.chain.bucket, state.chain.key, state.chain.hash_value, state.chain.signature)
+        body = digestfmt.build_digest(self.ctx.account_id, state.digest_start, end, store.bucket, key,
+                                      fingerprint, entries, previous)
+        signature = digestfmt.sign_digest(body, iso_seconds(end), store.bucket, key,
+                                          previous.signature if previous else None,
+                                          lambda msg: self.ctx.keys.sign(fingerprint, msg))
+        try:
+            store.put_exclusive(key, gzip_single(body, GZIP_LEVEL), digestfmt.digest_metadata(signature))
+        except ObjectExistsError as e:
+            raise StorageError(f"digest {key} exists with other content: {e}", "the destination was modified by someone else; investigate") from e
+        chain = ChainHead(store.bucket, key, hashlib.sha256(body).hexdigest(), signature, end)
+        new_state = replace(
+            state, chain=chain, digest_start=None if final else end, digest_fingerprint=None,
+            latest_digest_time=now, latest_digest_error="",
+        )
+        if final and state.stop_seq is not None:
+            new_state = replace(new_state, stop_seq=None, is_logging=False)
+        new_state = self._recovered(trail, new_state, now)
+        self.ctx.trails.record_digest(trail.config.name, new_state, [f.key for f in files], end, final)
+        return True
+
+    # ---- failure bookkeeping (PCI DSS 10.7.3: start and end of each failure are events) ----
+    def _on_failure(self, error: StorageError) -> None:
+        trail = self.ctx.trails.find(self.trail_name)
+        if trail is None:
+            return
+        now = self.ctx.clock.now()
+        message = str(error)
+        state = trail.state
+        digest_pending = state.intent is None
+        state = replace(state, latest_delivery_attempt_time=now)
+        if digest_pending:
+            state = replace(state, latest_digest_error=message, latest_digest_attempt_time=now)
+        else:
+            state = replace(state, latest_delivery_error=message)
+        first = state.failing_since is None
+        if first:
+            state = replace(state, failing_since=now)
+        self.ctx.trails.save_state(trail.config.name, state)
+        log.warning("trail %s: delivery failed: %s (retrying in %.0fs)", self.trail_name, message, self._backoff)
+        if first:
+            self.ctx.emit("TrailDeliveryFailed", trail, {"error": message, "failureStart": iso_seconds(now)})
+
+    def _recovered(self, trail: Trail, state: TrailState, now: datetime) -> TrailState:
+        if state.failing_since is None:
+            return state
+        started = state.failing_since
+        self.ctx.emit("TrailDeliveryRecovered", trail, {
+            "failureStart": iso_seconds(started), "failureEnd": iso_seconds(now),
+            "durationSeconds": int((now - started).total_seconds()),
+        })
+        return replace(state, failing_since=None)
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

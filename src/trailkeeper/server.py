@@ -1,0 +1,42 @@
+"""`trailkeeper server`: run the service behind uvicorn until SIGTERM/SIGINT, then flush."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from trailkeeper.api.app import App
+from trailkeeper.bootstrap import init_with_config, is_initialised
+from trailkeeper.config import load_config
+from trailkeeper.service import Service
+
+log = logging.getLogger("trailkeeper")
+
+
+def serve(data_dir: Path | None, host: str | None, port: int | None, config_path: Path | None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(data_dir, config_path, host=host, port=port)
+    if not is_initialised(config):
+        creds = init_with_config(config)
+        # First start on embedded defaults: the root secret is shown this once, never again.
+        print(f"Initialised account {creds.account_id} in {creds.region} (data dir {config.data_dir}).", file=sys.stderr)
+        print(f"Root access key id:     {creds.access_key_id}", file=sys.stderr)
+        print(f"Root secret access key: {creds.secret_access_key}  (shown once; store it now)", file=sys.stderr)
+    service = Service(config)
+    service.start()
+    app = App(service)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, loop="uvloop", http="httptools", lifespan="on",
+        log_level="warning", access_log=False, timeout_graceful_shutdown=10,
+    ))
+    log.info("trailkeeper listening on http://%s:%d (account %s, region %s, data %s)",
+             config.host, config.port, service.account.account_id, service.account.region, config.data_dir)
+    try:
+        server.run()
+    finally:
+        service.close()
+        log.info("trailkeeper stopped; pending events flushed")
+    return 0

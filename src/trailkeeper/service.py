@@ -1,0 +1,323 @@
+"""The trailkeeper service: spool, history, trails, identities and keys wired together.
+
+The API layer (api/app.py) authenticates and routes; everything it can do is a method
+here, so tests and benchmarks can drive the same code in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trailkeeper import audit, layout, records
+from trailkeeper._internal.sqlite import Database
+from trailkeeper.clock import Clock, SystemClock, iso_seconds
+from trailkeeper.config import MAX_TRAILS, Config
+from trailkeeper.delivery import DeliveryContext, TrailWorker
+from trailkeeper.errors import TrailError
+from trailkeeper.history.sqlite import SqliteHistory
+from trailkeeper.identity import IdentityStore
+from trailkeeper.keys.keyring import LocalKeyring
+from trailkeeper.keys.signing import SigningKeys
+from trailkeeper.spool import Spool
+from trailkeeper.storage.base import ObjectStore
+from trailkeeper.storage.folder import FolderStore
+from trailkeeper.trails import Trail, TrailConfig, TrailStore
+
+log = logging.getLogger(__name__)
+
+INDEX_BATCH = 5000
+INDEX_MAX_BYTES = 16 * 1024 * 1024
+MAINTENANCE_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    region: str
+
+
+class Service:
+    """Owns every component; `start()` launches the background consumers, `close()` stops them."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.keyring = LocalKeyring.open_or_create(config.keyring_dir)
+        self.identity = IdentityStore(config.state_db, self.keyring, self.clock)
+        acct = self.identity.account()
+        self.account = Account(acct.account_id, acct.region)
+        self.state_db = Database(config.state_db)
+        self.trails = TrailStore(self.state_db)
+        self.keys = SigningKeys(config.state_db, self.keyring, self.clock, config.key_rotation)
+        self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
+                           idempotency_window=config.idempotency_window)
+        self.history = SqliteHistory(config.history_db)
+        self._workers: dict[str, TrailWorker] = {}
+        self._stores: dict[str, ObjectStore] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._indexed_seq = self.history.last_indexed_seq()
+        self._index_cond = threading.Condition()
+        self._last_purge = 0.0
+
+    # ---- life cycle ----
+    def start(self) -> None:
+        self.keys.current()
+        for name, target in (("history-indexer", self._index_loop), ("maintenance", self._maintenance_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        for trail in self.trails.all():
+            self._ensure_worker(trail.config.name)
+        self.emit_service("ServerStarted", {"pid": _pid(), "dataDir": str(self.config.data_dir)})
+
+    def close(self, flush_timeout: float = 10.0) -> None:
+        """Record the stop, deliver what is pending (bounded), stop every thread, close files."""
+        self.emit_service("ServerStopped", {"pid": _pid()})
+        self.flush(flush_timeout)
+        self._stop.set()
+        for worker in self._workers.values():
+            worker.stop()
+        for thread in [*self._workers.values(), *self._threads]:
+            thread.join(timeout=5)
+        self.spool.close()
+        self.history.close()
+        self.state_db.close()
+
+    def flush(self, timeout: float) -> None:
+        """Deliver every spooled event of logging trails now (used at shutdown and by tests)."""
+        deadline = time.monotonic() + timeout
+        for trail in self.trails.all():
+            if not trail.state.is_logging:
+                continue
+            worker = self._workers.get(trail.config.name)
+            if worker is None:
+                continue
+            target = self.spool.next_seq()
+            worker.force_flush_until(target)
+            while time.monotonic() < deadline:
+                current = self.trails.get(trail.config.name).state
+                if current.offset_seq >= target and current.intent is None:
+                    break
+                time.sleep(0.05)
+        self.wait_indexed(self.spool.next_seq() - 1, max(0.0, deadline - time.monotonic()))
+
+    # ---- recording ----
+    def append_records(self, bodies: list[bytes], idem_key: str | None = None, idem_hash: bytes | None = None) -> Any:
+        return self.spool.append(bodies, idem_key=idem_key, idem_hash=idem_hash)
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Append one self-audit record durably (blocks until fsynced)."""
+        self.spool.append([orjson.dumps(record)])
+
+    def emit_service(self, name: str, details: dict[str, Any], resources: list[dict[str, str]] | None = None,
+                     source: str = audit.SERVICE_SOURCE) -> None:
+        self.emit(audit.service_event_record(self.account.account_id, self.account.region, self.clock.now(),
+                                             name, details, source, resources))
+
+    def _emit_trail_event(self, name: str, trail: Trail, details: dict[str, Any]) -> None:
+        arn = self.trail_arn(trail.config.name)
+        self.emit_service(name, {"trailARN": arn, **details},
+                          [{"ARN": arn, "accountId": self.account.account_id, "type": "AWS::CloudTrail::Trail"}],
+                          source=audit.CLOUDTRAIL_SOURCE)
+
+    # ---- history consumer ----
+    def _index_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self.spool.read(self._indexed_seq + 1, INDEX_BATCH, INDEX_MAX_BYTES)
+                if not batch:
+                    self.spool.wait_for(self._indexed_seq + 1, 0.5)
+                    continue
+                self.history.index(batch)
+                with self._index_cond:
+                    self._indexed_seq = batch[-1][0]
+                    self._index_cond.notify_all()
+            except Exception:
+                log.exception("history indexing failed; retrying")
+                self._stop.wait(1.0)
+
+    def wait_indexed(self, seq: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._index_cond:
+            while self._indexed_seq < seq:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._index_cond.wait(left)
+        return True
+
+    # ---- maintenance: spool trimming and history retention ----
+    def _maintenance_loop(self) -> None:
+        while not self._stop.wait(MAINTENANCE_EVERY_S):
+            try:
+                self._trim_spool()
+                self._maybe_purge()
+            except Exception:
+                log.exception("maintenance failed; will retry")
+
+    def _trim_spool(self) -> None:
+        needed = self._indexed_seq + 1
+        for trail in self.trails.all():
+            if trail.state.is_logging or trail.state.intent is not None:
+                needed = min(needed, trail.state.offset_seq)
+        self.spool.trim(needed)
+
+    def _maybe_purge(self) -> None:
+        now = time.monotonic()
+        if now - self._last_purge < self.config.purge_interval.total_seconds():
+            return
+        self._last_purge = now
+        self.purge_history()
+
+    def purge_history(self) -> int:
+        cutoff = self.clock.now() - self.config.retention
+        removed = self.history.purge(cutoff)
+        self.emit_service("PurgeEventHistory", {"olderThan": iso_seconds(cutoff), "eventsRemoved": removed,
+                                                "retentionDays": self.config.retention / timedelta(days=1)})
+        return removed
+
+    # ---- trails ----
+    def trail_arn(self, name: str) -> str:
+        return layout.trail_arn(self.account.region, self.account.account_id, name)
+
+    def resolve_trail_name(self, name_or_arn: str) -> str:
+        if name_or_arn.startswith("arn:"):
+            prefix = f"arn:aws:cloudtrail:{self.account.region}:{self.account.account_id}:trail/"
+            if not name_or_arn.startswith(prefix):
+                raise TrailError("CloudTrailARNInvalidException", f"ARN {name_or_arn} is not a trail of this account and region.")
+            return name_or_arn[len(prefix):]
+        return name_or_arn
+
+    def get_trail(self, name_or_arn: str) -> Trail:
+        name = self.resolve_trail_name(name_or_arn)
+        trail = self.trails.find(name)
+        if trail is None:
+            raise TrailError("TrailNotFoundException", f"Unknown trail: {name} for the user: {self.account.account_id}")
+        return trail
+
+    def open_store(self, trail: Trail) -> ObjectStore:
+        key = f"{trail.config.destination}|{trail.config.bucket}"
+        store = self._stores.get(key)
+        if store is None:
+            store = FolderStore(Path(trail.config.destination), trail.config.bucket)
+            self._stores[key] = store
+        return store
+
+    def create_trail(self, config: TrailConfig) -> Trail:
+        layout.validate_trail_name(config.name)
+        if self.trails.count() >= MAX_TRAILS:
+            raise TrailError("MaximumNumberOfTrailsExceededException", f"User: {self.account.account_id} already has {MAX_TRAILS} trails in {self.account.region}.")
+        trail = self.trails.create(config, self.clock.now())
+        self._ensure_worker(config.name)
+        return trail
+
+    def update_trail(self, config: TrailConfig) -> Trail:
+        self.get_trail(config.name)
+        self.trails.update_config(config)
+        self._wake(config.name)
+        return self.get_trail(config.name)
+
+    def start_logging(self, name_or_arn: str) -> None:
+        trail = self.get_trail(name_or_arn)
+        if trail.state.is_logging and trail.state.stop_seq is None:
+            return
+        now = self.clock.now().replace(microsecond=0)
+        state = replace(trail.state, is_logging=True, stop_seq=None, offset_seq=max(trail.state.offset_seq, self.spool.next_seq()),
+                        start_logging_time=now)
+        if trail.state.stop_seq is not None:  # a stop still being finished: keep its offset, cancel it
+            state = replace(state, offset_seq=trail.state.offset_seq)
+        self.trails.start_period(trail.config.name, state, now)
+        self._ensure_worker(trail.config.name)
+
+    def stop_logging(self, name_or_arn: str) -> None:
+        """Deliver up to the current spool end (StopLogging's own event included), then finish."""
+        trail = self.get_trail(name_or_arn)
+        if not trail.state.is_logging or trail.state.stop_seq is not None:
+            return
+        now = self.clock.now()
+        state = replace(trail.state, stop_seq=self.spool.next_seq() + 1, stop_logging_time=now)
+        self.trails.stop_period(trail.config.name, state, now)
+        self._wake(trail.config.name)
+
+    def delete_trail(self, name_or_arn: str, timeout: float = 15.0) -> None:
+        trail = self.get_trail(name_or_arn)
+        name = trail.config.name
+        if trail.state.is_logging:
+            self.stop_logging(name)
+            deadline = time.monotonic() + timeout
+            while self.trails.get(name).state.is_logging:
+                if time.monotonic() > deadline:
+                    raise TrailError("ConflictException", f"Trail {name} still has undelivered events (destination error: "
+                                     f"{self.trails.get(name).state.latest_delivery_error or 'none'}); retry when delivery succeeds.")
+                time.sleep(0.05)
+        worker = self._workers.pop(name, None)
+        if worker:
+            worker.stop()
+            worker.join(timeout=5)
+        self.trails.delete(name)
+
+    def _ensure_worker(self, name: str) -> None:
+        worker = self._workers.get(name)
+        if worker is not None and worker.is_alive():
+            worker.wake()
+            return
+        ctx = DeliveryContext(
+            account_id=self.account.account_id, region=self.account.region, spool=self.spool,
+            trails=self.trails, keys=self.keys, clock=self.clock, open_store=self.open_store,
+            emit=self._emit_trail_event, max_batch_events=self.config.max_batch_events,
+            max_batch_bytes=self.config.max_batch_bytes, max_backoff=self.config.retry_max_backoff,
+        )
+        worker = TrailWorker(name, ctx)
+        self._workers[name] = worker
+        if not self._stop.is_set():
+            worker.start()
+
+    def _wake(self, name: str) -> None:
+        worker = self._workers.get(name)
+        if worker:
+            worker.wake()
+
+    # ---- ingest ----
+    def ingest(self, body: bytes, caller: records.Caller, source_ip: str, user_agent: str,
+               idem_key: str | None = None) -> tuple[list[str], bool]:
+        """Validate a whole batch, append it durably, return (event ids, duplicate?)."""
+        import hashlib
+
+        raw = records.parse_batch(body)
+        ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now())
+        bodies = records.normalize_batch(list(raw), ctx)
+        idem_hash = hashlib.sha256(body).digest() if idem_key else None
+        result = self.spool.append(bodies, idem_key=idem_key, idem_hash=idem_hash)
+        return self.event_ids(result.first_seq, result.count, bodies if not result.duplicate else None), result.duplicate
+
+    def event_ids(self, first_seq: int, count: int, bodies: list[bytes] | None) -> list[str]:
+        if bodies is None:
+            bodies = [b for _, b in self.spool.read(first_seq, count, 1 << 62)][:count]
+        return [str(orjson.loads(b)["eventID"]) for b in bodies]
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def now_epoch(clock: Clock) -> float:
+    return clock.now().timestamp()
+
+
+ServiceFactory = Callable[[Config], Service]
+
+
+def seconds(when: datetime | None) -> float | None:
+    return when.timestamp() if when else None

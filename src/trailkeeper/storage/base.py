@@ -1,0 +1,56 @@
+"""The ObjectStore protocol: create-exclusive writes, reads, byte-wise sorted listing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    data: bytes
+    metadata: Mapping[str, str]
+    last_modified: datetime
+
+
+class ObjectStore(Protocol):
+    """One bucket. Keys are str, '/'-separated, never starting with '/'.
+
+    Metadata keys are stored exactly as given (case preserved) so that tests can
+    tamper with their case; writers always use lowercase names.
+    """
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name this store answers to (S3BucketName / digestS3Bucket)."""
+        ...
+
+    def put_exclusive(self, key: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        """Create `key` durably. If it already exists with identical bytes and
+        metadata this is a success (retries are safe); if it exists with different
+        content raise ObjectExistsError. Raise StorageError on I/O failure."""
+        ...
+
+    def get(self, key: str) -> StoredObject:
+        """Raise ObjectNotFoundError if absent."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo:
+        """Raise ObjectNotFoundError if absent."""
+        ...
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Keys starting with `prefix` and strictly greater than `start_after`,
+        in ascending byte-wise (UTF-8) order."""
+        ...
