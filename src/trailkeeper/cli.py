@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
+from click.core import ParameterSource
 from rich.progress import Progress
 
 from trailkeeper._internal.output import (
@@ -29,12 +29,10 @@ from trailkeeper._internal.output import (
     stderr_console,
 )
 from trailkeeper.client import MAX_BATCH_RECORDS, Client
+from trailkeeper.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, load_config
 from trailkeeper.errors import ConfigError, RecordError, TrailkeeperError
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8790"
-DEFAULT_DATA_DIR = Path("trailkeeper-data")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8790
+DEFAULT_ENDPOINT = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 # Below this many records an upload is quick enough that a progress bar is only noise.
 PROGRESS_BAR_MIN_RECORDS = 1000
 READ_WRITE_TYPES = ("All", "ReadOnly", "WriteOnly")
@@ -162,10 +160,15 @@ ATTRIBUTE = _ParsedParam("key=value", parse_attribute)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: object) -> None:
-    # ctx.meta is shared by the whole command chain, so a value given on a command
-    # overrides the same option given on the root group.
-    if value is not None and param.name:
-        ctx.meta[_META_PREFIX + param.name] = value
+    # ctx.meta is shared by the whole command chain. An option typed on the command line
+    # wins; one from the environment only fills a gap, so `trailkeeper --endpoint-url X
+    # trail list` is not undone by TRAILKEEPER_ENDPOINT seen again by the subcommand.
+    if value is None or not param.name:
+        return
+    key = _META_PREFIX + param.name
+    typed = ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
+    if typed or key not in ctx.meta:
+        ctx.meta[key] = value
 
 
 def _setting(ctx: click.Context, name: str) -> Any:
@@ -200,7 +203,7 @@ def _config_option(f: _F) -> _F:
         type=click.Path(path_type=Path, dir_okay=False),
         expose_value=False,
         callback=_remember,
-        help="TOML settings file [env TRAILKEEPER_CONFIG]; clients read its [client] table.",
+        help="TOML settings file [env TRAILKEEPER_CONFIG]; clients take the server's host and port from it.",
     )(f)
 
 
@@ -223,9 +226,10 @@ def _json_option(f: _F) -> _F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
 
-def _data_dir(ctx: click.Context) -> Path:
+def _data_dir(ctx: click.Context) -> Path | None:
+    """The data directory if given; None lets trailkeeper.config apply its own defaults."""
     value = _setting(ctx, "data_dir")
-    return Path(value) if value is not None else DEFAULT_DATA_DIR
+    return Path(value) if value is not None else None
 
 
 def _config_path(ctx: click.Context) -> Path | None:
@@ -233,30 +237,25 @@ def _config_path(ctx: click.Context) -> Path | None:
     return Path(value) if value is not None else None
 
 
-def _client_config(path: Path | None) -> dict[str, Any]:
-    """The optional [client] table (endpoint_url, region) of the TOML settings file."""
+def _endpoint_from_config(path: Path | None) -> str | None:
+    """The server's address (host, port) in the shared TOML settings file, as a URL."""
     if path is None:
-        return {}
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read settings file {path}: {e}", hint="check --config") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(
-            f"settings file {path} is not valid TOML: {e}", hint="fix the file"
-        ) from e
-    table = document.get("client", {})
-    if not isinstance(table, dict):
-        raise ConfigError(
-            f"[client] in {path} is not a table", hint="write it as a [client] section"
-        )
-    return table
+        return None
+    config = load_config(None, path)
+    # A server listening on every interface is reached locally through loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.host, config.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
 
 
 def _make_client(ctx: click.Context) -> Client:
-    config = _client_config(_config_path(ctx))
-    endpoint = _setting(ctx, "endpoint_url") or config.get("endpoint_url") or DEFAULT_ENDPOINT
-    region = _setting(ctx, "region") or config.get("region")
+    endpoint = (
+        _setting(ctx, "endpoint_url")
+        or _endpoint_from_config(_config_path(ctx))
+        or DEFAULT_ENDPOINT
+    )
+    region = _setting(ctx, "region")
     key_id = os.environ.get("AWS_ACCESS_KEY_ID", "")
     secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
     missing = [
@@ -311,8 +310,8 @@ def init(ctx: click.Context, account_region: str | None, as_json: bool) -> None:
     """Create a data directory, its account and the root access key."""
     from trailkeeper.bootstrap import init_data_dir
 
-    data_dir = _data_dir(ctx)
-    root = init_data_dir(data_dir, account_region)
+    data_dir = _data_dir(ctx) or DEFAULT_DATA_DIR
+    root = init_data_dir(data_dir, account_region, config_path=_config_path(ctx))
     document = {
         "accountId": root.account_id,
         "region": root.region,
@@ -330,17 +329,15 @@ def init(ctx: click.Context, account_region: str | None, as_json: bool) -> None:
 
 @main.command()
 @_data_dir_option
-@click.option("--host", envvar="TRAILKEEPER_HOST", default=DEFAULT_HOST, show_default=True)
+@click.option("--host", help=f"Address to listen on [default: from --config, else {DEFAULT_HOST}].")
 @click.option(
     "--port",
-    envvar="TRAILKEEPER_PORT",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
+    type=click.IntRange(1, 65535),
+    help=f"Port to listen on [default: from --config, else {DEFAULT_PORT}].",
 )
 @_config_option
 @click.pass_context
-def server(ctx: click.Context, host: str, port: int) -> None:
+def server(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the trailkeeper server in the foreground."""
     from trailkeeper.server import serve
 
@@ -349,6 +346,7 @@ def server(ctx: click.Context, host: str, port: int) -> None:
 
 @main.command()
 @_data_dir_option
+@_config_option
 @click.option("--trail", required=True, help="Name of the trail to validate.")
 @click.option("--start-time", required=True, type=TIME, help="ISO 8601 or epoch seconds.")
 @click.option("--end-time", type=TIME, help="ISO 8601 or epoch seconds (default: now).")
@@ -368,7 +366,11 @@ def validate(
     """Validate a trail's logs and digests offline, straight from the data directory."""
     from trailkeeper.offline import validate_command
 
-    ctx.exit(validate_command(_data_dir(ctx), trail, start_time, end_time, verbose, as_json, mode))
+    data_dir, config_path = _data_dir(ctx), _config_path(ctx)
+    code = validate_command(
+        data_dir, trail, start_time, end_time, verbose, as_json, mode, config_path=config_path
+    )
+    ctx.exit(code)
 
 
 @main.command("public-keys")
@@ -406,7 +408,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--file",
     "file",
-    type=click.File("rb"),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
     default="-",
     help="Records: a JSON array, {\"Records\": [...]} or NDJSON ('-' = stdin, the default).",
 )
@@ -424,14 +426,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def record(
     ctx: click.Context,
-    file: Any,
+    file: str,
     batch_size: int,
     idempotency_key_prefix: str | None,
     as_json: bool,
 ) -> None:
     """Send audit records to the server (PutEvents)."""
-    source = "stdin" if file.name in ("-", "<stdin>") else str(file.name)
-    records = load_records(file.read(), source)
+    if file == "-":
+        records = load_records(sys.stdin.buffer.read(), "stdin")
+    else:
+        records = load_records(_read_file(Path(file)), file)
     client = _make_client(ctx)
     event_ids = _send_records(client, records, batch_size, idempotency_key_prefix)
     if as_json:
@@ -439,6 +443,13 @@ def record(
         return
     batches = -(-len(records) // batch_size)
     print_message(f"recorded {len(event_ids)} events in {batches} batch(es)")
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e}", hint="check the --file path") from e
 
 
 def _send_records(

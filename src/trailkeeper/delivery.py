@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 GZIP_LEVEL = 6
 IDLE_WAIT_S = 0.5
 BYTES_RECHECK_EVENTS = 1000
+STOP_RECORD_GRACE = timedelta(seconds=2)
 
 
 class SpoolReader(Protocol):
@@ -252,12 +253,23 @@ class TrailWorker(threading.Thread):
     def _maybe_start_chain(self, trail: Trail, now: datetime) -> bool:
         state = trail.state
         if trail.config.validation and state.is_logging and state.stop_seq is None and state.digest_start is None:
-            start = _seconds(now)
-            self.ctx.trails.save_state(trail.config.name, replace(state, digest_start=start, chain=None))
+            start = self._chain_start(state, now)
+            self.ctx.trails.start_chain(trail.config.name, replace(state, digest_start=start, chain=None), start)
             return True
         if state.digest_start is not None and not trail.config.validation and state.stop_seq is None:
             return self._write_digest(trail, now, final=True)
         return False
+
+    @staticmethod
+    def _chain_start(state: TrailState, now: datetime) -> datetime:
+        """A period's chain starts when logging started (not when this worker woke up),
+        but never before the end of the previous chain."""
+        start = _seconds(now)
+        if state.start_logging_time is not None:
+            start = min(start, _seconds(state.start_logging_time))
+        if state.chain is not None:
+            start = max(start, state.chain.end)
+        return start
 
     def _maybe_digest(self, trail: Trail, now: datetime) -> bool:
         state = trail.state
@@ -270,18 +282,28 @@ class TrailWorker(threading.Thread):
 
     def _maybe_finish_stop(self, trail: Trail, now: datetime) -> bool:
         state = trail.state
-        if state.stop_seq is None or state.offset_seq < state.stop_seq:
+        if state.stop_seq is None:
+            return False
+        if state.offset_seq < state.stop_seq and not self._stop_record_late(state, now):
             return False
         if state.digest_start is not None:
             return self._write_digest(trail, now, final=True)
         self.ctx.trails.save_state(trail.config.name, replace(state, stop_seq=None, is_logging=False))
         return True
 
+    def _stop_record_late(self, state: TrailState, now: datetime) -> bool:
+        """stop_seq leaves room for the StopLogging record the API appends right after the call;
+        if none arrives (an in-process stop), finish after a short grace instead of waiting."""
+        caught_up = state.offset_seq >= self.ctx.spool.next_seq()
+        since = state.stop_logging_time or now
+        return caught_up and now - since >= STOP_RECORD_GRACE
+
     def _write_digest(self, trail: Trail, now: datetime, final: bool, end: datetime | None = None) -> bool:
         state = trail.state
-        assert state.digest_start is not None
+        window_start = state.digest_start
+        assert window_start is not None
         end = end or _seconds(now)
-        if end <= state.digest_start:
+        if end <= window_start:
             return False  # a final digest needs a window of at least one second
         fingerprint = state.digest_fingerprint
         if fingerprint is None:
@@ -298,7 +320,7 @@ class TrailWorker(threading.Thread):
         previous = None
         if state.chain is not None:
             previous = digestfmt.ChainLink(state.chain.bucket, state.chain.key, state.chain.hash_value, state.chain.signature)
-        body = digestfmt.build_digest(self.ctx.account_id, state.digest_start, end, store.bucket, key,
+        body = digestfmt.build_digest(self.ctx.account_id, window_start, end, store.bucket, key,
                                       fingerprint, entries, previous)
         signature = digestfmt.sign_digest(body, iso_seconds(end), store.bucket, key,
                                           previous.signature if previous else None,

@@ -19,7 +19,9 @@ from trailkeeper.clock import iso_seconds
 
 SIGNATURE_ALGORITHM = "SHA256withRSA"
 HASH_ALGORITHM = "SHA-256"
-STORED_HASH_FIELD = "storedHashValue"  # trailkeeper extension: sha256 of the stored (gzipped) object
+STORED_HASH_FIELD = (
+    "storedHashValue"  # trailkeeper extension: sha256 of the stored (gzipped) object
+)
 META_SIGNATURE = "signature"
 META_SIGNATURE_ALGORITHM = "signature-algorithm"
 # What the AWS CLI requires before it validates a digest (DigestTraverser.required_digest_keys).
@@ -57,8 +59,15 @@ class ChainLink:
     signature: str  # the previous digest's hex signature
 
 
+def _iso(when: datetime) -> str:
+    # A naive datetime would silently be taken as local time by astimezone().
+    if when.tzinfo is None:
+        raise ValueError(f"time {when!r} has no timezone; pass a timezone-aware UTC datetime")
+    return iso_seconds(when)
+
+
 def _iso_or_none(when: datetime | None) -> str | None:
-    return None if when is None else iso_seconds(when)
+    return None if when is None else _iso(when)
 
 
 def _log_file_dict(entry: LogFileEntry) -> dict[str, Any]:
@@ -90,11 +99,16 @@ def build_digest(
     previous: ChainLink | None,
 ) -> bytes:
     """UTF-8 compact JSON with the fields in spec §3.1 order; `previous=None` makes a starting digest."""
+    start_text, end_text = _iso(start), _iso(end)
+    if end < start:
+        raise ValueError(
+            f"digest window ends before it starts (start {start_text}, end {end_text})"
+        )
     newest, oldest = _event_bounds(log_files)
     doc: dict[str, Any] = {
         "awsAccountId": account,
-        "digestStartTime": iso_seconds(start),
-        "digestEndTime": iso_seconds(end),
+        "digestStartTime": start_text,
+        "digestEndTime": end_text,
         "digestS3Bucket": bucket,
         "digestS3Object": key,
         "digestPublicKeyFingerprint": fingerprint,

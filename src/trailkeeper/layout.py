@@ -139,7 +139,9 @@ def _split_root(parts: list[str], kind: str) -> tuple[str, str | None, list[str]
     prefix, the org id and those seven trailing parts.
     """
     if len(parts) < 8 or parts[-6] != kind:
-        raise ValueError(f"not a {kind} key: expected .../AWSLogs/{{account}}/{kind}/{{region}}/YYYY/MM/DD/{{file}}")
+        raise ValueError(
+            f"not a {kind} key: expected .../AWSLogs/{{account}}/{kind}/{{region}}/YYYY/MM/DD/{{file}}"
+        )
     tail = parts[-7:]
     if parts[-8] == "AWSLogs":
         return "/".join(parts[:-8]), None, tail
@@ -159,9 +161,13 @@ def parse_log_key(key: str) -> LogKey:
     account, _, region = tail[0], tail[1], tail[2]
     m = _LOG_NAME_RE.fullmatch(tail[6])
     if m is None:
-        raise ValueError(f"log file name {tail[6]!r} is not {{account}}_CloudTrail_{{region}}_{{YYYYMMDDTHHmmZ}}_{{uniq16}}.json.gz")
+        raise ValueError(
+            f"log file name {tail[6]!r} is not {{account}}_CloudTrail_{{region}}_{{YYYYMMDDTHHmmZ}}_{{uniq16}}.json.gz"
+        )
     if (m["account"], m["region"]) != (account, region):
-        raise ValueError(f"file name of {key!r} names a different account or region than its folders")
+        raise ValueError(
+            f"file name of {key!r} names a different account or region than its folders"
+        )
     delivered = datetime.strptime(m["ts"], LOG_TIME_FORMAT).replace(tzinfo=UTC)
     _check_date_path(tail, delivered, key)
     parsed = LogKey(prefix, account, region, delivered, m["uniq"], org_id)
@@ -180,7 +186,9 @@ def parse_digest_key(key: str) -> DigestKey:
             "{YYYYMMDDTHHMMSSZ}[_backfill].json.gz"
         )
     if (m["account"], m["src"]) != (account, src):
-        raise ValueError(f"file name of {key!r} names a different account or source region than its folders")
+        raise ValueError(
+            f"file name of {key!r} names a different account or source region than its folders"
+        )
     end = datetime.strptime(m["ts"], DIGEST_TIME_FORMAT).replace(tzinfo=UTC)
     _check_date_path(tail, end, key)
     backfill = m["backfill"] is not None

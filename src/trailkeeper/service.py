@@ -6,6 +6,7 @@ here, so tests and benchmarks can drive the same code in-process.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -48,8 +49,10 @@ class Account:
 class Service:
     """Owns every component; `start()` launches the background consumers, `close()` stops them."""
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, background: bool = True) -> None:
+        """`background=False` runs no threads: tests drive the consumers with `pump()`."""
         self.config = config
+        self.background = background
         self.clock: Clock = clock or SystemClock()
         self.keyring = LocalKeyring.open_or_create(config.keyring_dir)
         self.identity = IdentityStore(config.state_db, self.keyring, self.clock)
@@ -65,20 +68,22 @@ class Service:
         self._stores: dict[str, ObjectStore] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._indexed_seq = self.history.last_indexed_seq()
+        self._indexed_seq = max(0, self.history.last_indexed_seq())  # seqs start at 1
         self._index_cond = threading.Condition()
         self._last_purge = 0.0
 
     # ---- life cycle ----
     def start(self) -> None:
         self.keys.current()
-        for name, target in (("history-indexer", self._index_loop), ("maintenance", self._maintenance_loop)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        if self.background:
+            for name, target in (("history-indexer", self._index_loop), ("maintenance", self._maintenance_loop)):
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
         for trail in self.trails.all():
             self._ensure_worker(trail.config.name)
         self.emit_service("ServerStarted", {"pid": _pid(), "dataDir": str(self.config.data_dir)})
+        self.drain_inbox()
 
     def close(self, flush_timeout: float = 10.0) -> None:
         """Record the stop, deliver what is pending (bounded), stop every thread, close files."""
@@ -88,13 +93,19 @@ class Service:
         for worker in self._workers.values():
             worker.stop()
         for thread in [*self._workers.values(), *self._threads]:
-            thread.join(timeout=5)
+            if thread.is_alive():
+                thread.join(timeout=5)
         self.spool.close()
         self.history.close()
         self.state_db.close()
 
     def flush(self, timeout: float) -> None:
         """Deliver every spooled event of logging trails now (used at shutdown and by tests)."""
+        if not self.background:
+            for idle in self._workers.values():
+                idle.force_flush_until(self.spool.next_seq())
+            self.pump()
+            return
         deadline = time.monotonic() + timeout
         for trail in self.trails.all():
             if not trail.state.is_logging:
@@ -130,6 +141,25 @@ class Service:
                           [{"ARN": arn, "accountId": self.account.account_id, "type": "AWS::CloudTrail::Trail"}],
                           source=audit.CLOUDTRAIL_SOURCE)
 
+    def drain_inbox(self) -> int:
+        """Append records that offline commands (validate) left in the inbox, then remove them.
+        The file name is the idempotency key, so a crash between append and unlink cannot
+        append the record twice."""
+        inbox = self.config.data_dir / "inbox"
+        if not inbox.is_dir():
+            return 0
+        names = sorted(p for p in inbox.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+        for path in names:
+            body = path.read_bytes()
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError:
+                path.rename(path.with_suffix(".bad"))
+                continue
+            self.spool.append([body], idem_key=f"inbox:{path.name}", idem_hash=hashlib.sha256(body).digest())
+            path.unlink()
+        return len(names)
+
     # ---- history consumer ----
     def _index_loop(self) -> None:
         while not self._stop.is_set():
@@ -146,6 +176,27 @@ class Service:
                 log.exception("history indexing failed; retrying")
                 self._stop.wait(1.0)
 
+    def index_pending(self) -> int:
+        """Index everything appended so far (the indexer thread's work, done inline)."""
+        done = 0
+        while batch := self.spool.read(self._indexed_seq + 1, INDEX_BATCH, INDEX_MAX_BYTES):
+            self.history.index(batch)
+            with self._index_cond:
+                self._indexed_seq = batch[-1][0]
+            done += len(batch)
+        return done
+
+    def pump(self, rounds: int = 1000) -> None:
+        """Foreground mode: run every consumer until none has work left (tests, tools)."""
+        for _ in range(rounds):
+            progressed = self.index_pending() > 0
+            for name in list(self._workers):
+                worker = self._workers[name]
+                if self.trails.find(name) is not None:
+                    progressed = worker.step() or progressed
+            if not progressed:
+                return
+
     def wait_indexed(self, seq: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._index_cond:
@@ -160,6 +211,7 @@ class Service:
     def _maintenance_loop(self) -> None:
         while not self._stop.wait(MAINTENANCE_EVERY_S):
             try:
+                self.drain_inbox()
                 self._trim_spool()
                 self._maybe_purge()
             except Exception:
@@ -181,7 +233,7 @@ class Service:
 
     def purge_history(self) -> int:
         cutoff = self.clock.now() - self.config.retention
-        removed = self.history.purge(cutoff)
+        removed = int(self.history.purge(cutoff))
         self.emit_service("PurgeEventHistory", {"olderThan": iso_seconds(cutoff), "eventsRemoved": removed,
                                                 "retentionDays": self.config.retention / timedelta(days=1)})
         return removed
@@ -236,7 +288,7 @@ class Service:
                         start_logging_time=now)
         if trail.state.stop_seq is not None:  # a stop still being finished: keep its offset, cancel it
             state = replace(state, offset_seq=trail.state.offset_seq)
-        self.trails.start_period(trail.config.name, state, now)
+        self.trails.save_state(trail.config.name, state)
         self._ensure_worker(trail.config.name)
 
     def stop_logging(self, name_or_arn: str) -> None:
@@ -246,7 +298,7 @@ class Service:
             return
         now = self.clock.now()
         state = replace(trail.state, stop_seq=self.spool.next_seq() + 1, stop_logging_time=now)
-        self.trails.stop_period(trail.config.name, state, now)
+        self.trails.mark_stopped(trail.config.name, state, now)
         self._wake(trail.config.name)
 
     def delete_trail(self, name_or_arn: str, timeout: float = 15.0) -> None:
@@ -256,12 +308,16 @@ class Service:
             self.stop_logging(name)
             deadline = time.monotonic() + timeout
             while self.trails.get(name).state.is_logging:
+                if not self.background:
+                    self.pump()
+                    if not self.trails.get(name).state.is_logging:
+                        break
                 if time.monotonic() > deadline:
                     raise TrailError("ConflictException", f"Trail {name} still has undelivered events (destination error: "
                                      f"{self.trails.get(name).state.latest_delivery_error or 'none'}); retry when delivery succeeds.")
                 time.sleep(0.05)
         worker = self._workers.pop(name, None)
-        if worker:
+        if worker and worker.is_alive():
             worker.stop()
             worker.join(timeout=5)
         self.trails.delete(name)
@@ -279,7 +335,7 @@ class Service:
         )
         worker = TrailWorker(name, ctx)
         self._workers[name] = worker
-        if not self._stop.is_set():
+        if self.background and not self._stop.is_set():
             worker.start()
 
     def _wake(self, name: str) -> None:
@@ -291,8 +347,6 @@ class Service:
     def ingest(self, body: bytes, caller: records.Caller, source_ip: str, user_agent: str,
                idem_key: str | None = None) -> tuple[list[str], bool]:
         """Validate a whole batch, append it durably, return (event ids, duplicate?)."""
-        import hashlib
-
         raw = records.parse_batch(body)
         ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now())
         bodies = records.normalize_batch(list(raw), ctx)

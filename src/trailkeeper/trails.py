@@ -44,6 +44,10 @@ def _dt(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
 
 
+def _req_dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
 @dataclass(frozen=True)
 class TrailConfig:
     name: str
@@ -262,19 +266,20 @@ class TrailStore:
         with self.db.tx() as c:
             c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
 
-    def start_period(self, name: str, state: TrailState, started: datetime) -> None:
+    def start_chain(self, name: str, state: TrailState, started: datetime) -> None:
+        """A starting digest window opens: the validator expects digests from here on."""
         with self.db.tx() as c:
             c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
             c.execute("INSERT OR REPLACE INTO logging_periods VALUES (?,?,NULL,NULL)", (name, started.timestamp()))
 
-    def stop_period(self, name: str, state: TrailState, stopped: datetime) -> None:
+    def mark_stopped(self, name: str, state: TrailState, stopped: datetime) -> None:
         with self.db.tx() as c:
             c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
             c.execute("UPDATE logging_periods SET stopped=? WHERE name=? AND stopped IS NULL", (stopped.timestamp(), name))
 
     def periods(self, name: str) -> list[LoggingPeriod]:
         rows = self.db.query("SELECT started, stopped, final_digest_end FROM logging_periods WHERE name=? ORDER BY started", (name,))
-        return [LoggingPeriod(_dt(r[0]) or datetime.min, _dt(r[1]), _dt(r[2])) for r in rows]  # type: ignore[arg-type]
+        return [LoggingPeriod(_req_dt(r[0]), _dt(r[1]), _dt(r[2])) for r in rows]
 
     def record_delivery(self, name: str, state: TrailState, file: DeliveredFile, seq_from: int, seq_to: int) -> None:
         """The log file is stored: remember it for the digest and advance the offset, atomically."""
@@ -292,7 +297,7 @@ class TrailStore:
             "WHERE name=? AND digest_end IS NULL AND delivered_at < ? ORDER BY delivered_at, key",
             (name, before.timestamp()),
         )
-        return [DeliveredFile(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), _dt(r[5]) or datetime.min, r[6]) for r in rows]  # type: ignore[arg-type]
+        return [DeliveredFile(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), _req_dt(r[5]), r[6]) for r in rows]
 
     def record_digest(self, name: str, state: TrailState, keys: list[str], end: datetime, final: bool) -> None:
         with self.db.tx() as c:
@@ -309,7 +314,7 @@ class TrailStore:
             "SELECT key, hash, stored_hash, newest, oldest, delivered_at, events FROM delivered_files WHERE name=? ORDER BY delivered_at, key",
             (name,),
         )
-        return [DeliveredFile(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), _dt(r[5]) or datetime.min, r[6]) for r in rows]  # type: ignore[arg-type]
+        return [DeliveredFile(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), _req_dt(r[5]), r[6]) for r in rows]
 
 
 def with_state(trail: Trail, **changes: Any) -> TrailState:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+import rsa as pyrsa
 from awscli.customizations.cloudtrail.validation import (
     CloudTrailValidateLogs,
     DigestProvider,
@@ -51,7 +52,9 @@ BUCKET = "ct-bucket"
 PREFIX = "org/logs"
 T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-TEST_KEY_PEM = Path(__file__).parent.parent / "data" / "digest-test-signing-key.pem"
+DATA = Path(__file__).parent.parent / "data"
+TEST_KEY_PEM = DATA / "digest-test-signing-key.pem"
+GOLDEN_DIGEST = DATA / "golden-digest.json"
 FIELD_ORDER = [
     "awsAccountId",
     "digestStartTime",
@@ -69,7 +72,15 @@ FIELD_ORDER = [
     "previousDigestSignature",
     "logFiles",
 ]
-LOG_FIELD_ORDER = ["s3Bucket", "s3Object", "hashValue", "hashAlgorithm", "newestEventTime", "oldestEventTime", STORED_HASH_FIELD]
+LOG_FIELD_ORDER = [
+    "s3Bucket",
+    "s3Object",
+    "hashValue",
+    "hashAlgorithm",
+    "newestEventTime",
+    "oldestEventTime",
+    STORED_HASH_FIELD,
+]
 
 
 def _entry(name: str, newest: datetime | None, oldest: datetime | None) -> LogFileEntry:
@@ -94,12 +105,21 @@ def test_fields_in_spec_order_for_a_chained_digest() -> None:
     doc = orjson.loads(data)
     assert list(doc) == FIELD_ORDER
     assert [list(e) for e in doc["logFiles"]] == [LOG_FIELD_ORDER] * 3
-    assert doc["digestStartTime"] == "2024-05-01T10:00:00Z" and doc["digestEndTime"] == "2024-05-01T11:00:00Z"
+    assert (
+        doc["digestStartTime"] == "2024-05-01T10:00:00Z"
+        and doc["digestEndTime"] == "2024-05-01T11:00:00Z"
+    )
     assert doc["newestEventTime"] == "2024-05-01T10:50:00Z"
     assert doc["oldestEventTime"] == "2024-05-01T09:57:00Z"
     assert doc["digestSignatureAlgorithm"] == "SHA256withRSA"
-    assert (doc["previousDigestS3Bucket"], doc["previousDigestS3Object"]) == (BUCKET, "prev/key.json.gz")
-    assert doc["previousDigestHashValue"] == "c" * 64 and doc["previousDigestHashAlgorithm"] == "SHA-256"
+    assert (doc["previousDigestS3Bucket"], doc["previousDigestS3Object"]) == (
+        BUCKET,
+        "prev/key.json.gz",
+    )
+    assert (
+        doc["previousDigestHashValue"] == "c" * 64
+        and doc["previousDigestHashAlgorithm"] == "SHA-256"
+    )
     assert doc["previousDigestSignature"] == "d" * 512
     assert doc["logFiles"][0] == {
         "s3Bucket": BUCKET,
@@ -127,10 +147,30 @@ def test_output_is_compact_utf8() -> None:
     assert b" " not in data and "bücket".encode() in data
 
 
+def test_bad_windows_are_rejected() -> None:
+    with pytest.raises(ValueError, match="ends before it starts"):
+        build_digest(ACCOUNT, T0, T0 - HOUR, BUCKET, "k", "f" * 32, [], None)
+    with pytest.raises(ValueError, match="timezone"):
+        build_digest(ACCOUNT, T0.replace(tzinfo=None), T0 + HOUR, BUCKET, "k", "f" * 32, [], None)
+    with pytest.raises(ValueError, match="timezone"):
+        build_digest(
+            ACCOUNT,
+            T0,
+            T0 + HOUR,
+            BUCKET,
+            "k",
+            "f" * 32,
+            [_entry("x", datetime(2024, 1, 1), None)],
+            None,
+        )
+
+
 # ---------------------------------------------------------------- signing
 
 
-SPEC_STRING_TO_SIGN = b"a\nb/c\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\nnull"
+SPEC_STRING_TO_SIGN = (
+    b"a\nb/c\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\nnull"
+)
 
 
 def test_string_to_sign_known_answer() -> None:
@@ -142,7 +182,12 @@ def test_string_to_sign_known_answer() -> None:
 def test_string_to_sign_matches_the_cli() -> None:
     cli = Sha256RSADigestValidator()
     for previous in (None, "0a1b"):
-        data = {"digestEndTime": "a", "digestS3Bucket": "b", "digestS3Object": "c", "previousDigestSignature": previous}
+        data = {
+            "digestEndTime": "a",
+            "digestS3Bucket": "b",
+            "digestS3Object": "c",
+            "previousDigestSignature": previous,
+        }
         ours = string_to_sign("a", "b", "c", hashlib.sha256(b"abc").hexdigest(), previous)
         assert cli._create_string_to_sign(data, b"abc") == ours
 
@@ -175,9 +220,12 @@ def _pem_signer(key: rsa.RSAPrivateKey) -> Any:
     return lambda message: key.sign(message, padding.PKCS1v15(), hashes.SHA256()).hex()
 
 
-def test_golden_digest() -> None:
+def _golden() -> tuple[bytes, str, bytes]:
+    """Fixed inputs signed with the committed test key: (digest bytes, signature, public DER)."""
     key = _test_key()
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.PKCS1
+    )
     end = T0 + HOUR
     dkey = _digest_key(end)
     logs = [
@@ -192,9 +240,36 @@ def test_golden_digest() -> None:
     ]
     link = ChainLink(BUCKET, _digest_key(T0), hashlib.sha256(b"previous").hexdigest(), "ab" * 256)
     data = build_digest(ACCOUNT, T0, end, BUCKET, dkey, fingerprint(der), logs, link)
-    signature = sign_digest(data, "2024-05-01T11:00:00Z", BUCKET, dkey, link.signature, _pem_signer(key))
-    assert hashlib.sha256(data).hexdigest() == "GOLDEN_DIGEST"
-    assert hashlib.sha256(signature.encode()).hexdigest() == "GOLDEN_SIGNATURE"
+    signature = sign_digest(
+        data, "2024-05-01T11:00:00Z", BUCKET, dkey, link.signature, _pem_signer(key)
+    )
+    return data, signature, der
+
+
+def test_golden_digest() -> None:
+    data, signature, der = _golden()
+    assert data == GOLDEN_DIGEST.read_bytes()
+    assert (
+        hashlib.sha256(data).hexdigest()
+        == "d1aaa4d2ab70ce8542f80bd13881b4455e6f48c80c6a843211f221cc8e250ca2"
+    )
+    # PKCS#1 v1.5 signatures are deterministic, so the signature is pinned too.
+    assert (
+        hashlib.sha256(signature.encode()).hexdigest()
+        == "887d1b74704a17144fdb7f04de925d5830ad2ace1e7ea03f0e423419d1490e38"
+    )
+    doc = orjson.loads(data)
+    message = string_to_sign(
+        doc["digestEndTime"],
+        BUCKET,
+        doc["digestS3Object"],
+        hashlib.sha256(data).hexdigest(),
+        doc["previousDigestSignature"],
+    )
+    assert (
+        pyrsa.verify(message, bytes.fromhex(signature), pyrsa.PublicKey.load_pkcs1(der, "DER"))
+        == "SHA-256"
+    )
 
 
 # ---------------------------------------------------------------- the AWS CLI as an oracle
@@ -209,7 +284,7 @@ class FakeS3:
     def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         self.objects[key] = (data, metadata or {})
 
-    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 (botocore's names)
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
         assert Bucket == BUCKET
         if Key not in self.objects:
             raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
@@ -220,7 +295,7 @@ class FakeS3:
         assert name == "list_objects"
         return self
 
-    def paginate(self, Bucket: str, Marker: str, Prefix: str) -> _Pages:  # noqa: N803
+    def paginate(self, Bucket: str, Marker: str, Prefix: str) -> _Pages:
         return _Pages(sorted(k for k in self.objects if k > Marker and k.startswith(Prefix)))
 
     def get_client(self, bucket: str) -> FakeS3:
@@ -240,9 +315,11 @@ class _Pages:
 class FakeCloudTrail:
     keys: SigningKeys
 
-    def list_public_keys(self, StartTime: datetime, EndTime: datetime) -> dict[str, Any]:  # noqa: N803
+    def list_public_keys(self, StartTime: datetime, EndTime: datetime) -> dict[str, Any]:
         found = self.keys.public_keys(StartTime, EndTime)
-        return {"PublicKeyList": [{"Fingerprint": k.fingerprint, "Value": k.value_b64} for k in found]}
+        return {
+            "PublicKeyList": [{"Fingerprint": k.fingerprint, "Value": k.value_b64} for k in found]
+        }
 
 
 @dataclass
@@ -260,19 +337,28 @@ def _write_trail(hours: int, db_dir: Path) -> Trail:
     previous: ChainLink | None = None
     for hour in range(hours):
         start, end = T0 + hour * HOUR, T0 + (hour + 1) * HOUR
-        records = orjson.dumps({"Records": [{"eventID": str(hour), "eventTime": "2024-05-01T10:00:00Z"}]})
+        records = orjson.dumps(
+            {"Records": [{"eventID": str(hour), "eventTime": "2024-05-01T10:00:00Z"}]}
+        )
         lkey = log_key(PREFIX, ACCOUNT, REGION, start + timedelta(minutes=5), uniq16_for(records))
         stored_log = gzip_single(records)
         s3.put(lkey, stored_log)
         entry = LogFileEntry(
-            BUCKET, lkey, hashlib.sha256(records).hexdigest(), hashlib.sha256(stored_log).hexdigest(), start, start
+            BUCKET,
+            lkey,
+            hashlib.sha256(records).hexdigest(),
+            hashlib.sha256(stored_log).hexdigest(),
+            start,
+            start,
         )
         dkey = _digest_key(end)
         fp = keys.current().fingerprint
         data = build_digest(ACCOUNT, start, end, BUCKET, dkey, fp, [entry], previous)
         signer = lambda message, fp=fp: keys.sign(fp, message)  # noqa: E731
         previous_signature = previous.signature if previous else None
-        signature = sign_digest(data, orjson.loads(data)["digestEndTime"], BUCKET, dkey, previous_signature, signer)
+        signature = sign_digest(
+            data, orjson.loads(data)["digestEndTime"], BUCKET, dkey, previous_signature, signer
+        )
         s3.put(dkey, gzip_single(data), digest_metadata(signature))
         previous = ChainLink(BUCKET, dkey, hashlib.sha256(data).hexdigest(), signature)
         digests.append(dkey)
@@ -313,14 +399,18 @@ def test_cli_validator_accepts_and_rejects_one_changed_byte(tmp_path: Path) -> N
     trail = _write_trail(1, tmp_path)
     (dkey,) = trail.digest_keys
     public = trail.keys.current()
-    digest_data, inflated = DigestProvider(trail.s3, ACCOUNT, TRAIL, REGION).fetch_digest(BUCKET, dkey)
+    digest_data, inflated = DigestProvider(trail.s3, ACCOUNT, TRAIL, REGION).fetch_digest(
+        BUCKET, dkey
+    )
     Sha256RSADigestValidator().validate(BUCKET, dkey, public.value_b64, digest_data, inflated)
 
     stored, meta = trail.s3.objects[dkey]
     # Change a byte inside the signed JSON without breaking JSON: a hex digit of hashValue.
     position = gunzip_strict(stored).index(b'"hashValue":"') + len(b'"hashValue":"')
     trail.s3.put(dkey, _flip_inflated_byte(stored, position), meta)
-    digest_data, inflated = DigestProvider(trail.s3, ACCOUNT, TRAIL, REGION).fetch_digest(BUCKET, dkey)
+    digest_data, inflated = DigestProvider(trail.s3, ACCOUNT, TRAIL, REGION).fetch_digest(
+        BUCKET, dkey
+    )
     with pytest.raises(DigestSignatureError):
         Sha256RSADigestValidator().validate(BUCKET, dkey, public.value_b64, digest_data, inflated)
 
@@ -345,7 +435,9 @@ def test_cli_traverser_reports_tampered_middle_digest(tmp_path: Path) -> None:
     assert len(events) == 1 and "signature verification failed" in events[0] and middle in events[0]
 
 
-def _run_validate_logs(trail: Trail, capsys: pytest.CaptureFixture[str]) -> tuple[CloudTrailValidateLogs, str]:
+def _run_validate_logs(
+    trail: Trail, capsys: pytest.CaptureFixture[str]
+) -> tuple[CloudTrailValidateLogs, str]:
     """The CLI command's own loop (digests then logs), with its clients replaced by fakes."""
     command = CloudTrailValidateLogs(session=None)
     command.trail_arn = trail_arn(REGION, ACCOUNT, TRAIL)
@@ -360,7 +452,9 @@ def _run_validate_logs(trail: Trail, capsys: pytest.CaptureFixture[str]) -> tupl
     return command, capsys.readouterr().out
 
 
-def test_cli_validate_logs_command_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_validate_logs_command_is_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     trail = _write_trail(3, tmp_path)
     command, out = _run_validate_logs(trail, capsys)
     assert (command._valid_digests, command._invalid_digests) == (3, 0)
@@ -368,7 +462,9 @@ def test_cli_validate_logs_command_is_clean(tmp_path: Path, capsys: pytest.Captu
     assert "3/3 digest files valid" in out and "3/3 log files valid" in out
 
 
-def test_cli_validate_logs_command_detects_changed_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_validate_logs_command_detects_changed_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     trail = _write_trail(3, tmp_path)
     victim = trail.log_keys[0]
     stored, _ = trail.s3.objects[victim]
@@ -387,9 +483,15 @@ def test_parse_round_trip_and_unknown_fields(tmp_path: Path) -> None:
     assert doc.key == trail.digest_keys[1] and doc.bucket == BUCKET
     assert doc.end_time == "2024-05-01T12:00:00Z" and doc.start_time == "2024-05-01T11:00:00Z"
     assert doc.previous_key == trail.digest_keys[0] and not doc.is_starting
-    assert doc.previous_hash_value == hashlib.sha256(gunzip_strict(trail.s3.objects[trail.digest_keys[0]][0])).hexdigest()
+    assert (
+        doc.previous_hash_value
+        == hashlib.sha256(gunzip_strict(trail.s3.objects[trail.digest_keys[0]][0])).hexdigest()
+    )
     assert doc.log_files[0].s3_object == trail.log_keys[1]
-    assert doc.log_files[0].stored_hash_value == hashlib.sha256(trail.s3.objects[trail.log_keys[1]][0]).hexdigest()
+    assert (
+        doc.log_files[0].stored_hash_value
+        == hashlib.sha256(trail.s3.objects[trail.log_keys[1]][0]).hexdigest()
+    )
     assert doc.raw == orjson.loads(data)
 
     extended = orjson.loads(data)
@@ -401,7 +503,9 @@ def test_parse_round_trip_and_unknown_fields(tmp_path: Path) -> None:
 
 def test_parse_starting_digest_as_cloudtrail_writes_it() -> None:
     # CloudTrail's own digests have no storedHashValue.
-    doc = orjson.loads(build_digest(ACCOUNT, T0, T0 + HOUR, BUCKET, "k", "f" * 32, [_entry("x", T0, T0)], None))
+    doc = orjson.loads(
+        build_digest(ACCOUNT, T0, T0 + HOUR, BUCKET, "k", "f" * 32, [_entry("x", T0, T0)], None)
+    )
     del doc["logFiles"][0][STORED_HASH_FIELD]
     parsed = parse_digest(orjson.dumps(doc))
     assert parsed.is_starting and parsed.previous_signature is None
@@ -409,7 +513,9 @@ def test_parse_starting_digest_as_cloudtrail_writes_it() -> None:
 
 
 def _valid_doc() -> dict[str, Any]:
-    doc: dict[str, Any] = orjson.loads(build_digest(ACCOUNT, T0, T0 + HOUR, BUCKET, "k", "f" * 32, [_entry("x", T0, T0)], None))
+    doc: dict[str, Any] = orjson.loads(
+        build_digest(ACCOUNT, T0, T0 + HOUR, BUCKET, "k", "f" * 32, [_entry("x", T0, T0)], None)
+    )
     return doc
 
 

@@ -33,12 +33,17 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if request.param == "zlib":
         monkeypatch.setattr(gzipio, "_decompressobj", gzipio._zlib_factory)
     else:
-        assert gzipio._decompressobj is not gzipio._zlib_factory, "isal should be in use when installed"
+        assert gzipio._decompressobj is not gzipio._zlib_factory, (
+            "isal should be in use when installed"
+        )
     yield request.param
 
 
 def _both(data: bytes) -> list[tuple[str, Callable[[], object]]]:
-    return [("gunzip_strict", lambda: gunzip_strict(data)), ("sha256", lambda: gunzip_strict_sha256(data))]
+    return [
+        ("gunzip_strict", lambda: gunzip_strict(data)),
+        ("sha256", lambda: gunzip_strict_sha256(data)),
+    ]
 
 
 def _expect(data: bytes, code: str) -> None:
@@ -63,13 +68,18 @@ def test_level_changes_size_not_content() -> None:
 
 
 def test_sha256_and_size_match_inflated_bytes() -> None:
-    assert gunzip_strict_sha256(gzip_single(PAYLOAD)) == (hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))
+    assert gunzip_strict_sha256(gzip_single(PAYLOAD)) == (
+        hashlib.sha256(PAYLOAD).hexdigest(),
+        len(PAYLOAD),
+    )
 
 
 def test_known_answer_empty_object() -> None:
     # Spec §3.1: the log content `{}` hashes to this value.
     digest, size = gunzip_strict_sha256(gzip_single(b"{}"))
-    assert digest == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a" and size == 2
+    assert (
+        digest == "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a" and size == 2
+    )
 
 
 def test_empty_payload() -> None:
@@ -101,7 +111,9 @@ def test_second_member_after_large_first_member() -> None:
     _expect(first + gzip_single(b"x"), MULTI_MEMBER_GZIP)
 
 
-@pytest.mark.parametrize("extra", [b"x", b"\x00", b"\x00" * 512, b"\x1f", b"\x8b\x1f", b"garbage after the end"])
+@pytest.mark.parametrize(
+    "extra", [b"x", b"\x00", b"\x00" * 512, b"\x1f", b"\x8b\x1f", b"garbage after the end"]
+)
 def test_trailing_bytes(extra: bytes) -> None:
     _expect(gzip_single(PAYLOAD) + extra, TRAILING_DATA)
 

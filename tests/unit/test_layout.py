@@ -34,7 +34,9 @@ SPEC_LOG_KEY = (
     "AWSLogs/111122223333/CloudTrail/us-east-2/2015/08/01/"
     "111122223333_CloudTrail_us-east-2_20150801T0210Z_Mu0KsOhtH1ar15ZZ.json.gz"
 )
-SPEC_LOG = LogKey("", ACCOUNT, "us-east-2", datetime(2015, 8, 1, 2, 10, tzinfo=UTC), "Mu0KsOhtH1ar15ZZ")
+SPEC_LOG = LogKey(
+    "", ACCOUNT, "us-east-2", datetime(2015, 8, 1, 2, 10, tzinfo=UTC), "Mu0KsOhtH1ar15ZZ"
+)
 END = datetime(2024, 3, 5, 7, 0, 12, tzinfo=UTC)
 DIGEST = DigestKey("logs/team", ACCOUNT, "eu-west-1", "my_trail-1.x", "us-east-1", END, False)
 DIGEST_KEY_TEXT = (
@@ -44,7 +46,9 @@ DIGEST_KEY_TEXT = (
 
 
 def _build_digest(d: DigestKey) -> str:
-    return digest_key(d.prefix, d.account, d.src_region, d.trail_name, d.home_region, d.end, d.backfill, d.org_id)
+    return digest_key(
+        d.prefix, d.account, d.src_region, d.trail_name, d.home_region, d.end, d.backfill, d.org_id
+    )
 
 
 def _cli_provider(d: DigestKey) -> DigestProvider:
@@ -60,14 +64,20 @@ def _cli_provider(d: DigestKey) -> DigestProvider:
 
 def test_spec_log_key_parses_and_rebuilds() -> None:
     assert parse_log_key(SPEC_LOG_KEY) == SPEC_LOG
-    built = log_key("", ACCOUNT, "us-east-2", datetime(2015, 8, 1, 2, 10, 59, tzinfo=UTC), "Mu0KsOhtH1ar15ZZ")
+    built = log_key(
+        "", ACCOUNT, "us-east-2", datetime(2015, 8, 1, 2, 10, 59, tzinfo=UTC), "Mu0KsOhtH1ar15ZZ"
+    )
     assert built == SPEC_LOG_KEY
 
 
 def test_log_key_with_prefix_and_org() -> None:
-    key = log_key("a/b", ACCOUNT, "us-east-2", SPEC_LOG.delivered, SPEC_LOG.uniq16, org_id="o-aa1111bbbb")
+    key = log_key(
+        "a/b", ACCOUNT, "us-east-2", SPEC_LOG.delivered, SPEC_LOG.uniq16, org_id="o-aa1111bbbb"
+    )
     assert key == "a/b/AWSLogs/o-aa1111bbbb/" + SPEC_LOG_KEY.removeprefix("AWSLogs/")
-    assert parse_log_key(key) == LogKey("a/b", ACCOUNT, "us-east-2", SPEC_LOG.delivered, SPEC_LOG.uniq16, "o-aa1111bbbb")
+    assert parse_log_key(key) == LogKey(
+        "a/b", ACCOUNT, "us-east-2", SPEC_LOG.delivered, SPEC_LOG.uniq16, "o-aa1111bbbb"
+    )
 
 
 def test_digest_key_known_text_round_trip() -> None:
@@ -86,14 +96,19 @@ def test_backfill_digest_key() -> None:
 @pytest.mark.parametrize("org_id", [None, "o-exampleorg1"])
 @pytest.mark.parametrize("prefix", ["", "p", "deep/er/prefix"])
 @pytest.mark.parametrize("backfill", [False, True])
-def test_cli_regex_and_offsets_accept_digest_keys(org_id: str | None, prefix: str, backfill: bool) -> None:
+def test_cli_regex_and_offsets_accept_digest_keys(
+    org_id: str | None, prefix: str, backfill: bool
+) -> None:
     d = DigestKey(prefix, ACCOUNT, "ap-south-1", "org_trail.v2", "us-west-2", END, backfill, org_id)
     key = _build_digest(d)
     provider = _cli_provider(d)
     assert re.match(provider._create_digest_key_regex(prefix), key)
     assert extract_digest_key_date(key) == format_date(END)
     assert key.startswith(provider._create_digest_prefix(END, prefix) + "/")
-    assert digest_prefix(prefix, ACCOUNT, "ap-south-1", org_id) == provider._create_digest_prefix(END, prefix) + "/"
+    assert (
+        digest_prefix(prefix, ACCOUNT, "ap-south-1", org_id)
+        == provider._create_digest_prefix(END, prefix) + "/"
+    )
     assert parse_digest_key(key) == d
 
 
@@ -105,12 +120,17 @@ def test_cli_marker_key_equals_our_key() -> None:
 
 def test_cli_regex_rejects_other_trail() -> None:
     other = DigestKey("logs/team", ACCOUNT, "eu-west-1", "other", "us-east-1", END, False)
-    assert not re.match(_cli_provider(DIGEST)._create_digest_key_regex("logs/team"), _build_digest(other))
+    assert not re.match(
+        _cli_provider(DIGEST)._create_digest_key_regex("logs/team"), _build_digest(other)
+    )
 
 
 def test_prefixes() -> None:
     assert log_prefix("", ACCOUNT, "us-east-2") == "AWSLogs/111122223333/CloudTrail/us-east-2/"
-    assert digest_prefix("p", ACCOUNT, "us-east-2") == "p/AWSLogs/111122223333/CloudTrail-Digest/us-east-2/"
+    assert (
+        digest_prefix("p", ACCOUNT, "us-east-2")
+        == "p/AWSLogs/111122223333/CloudTrail-Digest/us-east-2/"
+    )
     assert SPEC_LOG_KEY.startswith(log_prefix("", ACCOUNT, "us-east-2"))
 
 
@@ -140,7 +160,9 @@ def test_parse_log_key_rejects(key: str) -> None:
     [
         DIGEST_KEY_TEXT.replace("070012Z", "0700Z"),
         DIGEST_KEY_TEXT.replace(".json.gz", "_Backfill.json.gz"),
-        DIGEST_KEY_TEXT.replace("111122223333_CloudTrail-Digest_eu-west-1", "111122223333_CloudTrail-Digest_eu-west-2"),
+        DIGEST_KEY_TEXT.replace(
+            "111122223333_CloudTrail-Digest_eu-west-1", "111122223333_CloudTrail-Digest_eu-west-2"
+        ),
         DIGEST_KEY_TEXT.replace("_my_trail-1.x_", "_"),
         DIGEST_KEY_TEXT.replace("2024/03/05", "2024/03/06"),
         SPEC_LOG_KEY,
@@ -158,7 +180,11 @@ def test_parse_log_key_is_not_a_digest_key() -> None:
 
 @pytest.mark.parametrize(
     ("account", "region", "uniq"),
-    [("11112222333", "us-east-1", "A" * 16), (ACCOUNT, "us_east_1", "A" * 16), (ACCOUNT, "us-east-1", "A" * 15)],
+    [
+        ("11112222333", "us-east-1", "A" * 16),
+        (ACCOUNT, "us_east_1", "A" * 16),
+        (ACCOUNT, "us-east-1", "A" * 15),
+    ],
 )
 def test_log_key_rejects_bad_parts(account: str, region: str, uniq: str) -> None:
     with pytest.raises(ValueError):
@@ -172,7 +198,9 @@ def test_naive_time_rejected() -> None:
 
 def test_non_utc_time_is_converted() -> None:
     plus2 = datetime(2024, 3, 5, 11, 0, 12, tzinfo=timezone(timedelta(hours=2)))
-    assert digest_key("", ACCOUNT, "us-east-1", "t1", "us-east-1", plus2).endswith("_20240305T090012Z.json.gz")
+    assert digest_key("", ACCOUNT, "us-east-1", "t1", "us-east-1", plus2).endswith(
+        "_20240305T090012Z.json.gz"
+    )
 
 
 _regions = st.from_regex(r"[a-z]{2}(-[a-z0-9]{1,8}){1,2}-[0-9]", fullmatch=True)
@@ -197,12 +225,24 @@ def test_digest_key_round_trip_property(
 
 
 @given(_prefixes, _regions, _times, st.binary(max_size=32), _orgs)
-def test_log_key_round_trip_property(prefix: str, region: str, when: datetime, seed: bytes, org: str | None) -> None:
+def test_log_key_round_trip_property(
+    prefix: str, region: str, when: datetime, seed: bytes, org: str | None
+) -> None:
     uniq = uniq16_for(seed)
     key = log_key(prefix, ACCOUNT, region, when, uniq, org)
     parsed = parse_log_key(key)
     assert parsed == LogKey(prefix, ACCOUNT, region, when.replace(second=0), uniq, org)
-    assert log_key(parsed.prefix, parsed.account, parsed.region, parsed.delivered, parsed.uniq16, parsed.org_id) == key
+    assert (
+        log_key(
+            parsed.prefix,
+            parsed.account,
+            parsed.region,
+            parsed.delivered,
+            parsed.uniq16,
+            parsed.org_id,
+        )
+        == key
+    )
 
 
 def test_uniq16_is_deterministic_and_well_formed() -> None:
@@ -213,7 +253,9 @@ def test_uniq16_is_deterministic_and_well_formed() -> None:
     assert all(re.fullmatch(r"[A-Za-z0-9]{16}", v) for v in values)
     # Every character class shows up, so the encoding really is base 62.
     joined = "".join(values)
-    assert re.search(r"[a-z]", joined) and re.search(r"[A-Z]", joined) and re.search(r"[0-9]", joined)
+    assert (
+        re.search(r"[a-z]", joined) and re.search(r"[A-Z]", joined) and re.search(r"[0-9]", joined)
+    )
 
 
 def test_uniq16_known_answer() -> None:

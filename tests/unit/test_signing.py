@@ -82,7 +82,12 @@ def test_public_key_is_pkcs1_not_spki(keys: SigningKeys) -> None:
     der = keys.current().der_pkcs1
     public = serialization.load_der_public_key(der)
     assert public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1) == der
-    assert public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != der
+    assert (
+        public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        != der
+    )
     loaded = rsa.PublicKey.load_pkcs1(der, "DER")
     assert loaded.n.bit_length() == 2048 and loaded.e == 65537
 
@@ -136,7 +141,10 @@ def test_public_keys_overlap_windows(keys: SigningKeys, clock: FrozenClock) -> N
     second = keys.current()
     hour = timedelta(hours=1)
     assert fps(keys.public_keys(T0, T0 + hour)) == [first.fingerprint]
-    assert fps(keys.public_keys(boundary - hour, boundary + hour)) == [first.fingerprint, second.fingerprint]
+    assert fps(keys.public_keys(boundary - hour, boundary + hour)) == [
+        first.fingerprint,
+        second.fingerprint,
+    ]
     # Inclusive at the rotation instant: a digest signed right at the seam finds both keys.
     assert fps(keys.public_keys(boundary, boundary)) == [first.fingerprint, second.fingerprint]
     assert fps(keys.public_keys(boundary + hour, boundary + 2 * hour)) == [second.fingerprint]
@@ -161,7 +169,9 @@ def test_other_keyring_cannot_sign(keys: SigningKeys, tmp_path: Path, clock: Fro
         stranger.sign(info.fingerprint, b"m")
 
 
-def test_envelope_is_bound_to_its_fingerprint(keys: SigningKeys, tmp_path: Path, keyring: MemoryKeyring) -> None:
+def test_envelope_is_bound_to_its_fingerprint(
+    keys: SigningKeys, tmp_path: Path, keyring: MemoryKeyring
+) -> None:
     info = keys.current()
     with sqlite3.connect(tmp_path / "state.db") as db:
         (envelope,) = db.execute("SELECT private_envelope FROM signing_keys").fetchone()
@@ -170,7 +180,9 @@ def test_envelope_is_bound_to_its_fingerprint(keys: SigningKeys, tmp_path: Path,
     assert keyring.decrypt(envelope, b"signing-key:" + info.fingerprint.encode())
 
 
-def test_private_key_never_in_clear_at_rest(keys: SigningKeys, tmp_path: Path, keyring: MemoryKeyring) -> None:
+def test_private_key_never_in_clear_at_rest(
+    keys: SigningKeys, tmp_path: Path, keyring: MemoryKeyring
+) -> None:
     info = keys.current()
     keys.sign(info.fingerprint, b"m")
     db_path = tmp_path / "state.db"
@@ -180,24 +192,39 @@ def test_private_key_never_in_clear_at_rest(keys: SigningKeys, tmp_path: Path, k
         keyring.decrypt(envelope, b"signing-key:" + info.fingerprint.encode()), password=None
     )
     assert isinstance(private, crsa.RSAPrivateKey)
-    assert private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1) == info.der_pkcs1
+    assert (
+        private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.PKCS1
+        )
+        == info.der_pkcs1
+    )
     numbers = private.private_numbers()
     forms = [
         private.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
-        for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL)
+        for fmt in (
+            serialization.PrivateFormat.PKCS8,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+        )
     ] + [
         private.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
-        for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL)
+        for fmt in (
+            serialization.PrivateFormat.PKCS8,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+        )
     ]
     # The secret exponent and primes in big-endian form too: a different encoding must not leak them either.
-    forms += [n.to_bytes((n.bit_length() + 7) // 8, "big") for n in (numbers.d, numbers.p, numbers.q)]
+    forms += [
+        n.to_bytes((n.bit_length() + 7) // 8, "big") for n in (numbers.d, numbers.p, numbers.q)
+    ]
     on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert info.der_pkcs1 in on_disk, "the scan must be able to find key material that is stored"
     for form in forms:
         assert form not in on_disk
 
 
-def test_rotation_period_must_be_positive(tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock) -> None:
+def test_rotation_period_must_be_positive(
+    tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock
+) -> None:
     with pytest.raises(ConfigError):
         SigningKeys(tmp_path / "state.db", keyring, clock, timedelta(0))
 
@@ -240,13 +267,28 @@ def test_concurrent_current_creates_one_key(keys: SigningKeys) -> None:
     assert len(keys.all_public_keys()) == 1
 
 
-def test_two_instances_on_one_db_rotate_once(tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock) -> None:
+def test_two_instances_on_one_db_rotate_once(
+    tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock
+) -> None:
     a = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
     b = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
     first = a.current()
     clock.advance(ROTATION * 2)
     assert a.current() == b.current() != first
     assert len(b.all_public_keys()) == 2
+
+
+def test_reads_do_not_rotate_twice_when_another_instance_rotated(
+    tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock
+) -> None:
+    a = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
+    b = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
+    a.current()
+    clock.advance(ROTATION + timedelta(seconds=1))
+    rotated = b.current()
+    # `a` sees b's fresh key instead of rotating again.
+    assert a.current() == rotated
+    assert len(a.all_public_keys()) == 2
 
 
 def test_satisfies_protocol(keys: SigningKeys) -> None:

@@ -81,7 +81,9 @@ def gunzip_strict(data: bytes, max_size: int | None = None) -> bytes:
         nonlocal total
         total += len(chunk)
         if max_size is not None and total > max_size:
-            raise GzipFormatError(INVALID_FORMAT, f"gzip stream inflates beyond the limit of {max_size} bytes")
+            raise GzipFormatError(
+                INVALID_FORMAT, f"gzip stream inflates beyond the limit of {max_size} bytes"
+            )
         parts.append(chunk)
 
     _inflate(data, keep)
@@ -115,7 +117,9 @@ def _inflate(data: bytes, sink: Callable[[bytes], None]) -> None:
     except _ERRORS as e:
         raise GzipFormatError(INVALID_FORMAT, f"not a valid gzip stream: {e}") from e
     if not inflater.eof:
-        raise GzipFormatError(INVALID_FORMAT, "gzip stream is truncated: it never reaches its end marker")
+        raise GzipFormatError(
+            INVALID_FORMAT, "gzip stream is truncated: it never reaches its end marker"
+        )
     _check_nothing_after(inflater.unused_data + bytes(view[pos : pos + len(GZIP_MAGIC)]))
 
 

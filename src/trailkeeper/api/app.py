@@ -91,7 +91,8 @@ class App:
         if path == INGEST_PATH and method == "POST":
             return await self._ingest(principal, request, scope)
         if path.startswith(OPS_PREFIX) and method == "POST":
-            return await self._run(self._operation, principal, operation, body, scope)
+            status, response = await self._run(self._operation, principal, operation, body, scope)
+            return int(status), bytes(response)
         raise HttpError(404, "UnknownOperationException", f"No operation at {method} {path}; see docs/api.md")
 
     # ---- authentication (every refusal is recorded: PCI DSS 10.2.1.4) ----

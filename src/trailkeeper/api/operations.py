@@ -7,6 +7,7 @@ Query) only translate the wire format.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from trailkeeper.history.base import LookupQuery
 from trailkeeper.identity import Principal
 from trailkeeper.keys.signing import PublicKeyInfo
 from trailkeeper.service import Service
-from trailkeeper.trails import TrailConfig, validate_bucket_name, validate_selectors
+from trailkeeper.trails import DEFAULT_SELECTORS, TrailConfig, validate_bucket_name, validate_selectors
 
 Params = dict[str, Any]
 Handler = Callable[[Service, Principal, Params], dict[str, Any]]
@@ -96,7 +97,7 @@ def trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
         "HomeRegion": service.account.region,
         "TrailARN": service.trail_arn(config.name),
         "LogFileValidationEnabled": config.validation,
-        "HasCustomEventSelectors": list(config.selectors) != [dict(s) for s in TrailConfig.__dataclass_fields__["selectors"].default],
+        "HasCustomEventSelectors": config.selectors != DEFAULT_SELECTORS,
         "HasInsightSelectors": False,
         "IsOrganizationTrail": False,
         "Destination": config.destination,
@@ -133,7 +134,7 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
         name=name, bucket=bucket, destination=destination, prefix=prefix,
         validation=_bool_param(params, "EnableLogFileValidation", base.validation if base else False),
         flush_interval_s=flush, digest_interval_s=digest,
-        selectors=base.selectors if base else TrailConfig.__dataclass_fields__["selectors"].default,
+        selectors=base.selectors if base else DEFAULT_SELECTORS,
         include_global_service_events=_bool_param(params, "IncludeGlobalServiceEvents", base.include_global_service_events if base else True),
         is_multi_region=_bool_param(params, "IsMultiRegionTrail", base.is_multi_region if base else False),
     )
@@ -362,7 +363,7 @@ def get_server_status(service: Service, _: Principal, params: Params) -> dict[st
         trails.append({"Name": trail.config.name, "IsLogging": s.is_logging, "Backlog": max(0, service.spool.next_seq() - s.offset_seq) if s.is_logging else 0,
                        "LatestDeliveryError": s.latest_delivery_error or None, "FailingSince": _epoch(s.failing_since)})
     return {"AccountId": service.account.account_id, "Region": service.account.region,
-            "Spool": {k: v for k, v in vars(stats).items()} if hasattr(stats, "__dict__") else dict(stats),
+            "Spool": dataclasses.asdict(stats),
             "HistoryIndexedSeq": service.history.last_indexed_seq(), "Trails": trails}
 
 

@@ -87,7 +87,9 @@ def _from_us(micros: int) -> datetime:
 
 def _row_to_info(row: tuple[bytes, str, int, int | None]) -> PublicKeyInfo:
     der, fp, valid_from, valid_to = row
-    return PublicKeyInfo(der, fp, _from_us(valid_from), None if valid_to is None else _from_us(valid_to))
+    return PublicKeyInfo(
+        der, fp, _from_us(valid_from), None if valid_to is None else _from_us(valid_to)
+    )
 
 
 def _context(fp: str) -> bytes:
@@ -97,7 +99,9 @@ def _context(fp: str) -> bytes:
 class SigningKeys:
     """The signing-key history in the `signing_keys` table of the state database."""
 
-    def __init__(self, db_path: Path, keyring: KeyProvider, clock: Clock, rotation: timedelta) -> None:
+    def __init__(
+        self, db_path: Path, keyring: KeyProvider, clock: Clock, rotation: timedelta
+    ) -> None:
         if rotation <= timedelta(0):
             raise ConfigError(f"signing-key rotation period must be positive, got {rotation}")
         self._db_path = db_path
@@ -114,9 +118,14 @@ class SigningKeys:
         # One connection per operation keeps threads independent; sqlite's own
         # locking (BEGIN IMMEDIATE) orders writers across processes.
         try:
-            conn = sqlite3.connect(self._db_path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None)
+            conn = sqlite3.connect(
+                self._db_path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None
+            )
         except sqlite3.Error as e:
-            raise SigningKeyError(f"cannot open state database {self._db_path}: {e}", "check the data directory's permissions") from e
+            raise SigningKeyError(
+                f"cannot open state database {self._db_path}: {e}",
+                "check the data directory's permissions",
+            ) from e
         with closing(conn):
             yield conn
 
@@ -124,16 +133,23 @@ class SigningKeys:
         """The key to sign with now: created on first use, replaced once older than the rotation period."""
         with self._lock, self._connect() as db:
             now = self._clock.now()
+            info = self._current_row(db)
+            if info is not None and not self._due(info, now):
+                return info  # the common case takes no write lock on the shared state db
             db.execute("BEGIN IMMEDIATE")
             try:
+                # Re-read under the write lock: another process may have rotated meanwhile.
                 info = self._current_row(db)
-                if info is None or now - info.valid_from > self._rotation:
+                if info is None or self._due(info, now):
                     info = self._rotate(db, now, info)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             return info
+
+    def _due(self, info: PublicKeyInfo, now: datetime) -> bool:
+        return now - info.valid_from > self._rotation
 
     def _current_row(self, db: sqlite3.Connection) -> PublicKeyInfo | None:
         row = db.execute(
@@ -142,16 +158,25 @@ class SigningKeys:
         ).fetchone()
         return None if row is None else _row_to_info(row)
 
-    def _rotate(self, db: sqlite3.Connection, now: datetime, old: PublicKeyInfo | None) -> PublicKeyInfo:
+    def _rotate(
+        self, db: sqlite3.Connection, now: datetime, old: PublicKeyInfo | None
+    ) -> PublicKeyInfo:
         private = rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=KEY_BITS)
-        der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+        der = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.PKCS1
+        )
         fp = fingerprint(der)
         secret = private.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
         envelope = self._keyring.encrypt(secret, _context(fp))
         if old is not None:
-            db.execute("UPDATE signing_keys SET valid_to_us = ? WHERE fingerprint = ?", (_to_us(now), old.fingerprint))
+            db.execute(
+                "UPDATE signing_keys SET valid_to_us = ? WHERE fingerprint = ?",
+                (_to_us(now), old.fingerprint),
+            )
         db.execute(
             "INSERT INTO signing_keys (fingerprint, public_der, private_envelope, keyring_id, valid_from_us) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -171,12 +196,22 @@ class SigningKeys:
             if cached is not None:
                 return cached
             with self._connect() as db:
-                row = db.execute("SELECT private_envelope FROM signing_keys WHERE fingerprint = ?", (fp,)).fetchone()
+                row = db.execute(
+                    "SELECT private_envelope FROM signing_keys WHERE fingerprint = ?", (fp,)
+                ).fetchone()
             if row is None:
-                raise SigningKeyError(f"no signing key with fingerprint {fp}", "sign with the fingerprint returned by current()")
-            loaded = serialization.load_der_private_key(self._keyring.decrypt(row[0], _context(fp)), password=None)
+                raise SigningKeyError(
+                    f"no signing key with fingerprint {fp}",
+                    "sign with the fingerprint returned by current()",
+                )
+            loaded = serialization.load_der_private_key(
+                self._keyring.decrypt(row[0], _context(fp)), password=None
+            )
             if not isinstance(loaded, rsa.RSAPrivateKey):
-                raise SigningKeyError(f"signing key {fp} is not an RSA key", "the state database is corrupt; restore it from backup")
+                raise SigningKeyError(
+                    f"signing key {fp} is not an RSA key",
+                    "the state database is corrupt; restore it from backup",
+                )
             self._private[fp] = loaded
             return loaded
 
@@ -205,10 +240,18 @@ def _all_keys(db: sqlite3.Connection) -> list[PublicKeyInfo]:
 def load_public_keys(db_path: Path) -> list[PublicKeyInfo]:
     """Every public key in the state database, opened read-only (offline validator)."""
     if not db_path.is_file():
-        raise SigningKeyError(f"state database {db_path} does not exist", "point the validator at the trailkeeper data directory")
+        raise SigningKeyError(
+            f"state database {db_path} does not exist",
+            "point the validator at the trailkeeper data directory",
+        )
     try:
-        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_SECONDS)
+        conn = sqlite3.connect(
+            f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_SECONDS
+        )
         with closing(conn):
             return _all_keys(conn)
     except sqlite3.Error as e:
-        raise SigningKeyError(f"cannot read signing keys from {db_path}: {e}", "check that the file is a trailkeeper state database") from e
+        raise SigningKeyError(
+            f"cannot read signing keys from {db_path}: {e}",
+            "check that the file is a trailkeeper state database",
+        ) from e

@@ -1,0 +1,348 @@
+"""SQLite event history, built for ingest speed.
+
+Layout (one database file, WAL):
+
+* `events(seq INTEGER PRIMARY KEY, t, body)`: the record bytes by spool seq; `t` is
+  eventTime in epoch seconds.
+* `attrs(k, t, seq)`, WITHOUT ROWID, primary key (k, t, seq): ONE compact index for all
+  eight lookup attributes. `k` is a 64-bit hash of (attribute, value); the reserved key
+  `ALL_KEY` has a row for every event and serves time-range-only lookups and purging. Reading
+  (k, t, seq) backwards is exactly "newest first" for a key and time range. A hash can
+  collide, so every candidate is checked against its record before it is returned.
+* `meta`: format version, last indexed seq and event count (written in the same transaction
+  as the rows) and the secret that authenticates paging tokens.
+
+Six ordinary secondary indexes manage far fewer rows per second than this single table:
+rows are sorted by key before a batch is inserted, so most land next to each other.
+Durability comes from the spool (replayed from last_indexed_seq after a crash), so commits
+use synchronous=NORMAL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import os
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trailkeeper.errors import HistoryError
+from trailkeeper.history.base import (
+    INVALID_NEXT_TOKEN,
+    MAX_ATTRIBUTE_VALUE_CHARS,
+    LookupPage,
+    LookupQuery,
+    LookupRequestError,
+    check_query,
+)
+from trailkeeper.records import lookup_values, parse_event_time
+
+FORMAT_VERSION = "1"
+ALL_KEY = 0
+PURGE_BATCH = 5000
+CACHE_KIB = 512 * 1024
+MMAP_BYTES = 8 << 30
+_TOKEN = struct.Struct(">B16sqq")
+_TOKEN_VERSION = 1
+_MAC_BYTES = 16
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, t INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS attrs (
+    k INTEGER NOT NULL, t INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, t, seq)
+) WITHOUT ROWID;
+"""
+_LOOKUP_SQL = """
+SELECT a.t, a.seq, e.body FROM attrs a JOIN events e ON e.seq = a.seq
+WHERE a.k = ? AND a.t >= ? AND (a.t, a.seq) <= (?, ?)
+ORDER BY a.t DESC, a.seq DESC
+"""
+_OLDEST_SQL = """
+SELECT a.t, a.seq, e.body FROM attrs a JOIN events e ON e.seq = a.seq
+WHERE a.k = ? AND a.t < ? ORDER BY a.t, a.seq LIMIT ?
+"""
+
+
+def _hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+def attr_key(attribute: str, value: str) -> int:
+    """The index key of one (attribute, value); never ALL_KEY."""
+    key = _hash64(f"{attribute}\x00{value}".encode())
+    return key if key != ALL_KEY else ALL_KEY + 1
+
+
+class SqliteHistory:
+    """HistoryStore on one SQLite file; index() from one thread, lookup() from any."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+        self._conn = self._connect()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA wal_autocheckpoint=4000")
+        with self._tx():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            self._init_meta()
+        self._secret = bytes(self._meta("token_secret"))
+        self._last = int(self._meta("last_seq"))
+        self._count = int(self._meta("count"))
+
+    # ---- connections ----
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            conn.execute("PRAGMA temp_store=MEMORY")
+        except sqlite3.Error as e:
+            raise HistoryError(f"cannot open the event history {self._path}: {e}") from e
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise HistoryError("the event history is closed")
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    def _init_meta(self) -> None:
+        defaults = {
+            "format": FORMAT_VERSION,
+            "token_secret": os.urandom(32),
+            "last_seq": -1,
+            "count": 0,
+        }
+        for key, value in defaults.items():
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        found = str(self._meta("format"))
+        if found != FORMAT_VERSION:
+            raise HistoryError(
+                f"event history {self._path} has format {found!r}; this version reads "
+                f"{FORMAT_VERSION!r}: rebuild it by deleting the file (the spool re-indexes)"
+            )
+
+    def _meta(self, key: str) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0]
+
+    # ---- writing ----
+    def index(self, entries: Sequence[tuple[int, bytes]]) -> None:
+        with self._lock:
+            fresh = sorted((e for e in entries if e[0] > self._last), key=lambda e: e[0])
+            if not fresh:
+                return
+            events, keys = _rows_for(fresh)
+            keys.sort()
+            last = fresh[-1][0]
+            with self._tx() as conn:
+                before = conn.total_changes
+                conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", events)
+                added = conn.total_changes - before
+                conn.executemany("INSERT OR IGNORE INTO attrs VALUES (?, ?, ?)", keys)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'count'", (self._count + added,)
+                )
+            self._last = last
+            self._count += added
+
+    def purge(self, older_than: datetime) -> int:
+        cutoff = math.ceil(older_than.timestamp())
+        removed = 0
+        while True:
+            with self._lock:
+                done = self._purge_batch(cutoff)
+            if not done:
+                return removed
+            removed += done
+
+    def _purge_batch(self, cutoff: int) -> int:
+        with self._tx() as conn:
+            rows = conn.execute(_OLDEST_SQL, (ALL_KEY, cutoff, PURGE_BATCH)).fetchall()
+            if not rows:
+                return 0
+            _, keys = _rows_for([(seq, body) for _, seq, body in rows])
+            keys.sort()
+            conn.executemany("DELETE FROM attrs WHERE k = ? AND t = ? AND seq = ?", keys)
+            conn.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for _, seq, _ in rows])
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'count'", (self._count - len(rows),)
+            )
+        self._count -= len(rows)
+        return len(rows)
+
+    # ---- reading ----
+    def last_indexed_seq(self) -> int:
+        return self._last
+
+    def count(self) -> int:
+        return self._count
+
+    def lookup(self, query: LookupQuery) -> LookupPage:
+        check_query(query)
+        digest = _query_digest(query)
+        low = math.ceil(query.start.timestamp())
+        high_t, high_seq = math.floor(query.end.timestamp()), 2**63 - 1
+        if query.next_token is not None:
+            high_t, high_seq = self._open_token(query.next_token, digest)
+        key = ALL_KEY
+        if query.attribute_key is not None and query.attribute_value is not None:
+            key = attr_key(query.attribute_key, query.attribute_value)
+        cursor = self._reader().execute(_LOOKUP_SQL, (key, low, high_t, high_seq))
+        try:
+            found = list(_take(cursor, query, query.max_results + 1))
+        finally:
+            # An unfinished statement pins its WAL snapshot and stalls checkpoints.
+            cursor.close()
+        token = None
+        if len(found) > query.max_results:
+            t, seq, _ = found[query.max_results - 1]
+            token = self._seal_token(digest, t, seq - 1)
+        return LookupPage([body for _, _, body in found[: query.max_results]], token)
+
+    def _seal_token(self, digest: bytes, t: int, seq: int) -> str:
+        payload = _TOKEN.pack(_TOKEN_VERSION, digest, t, seq)
+        mac = hmac.new(self._secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        return base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
+
+    def _open_token(self, token: str, digest: bytes) -> tuple[int, int]:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except ValueError as e:
+            raise _bad_token("it is not base64url") from e
+        payload, mac = raw[: _TOKEN.size], raw[_TOKEN.size :]
+        expected = hmac.new(self._secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        if len(raw) != _TOKEN.size + _MAC_BYTES or not hmac.compare_digest(mac, expected):
+            raise _bad_token("it was not issued by this server or was altered")
+        version, bound, t, seq = _TOKEN.unpack(payload)
+        if version != _TOKEN_VERSION or not hmac.compare_digest(bound, digest):
+            raise _bad_token("it belongs to a request with other lookup attributes or times")
+        return t, seq
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._conn.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any error; sqlite errors become HistoryError."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        if error is None:
+            self._conn.execute("COMMIT")
+            return
+        self._conn.execute("ROLLBACK")
+        if isinstance(error, sqlite3.Error):
+            raise HistoryError(f"event history write failed: {error}") from error
+
+
+def _rows_for(
+    entries: Sequence[tuple[int, bytes]],
+) -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int, int]]]:
+    """The events rows and attrs rows of (seq, body) entries."""
+    events: list[tuple[int, int, bytes]] = []
+    keys: list[tuple[int, int, int]] = []
+    for seq, body in entries:
+        record = _decode(seq, body)
+        t = _event_epoch(seq, record)
+        events.append((seq, t, body))
+        keys.append((ALL_KEY, t, seq))
+        for attribute, values in lookup_values(record).items():
+            for value in values:
+                if len(value) <= MAX_ATTRIBUTE_VALUE_CHARS:
+                    keys.append((attr_key(attribute, value), t, seq))
+    return events, keys
+
+
+def _decode(seq: int, body: bytes) -> dict[str, Any]:
+    try:
+        record = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise HistoryError(f"spooled record {seq} is not JSON ({e}); the spool is damaged") from e
+    if not isinstance(record, dict):
+        raise HistoryError(f"spooled record {seq} is not a JSON object; the spool is damaged")
+    return record
+
+
+def _event_epoch(seq: int, record: dict[str, Any]) -> int:
+    try:
+        return int(parse_event_time(record.get("eventTime")).timestamp())
+    except ValueError as e:
+        raise HistoryError(f"spooled record {seq} has a bad eventTime: {e}") from e
+
+
+def _take(
+    rows: Iterable[tuple[int, int, bytes]], query: LookupQuery, limit: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """Rows whose record really holds the attribute value (rules out hash collisions)."""
+    taken = 0
+    for row in rows:
+        if taken == limit:
+            return
+        if query.attribute_key is None or _holds(
+            row[2], query.attribute_key, query.attribute_value
+        ):
+            taken += 1
+            yield row
+
+
+def _holds(body: bytes, attribute: str, value: str | None) -> bool:
+    return value in lookup_values(orjson.loads(body)).get(attribute, ())
+
+
+def _query_digest(query: LookupQuery) -> bytes:
+    bound = [
+        query.attribute_key,
+        query.attribute_value,
+        query.start.timestamp(),
+        query.end.timestamp(),
+    ]
+    return hashlib.sha256(orjson.dumps(bound)).digest()[:16]
+
+
+def _bad_token(why: str) -> LookupRequestError:
+    return LookupRequestError(
+        INVALID_NEXT_TOKEN,
+        f"NextToken is invalid: {why}; repeat the request without NextToken, or with the "
+        "exact parameters of the request that returned it",
+    )

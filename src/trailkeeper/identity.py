@@ -1,0 +1,468 @@
+"""Accounts, users, access keys and roles, persisted in the state database.
+
+One account per installation. Its root identity has every permission; users get exactly one
+role from ROLES. Access-key secrets are stored only as keyring envelopes bound to the key id,
+so a copied database file authenticates nobody. Deleted keys stay in the table (status
+`Deleted`, secret erased) so audit records can still name their owner.
+
+`resolve` runs on every request, so it answers from an in-memory map that is rebuilt after
+any change made through this store and, via SQLite's `data_version`, after any change made
+by another process (e.g. `trailkeeper user` commands while the server runs).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from trailkeeper.clock import Clock
+from trailkeeper.errors import AuthError, IdentityError
+from trailkeeper.keys.keyring import KeyProvider
+
+ROLES = ("administrator", "auditor", "writer", "forwarder")
+PERMISSIONS: Mapping[str, frozenset[str]] = {
+    "events:write": frozenset({"writer", "forwarder", "administrator"}),
+    "events:write-on-behalf": frozenset({"forwarder"}),
+    "events:read": frozenset({"auditor", "administrator"}),
+    "logs:read": frozenset({"auditor", "administrator"}),
+    "validate": frozenset({"auditor", "administrator"}),
+    "trails:read": frozenset({"auditor", "administrator"}),
+    "trails:write": frozenset({"administrator"}),
+    "identity:read": frozenset({"auditor", "administrator"}),
+    "identity:write": frozenset({"administrator"}),
+}
+MAX_KEYS_PER_USER = 2
+ACTIVE, INACTIVE, DELETED = "Active", "Inactive", "Deleted"
+SQLITE_TIMEOUT_SECONDS = 30.0
+# AWS unique ids use this base32 alphabet after their 4-letter type prefix.
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_ID_SUFFIX_LEN = 16
+_USER_NAME_RE = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)
+_CONTEXT_PREFIX = b"access-key:"
+MSG_INVALID_TOKEN = "The security token included in the request is invalid."
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS identity_account (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    account_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_users (
+    user_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    role TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    user_id TEXT,
+    user_name TEXT,
+    status TEXT NOT NULL CHECK (status IN ('Active', 'Inactive', 'Deleted')),
+    secret_envelope BLOB,
+    created_us INTEGER NOT NULL,
+    status_changed_us INTEGER NOT NULL
+);
+"""
+
+
+def allowed(role: str | None, permission: str) -> bool:
+    """Whether `role` (None = the account root) holds `permission`.
+
+    Unknown roles or permissions are programming errors, not denials, so they raise.
+    """
+    if permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}; known: {sorted(PERMISSIONS)}")
+    if role is None:
+        return True
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+    return role in PERMISSIONS[permission]
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    region: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class RootCredentials:
+    account_id: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    user_id: str
+    arn: str
+    role: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    access_key_id: str
+    user_name: str | None  # None for the root's keys
+    status: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class AccessKeyWithSecret(AccessKey):
+    secret_access_key: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who owns an access key. For the root, `user_id` is the account id (CloudTrail's
+    principalId for Root), `user_name` and `role` are None."""
+
+    account_id: str
+    is_root: bool
+    user_name: str | None
+    user_id: str
+    arn: str
+    role: str | None
+    access_key_id: str
+    key_status: str
+
+
+def user_arn(account_id: str, name: str) -> str:
+    return f"arn:aws:iam::{account_id}:user/{name}"
+
+
+def root_arn(account_id: str) -> str:
+    return f"arn:aws:iam::{account_id}:root"
+
+
+def _unique_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_SUFFIX_LEN))
+
+
+def _new_secret() -> str:
+    # 30 random bytes are exactly 40 base64 characters, the length of an AWS secret key.
+    return base64.b64encode(secrets.token_bytes(30)).decode("ascii")
+
+
+def _new_account_id() -> str:
+    return str(10**11 + secrets.randbelow(9 * 10**11))
+
+
+def _to_us(when: datetime) -> int:
+    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+def _context(access_key_id: str) -> bytes:
+    return _CONTEXT_PREFIX + access_key_id.encode()
+
+
+def _not_initialised() -> IdentityError:
+    error = IdentityError(
+        "NoSuchEntity", "this trailkeeper installation has no account yet", status=404
+    )
+    error.hint = "run `trailkeeper init` first"
+    return error
+
+
+def _no_such_user(name: str) -> IdentityError:
+    return IdentityError("NoSuchEntity", f"The user with name {name} cannot be found.", 404)
+
+
+def _no_such_key(key_id: str) -> IdentityError:
+    return IdentityError("NoSuchEntity", f"The Access Key with id {key_id} cannot be found.", 404)
+
+
+class IdentityStore:
+    def __init__(self, db_path: Path, keyring: KeyProvider, clock: Clock) -> None:
+        self._keyring = keyring
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Autocommit mode: every write opens its own BEGIN IMMEDIATE so that checks such as
+        # the per-user key quota hold against other processes sharing the file.
+        self._conn = sqlite3.connect(
+            db_path,
+            timeout=SQLITE_TIMEOUT_SECONDS,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(_SCHEMA)
+        self._cache: dict[str, tuple[Principal, str]] | None = None
+        self._cache_version = -1
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            self._cache = None
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._conn.execute(sql, args).fetchall())
+
+    # --- account ---------------------------------------------------------------------------
+
+    def init_account(self, region: str) -> RootCredentials:
+        """Create the account and the root's first access key; fails if already done."""
+        if not _REGION_RE.fullmatch(region):
+            raise IdentityError(
+                "ValidationError", f"'{region}' is not a region name like us-east-1"
+            )
+        with self._write() as conn:
+            if conn.execute("SELECT account_id FROM identity_account").fetchone():
+                raise IdentityError(
+                    "EntityAlreadyExists",
+                    "this installation already has an account; `trailkeeper init` runs once",
+                    409,
+                )
+            account_id = _new_account_id()
+            conn.execute(
+                "INSERT INTO identity_account VALUES (1, ?, ?, ?)",
+                (account_id, region, _to_us(self._clock.now())),
+            )
+            key = self._insert_key(conn, None, None)
+        return RootCredentials(account_id, region, key.access_key_id, key.secret_access_key)
+
+    def account(self) -> Account:
+        rows = self._query("SELECT account_id, region, created_us FROM identity_account")
+        if not rows:
+            raise _not_initialised()
+        account_id, region, created_us = rows[0]
+        return Account(account_id, region, _from_us(created_us))
+
+    # --- users -----------------------------------------------------------------------------
+
+    def create_user(self, name: str, role: str) -> User:
+        _check_user_name(name)
+        if role not in ROLES:
+            raise IdentityError(
+                "ValidationError", f"Role '{role}' is not one of: {', '.join(ROLES)}."
+            )
+        account_id = self.account().account_id
+        created = self._clock.now()
+        user = User(name, _unique_id("AIDA"), user_arn(account_id, name), role, created)
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM identity_users WHERE name = ?", (name,)).fetchone():
+                raise IdentityError(
+                    "EntityAlreadyExists", f"User with name {name} already exists.", 409
+                )
+            conn.execute(
+                "INSERT INTO identity_users VALUES (?, ?, ?, ?)",
+                (user.user_id, name, role, _to_us(created)),
+            )
+        return user
+
+    def get_user(self, name: str) -> User:
+        account_id = self.account().account_id
+        rows = self._query(
+            "SELECT name, user_id, role, created_us FROM identity_users WHERE name = ?", (name,)
+        )
+        if not rows:
+            raise _no_such_user(name)
+        return _user(account_id, rows[0])
+
+    def list_users(self) -> list[User]:
+        account_id = self.account().account_id
+        rows = self._query(
+            "SELECT name, user_id, role, created_us FROM identity_users ORDER BY name"
+        )
+        return [_user(account_id, row) for row in rows]
+
+    def delete_user(self, name: str) -> None:
+        """Like IAM, refuse while the user still has (active or inactive) access keys."""
+        with self._write() as conn:
+            row = conn.execute("SELECT user_id FROM identity_users WHERE name = ?", (name,))
+            found = row.fetchone()
+            if not found:
+                raise _no_such_user(name)
+            if _live_key_count(conn, found[0]):
+                raise IdentityError(
+                    "DeleteConflict", "Cannot delete entity, must delete access keys first.", 409
+                )
+            conn.execute("DELETE FROM identity_users WHERE user_id = ?", (found[0],))
+
+    # --- access keys -----------------------------------------------------------------------
+
+    def create_access_key(self, user_name: str | None) -> AccessKeyWithSecret:
+        """A new Active key for `user_name`, or for the root when None."""
+        self.account()
+        with self._write() as conn:
+            user_id, name = _owner(conn, user_name)
+            if _live_key_count(conn, user_id) >= MAX_KEYS_PER_USER:
+                raise IdentityError(
+                    "LimitExceeded",
+                    f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}",
+                    409,
+                )
+            return self._insert_key(conn, user_id, name)
+
+    def list_access_keys(self, user_name: str | None) -> list[AccessKey]:
+        """Keys that are not deleted, oldest first, without their secrets."""
+        with self._lock:
+            user_id, _ = _owner(self._conn, user_name)
+            rows = self._conn.execute(
+                "SELECT access_key_id, user_name, status, created_us FROM identity_access_keys"
+                " WHERE user_id IS ? AND status != 'Deleted' ORDER BY created_us, access_key_id",
+                (user_id,),
+            ).fetchall()
+        return [AccessKey(k, name, status, _from_us(us)) for k, name, status, us in rows]
+
+    def update_access_key(self, access_key_id: str, status: str) -> None:
+        if status not in (ACTIVE, INACTIVE):
+            raise IdentityError(
+                "ValidationError",
+                f"Value '{status}' at 'status' failed to satisfy constraint: "
+                "Member must satisfy enum value set: [Active, Inactive]",
+            )
+        self._set_status(access_key_id, status, keep_secret=True)
+
+    def delete_access_key(self, access_key_id: str) -> None:
+        """Mark the key Deleted and erase its secret; the row stays for audit."""
+        self._set_status(access_key_id, DELETED, keep_secret=False)
+
+    def _set_status(self, access_key_id: str, status: str, keep_secret: bool) -> None:
+        secret_sql = "" if keep_secret else ", secret_envelope = NULL"
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE identity_access_keys SET status = ?, status_changed_us = ?{secret_sql}"
+                " WHERE access_key_id = ? AND status != 'Deleted'",
+                (status, _to_us(self._clock.now()), access_key_id),
+            )
+            if cursor.rowcount == 0:
+                raise _no_such_key(access_key_id)
+
+    def _insert_key(
+        self, conn: sqlite3.Connection, user_id: str | None, user_name: str | None
+    ) -> AccessKeyWithSecret:
+        key_id, secret = _unique_id("AKIA"), _new_secret()
+        created = self._clock.now()
+        envelope = self._keyring.encrypt(secret.encode(), _context(key_id))
+        conn.execute(
+            "INSERT INTO identity_access_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key_id, user_id, user_name, ACTIVE, envelope, _to_us(created), _to_us(created)),
+        )
+        return AccessKeyWithSecret(key_id, user_name, ACTIVE, created, secret)
+
+    # --- authentication --------------------------------------------------------------------
+
+    def resolve(self, access_key_id: str) -> tuple[Principal, str] | None:
+        """The owner and secret of a non-deleted key (Active or Inactive), else None."""
+        with self._lock:
+            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+            if self._cache is None or version != self._cache_version:
+                self._cache = self._load_keys()
+                self._cache_version = version
+            return self._cache.get(access_key_id)
+
+    def secret_for(self, access_key_id: str) -> str | None:
+        """A sigv4 `lookup_secret`: None for unknown or deleted keys; an inactive key raises
+        the same InvalidClientTokenId AWS answers for it, so callers cannot tell the two apart."""
+        found = self.resolve(access_key_id)
+        if found is None:
+            return None
+        principal, secret = found
+        if principal.key_status != ACTIVE:
+            raise AuthError("InvalidClientTokenId", MSG_INVALID_TOKEN, 403)
+        return secret
+
+    def _load_keys(self) -> dict[str, tuple[Principal, str]]:
+        account = self._conn.execute("SELECT account_id FROM identity_account").fetchone()
+        if account is None:
+            return {}
+        account_id = str(account[0])
+        rows = self._conn.execute(
+            "SELECT k.access_key_id, k.status, k.secret_envelope, k.user_id, u.name, u.role"
+            " FROM identity_access_keys k LEFT JOIN identity_users u ON k.user_id = u.user_id"
+            " WHERE k.status != 'Deleted'"
+        ).fetchall()
+        loaded: dict[str, tuple[Principal, str]] = {}
+        for key_id, status, envelope, user_id, name, role in rows:
+            principal = _principal(account_id, key_id, status, user_id, name, role)
+            if principal is not None:
+                secret = self._keyring.decrypt(envelope, _context(key_id)).decode()
+                loaded[key_id] = (principal, secret)
+        return loaded
+
+
+def _principal(
+    account_id: str,
+    key_id: str,
+    status: str,
+    user_id: str | None,
+    name: str | None,
+    role: str | None,
+) -> Principal | None:
+    """None for a key whose user row is gone: such a key must never pass as the root's."""
+    if user_id is None:
+        arn = root_arn(account_id)
+        return Principal(account_id, True, None, account_id, arn, None, key_id, status)
+    if name is None:
+        return None
+    arn = user_arn(account_id, name)
+    return Principal(account_id, False, name, user_id, arn, role, key_id, status)
+
+
+def _check_user_name(name: str) -> None:
+    if not _USER_NAME_RE.fullmatch(name):
+        raise IdentityError(
+            "ValidationError",
+            f"1 validation error detected: Value '{name}' at 'userName' failed to satisfy "
+            r"constraint: Member must be 1-64 characters matching [\w+=,.@-]+",
+        )
+
+
+def _user(account_id: str, row: tuple[Any, ...]) -> User:
+    name, user_id, role, created_us = row
+    return User(name, user_id, user_arn(account_id, name), role, _from_us(created_us))
+
+
+def _owner(conn: sqlite3.Connection, user_name: str | None) -> tuple[str | None, str | None]:
+    """(user_id, stored name) of a user, or (None, None) for the root."""
+    if user_name is None:
+        return None, None
+    row = conn.execute(
+        "SELECT user_id, name FROM identity_users WHERE name = ?", (user_name,)
+    ).fetchone()
+    if row is None:
+        raise _no_such_user(user_name)
+    return str(row[0]), str(row[1])
+
+
+def _live_key_count(conn: sqlite3.Connection, user_id: str | None) -> int:
+    row = conn.execute(
+        "SELECT COUNT(*) FROM identity_access_keys WHERE user_id IS ? AND status != 'Deleted'",
+        (user_id,),
+    ).fetchone()
+    return int(row[0])

@@ -1,0 +1,960 @@
+"""Offline validator: checks a trail's digest chain and log files in an ObjectStore.
+
+Unlike the AWS CLI's backward walk (which follows `previousDigestS3Object` and so
+cannot see deleted newest digests, collapses consecutive deletions and never
+lists log folders), this validator derives the digest windows that *must* exist
+from the trail's logging history, lists what does exist, and reports every
+difference with a reason code (integrity-and-compliance.md §3, §4). It never
+stops at the first problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from trailkeeper import digest as digestfmt
+from trailkeeper import layout
+from trailkeeper._internal import gzipio
+from trailkeeper.clock import floor_to, iso_seconds, parse_iso_seconds
+from trailkeeper.errors import ConfigError, ObjectNotFoundError, ValidationRunError
+from trailkeeper.keys.signing import PublicKeyInfo
+from trailkeeper.storage.base import ObjectStore
+
+# A log is delivered at most one flush interval after its events, and a digest
+# shortly after its window ends; this covers both with room for a slow store.
+DEFAULT_DELIVERY_ALLOWANCE = timedelta(minutes=6)
+DEFAULT_DIGEST_INTERVAL = timedelta(hours=1)
+BACKFILL_TIMESTAMP_META = "backfill-generation-timestamp"
+STATE_FORMAT = 1
+_LOG_NAME_GRANULARITY = timedelta(minutes=1)  # log keys carry the delivery minute only
+
+Mode = Literal["full", "stored"]
+Kind = Literal["digest", "log"]
+
+
+class Code(StrEnum):
+    """Reason codes (integrity-and-compliance.md §4) plus trailkeeper's extensions."""
+
+    LOG_HASH_MISMATCH = "LOG_HASH_MISMATCH"
+    LOG_MISSING = "LOG_MISSING"
+    LOG_UNREFERENCED = "LOG_UNREFERENCED"
+    LOG_UNVERIFIABLE = "LOG_UNVERIFIABLE"
+    STORED_HASH_MISMATCH = "STORED_HASH_MISMATCH"
+    DIGEST_BAD_SIGNATURE = "DIGEST_BAD_SIGNATURE"
+    DIGEST_NO_SIGNATURE = "DIGEST_NO_SIGNATURE"
+    DIGEST_MISSING = "DIGEST_MISSING"
+    DIGEST_MOVED = "DIGEST_MOVED"
+    CHAIN_TRUNCATED = "CHAIN_TRUNCATED"
+    CHAIN_LINK_MISMATCH = "CHAIN_LINK_MISMATCH"
+    CHAIN_GAP = "CHAIN_GAP"
+    KEY_UNKNOWN = "KEY_UNKNOWN"
+    KEY_FORMAT = "KEY_FORMAT"
+    TRAILING_DATA = "TRAILING_DATA"
+    MULTI_MEMBER_GZIP = "MULTI_MEMBER_GZIP"
+    INVALID_FORMAT = "INVALID_FORMAT"
+
+
+class Status(StrEnum):
+    VALID = "VALID"
+    INVALID = "INVALID"
+
+
+@dataclass(frozen=True)
+class TrailInfo:
+    """What the validator must know about a trail besides its stored objects.
+
+    `logging_periods` are the intervals during which logging *and* validation were
+    on: (chain start, final digest end), the end None while still on. The time
+    between two periods is an explained gap. `regions` are the source regions
+    whose digest chains are checked (default: the home region only).
+    """
+
+    name: str
+    account_id: str
+    home_region: str
+    bucket: str
+    prefix: str = ""
+    digest_interval: timedelta = DEFAULT_DIGEST_INTERVAL
+    logging_periods: Sequence[tuple[datetime, datetime | None]] = ()
+    delivery_allowance: timedelta = DEFAULT_DELIVERY_ALLOWANCE
+    regions: tuple[str, ...] = ()
+
+    @property
+    def arn(self) -> str:
+        return layout.trail_arn(self.home_region, self.account_id, self.name)
+
+    @property
+    def source_regions(self) -> tuple[str, ...]:
+        return self.regions or (self.home_region,)
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    kind: Kind
+    bucket: str
+    key: str
+    status: Status
+    code: Code | None  # None when VALID
+    message: str = ""
+    region: str = ""
+    backfill: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind, "bucket": self.bucket, "key": self.key, "status": str(self.status),
+            "code": None if self.code is None else str(self.code), "message": self.message,
+            "region": self.region, "backfill": self.backfill,
+        }
+
+
+@dataclass(frozen=True)
+class GapNotice:
+    """Logging was off between `start` and `end` (an explained gap, not an error)."""
+
+    region: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class VerifiedHead:
+    digest_key: str
+    end_time: datetime
+    hash_value: str  # sha256 of the digest's inflated bytes
+
+
+ReportItem = ReportEntry | GapNotice
+
+
+@dataclass
+class ValidationReport:
+    trail_arn: str
+    start: datetime
+    end: datetime
+    now: datetime
+    mode: Mode
+    items: list[ReportItem] = field(default_factory=list)  # in output order
+    found_start: datetime | None = None  # earliest valid digestStartTime, clamped to the range
+    found_end: datetime | None = None  # latest valid digestEndTime, clamped to the range
+    heads: dict[str, VerifiedHead] = field(default_factory=dict)  # region -> newest valid digest
+
+    @property
+    def entries(self) -> list[ReportEntry]:
+        return [i for i in self.items if isinstance(i, ReportEntry)]
+
+    @property
+    def gaps(self) -> list[GapNotice]:
+        return [i for i in self.items if isinstance(i, GapNotice)]
+
+    def _files(self, kind: Kind, backfill: bool) -> dict[str, bool]:
+        """key -> valid, for distinct files of one kind (a file is invalid if any entry is)."""
+        files: dict[str, bool] = {}
+        for e in self.entries:
+            if e.kind == kind and e.backfill == backfill:
+                files[e.key] = files.get(e.key, True) and e.status is Status.VALID
+        return files
+
+    def count(self, kind: Kind, valid: bool, backfill: bool = False) -> int:
+        return sum(1 for ok in self._files(kind, backfill).values() if ok == valid)
+
+    @property
+    def digests_valid(self) -> int:
+        return self.count("digest", True)
+
+    @property
+    def digests_invalid(self) -> int:
+        return self.count("digest", False)
+
+    @property
+    def logs_valid(self) -> int:
+        return self.count("log", True)
+
+    @property
+    def logs_invalid(self) -> int:
+        return self.count("log", False)
+
+    def codes(self) -> list[Code]:
+        return [e.code for e in self.entries if e.code is not None]
+
+    @property
+    def ok(self) -> bool:
+        return all(e.status is Status.VALID for e in self.entries)
+
+
+# ---------------------------------------------------------------- windows
+
+
+@dataclass(frozen=True)
+class Window:
+    """One digest window [start, end) that the logging history says must exist."""
+
+    start: datetime
+    end: datetime
+    starting: bool  # first window of a logging period: previous* fields are null
+    final: bool  # last window of a closed period (ends at the stop time)
+
+
+def expected_windows(
+    periods: Sequence[tuple[datetime, datetime | None]], interval: timedelta, lo: datetime, hi: datetime
+) -> list[Window]:
+    """Windows with end > lo and start <= hi, in time order.
+
+    Windows end on multiples of `interval` since the Unix epoch, except a final
+    window, which ends at the period's stop time; a starting window begins at the
+    period's start.
+    """
+    out: list[Window] = []
+    for begin, stop in sorted(periods, key=lambda p: p[0]):
+        out.extend(_period_windows(begin, stop, interval, lo, hi))
+    return out
+
+
+def _period_windows(
+    begin: datetime, stop: datetime | None, interval: timedelta, lo: datetime, hi: datetime
+) -> Iterator[Window]:
+    t = begin
+    # Skip whole windows before `lo` without walking years of history.
+    skip_to = floor_to(lo, interval) - interval
+    if skip_to > t and (stop is None or skip_to < stop):
+        t = skip_to
+    while t <= hi and (stop is None or t < stop):
+        boundary = floor_to(t, interval) + interval
+        end = boundary if stop is None else min(boundary, stop)
+        if end > lo:
+            yield Window(t, end, starting=t == begin, final=stop is not None and end == stop)
+        t = end
+
+
+# ---------------------------------------------------------------- verified state
+
+
+class StateConflictError(ValidationRunError):
+    """The state file changed since it was loaded (another validator run saved first)."""
+
+
+class VerifiedState:
+    """Newest verified digest per (trail, region), kept in a small local JSON file.
+
+    It lets a later run notice deleted newest digests (tail truncation) and
+    rewritten history. `save` is compare-and-swap: it writes only if the file
+    still holds exactly what `load` read.
+    """
+
+    def __init__(self, path: Path, heads: dict[str, VerifiedHead], loaded: bytes | None) -> None:
+        self.path = path
+        self.heads = heads
+        self._loaded = loaded
+
+    @staticmethod
+    def slot(trail_arn: str, region: str) -> str:
+        return f"{trail_arn}|{region}"
+
+    @classmethod
+    def load(cls, path: Path) -> VerifiedState:
+        raw = _read_optional(path)
+        if raw is None:
+            return cls(path, {}, None)
+        try:
+            doc = orjson.loads(raw)
+            heads = {slot: _head_from_json(h) for slot, h in doc["heads"].items()}
+            if doc.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {doc.get('format')!r} is not {STATE_FORMAT}")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValidationRunError(
+                f"verified-state file {path} is unreadable: {e}",
+                "restore it from a backup; deleting it loses tail-truncation detection for past runs",
+            ) from e
+        return cls(path, heads, raw)
+
+    def head(self, trail_arn: str, region: str) -> VerifiedHead | None:
+        return self.heads.get(self.slot(trail_arn, region))
+
+    def advance(self, report: ValidationReport) -> bool:
+        """Move the heads forward to the report's newest valid digests, only if the run was fully valid."""
+        if not report.ok:
+            return False
+        changed = False
+        for region, head in report.heads.items():
+            slot = self.slot(report.trail_arn, region)
+            old = self.heads.get(slot)
+            if old is None or head.end_time > old.end_time:
+                self.heads[slot] = head
+                changed = True
+        return changed
+
+    def to_bytes(self) -> bytes:
+        heads = {slot: _head_to_json(h) for slot, h in sorted(self.heads.items())}
+        return orjson.dumps({"format": STATE_FORMAT, "heads": heads}, option=orjson.OPT_INDENT_2)
+
+    def save(self) -> None:
+        """Write atomically; StateConflictError if the file changed since load."""
+        import fcntl  # POSIX only, like the rest of the folder storage
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            current = _read_optional(self.path)
+            if current != self._loaded:
+                raise StateConflictError(
+                    f"verified-state file {self.path} changed since it was loaded",
+                    "another validation run saved first; run the validation again",
+                )
+            data = self.to_bytes()
+            _atomic_write(self.path, data)
+            self._loaded = data
+
+
+def _head_to_json(h: VerifiedHead) -> dict[str, str]:
+    return {"digestKey": h.digest_key, "endTime": iso_seconds(h.end_time), "hashValue": h.hash_value}
+
+
+def _head_from_json(d: Mapping[str, str]) -> VerifiedHead:
+    return VerifiedHead(str(d["digestKey"]), parse_iso_seconds(d["endTime"]), str(d["hashValue"]))
+
+
+def _read_optional(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ValidationRunError(f"cannot read {path}: {e}", "check the file's permissions") from e
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- digests
+
+
+Problem = tuple[Code, str]
+
+
+@dataclass
+class _Digest:
+    """One stored digest object and what its checks found."""
+
+    key: str
+    end: datetime  # from the key
+    backfill: bool
+    doc: digestfmt.DigestDoc | None = None
+    start: datetime | None = None  # digestStartTime, parsed
+    doc_end: datetime | None = None  # digestEndTime, parsed
+    inflated_sha: str = ""
+    signature: str = ""
+    problems: list[Problem] = field(default_factory=list)
+    trusted: bool = False  # parsed, signed by a known key, at its own location
+
+    def fail(self, code: Code, message: str) -> None:
+        self.problems.append((code, message))
+
+
+class _KeyRing:
+    """Public keys by fingerprint, loaded lazily; SPKI is refused like the AWS CLI refuses it."""
+
+    def __init__(self, keys: Sequence[PublicKeyInfo]) -> None:
+        self._infos: dict[str, list[PublicKeyInfo]] = {}
+        for info in keys:
+            self._infos.setdefault(info.fingerprint, []).append(info)
+        self._loaded: dict[bytes, rsa.RSAPublicKey | None] = {}
+
+    def find(
+        self, fp: str, end: datetime, region: str, allowance: timedelta
+    ) -> tuple[PublicKeyInfo | None, Problem | None]:
+        """The key that may have signed a digest ending at `end`.
+
+        A digest is signed when it is delivered, up to `allowance` after its
+        end, so the key may be newer than `end` by that much; it must not have
+        been retired before `end`.
+        """
+        infos = self._infos.get(fp)
+        if not infos:
+            return None, (Code.KEY_UNKNOWN, f"public key not found in region {region} for fingerprint {fp}")
+        for info in infos:
+            if info.valid_from <= end + allowance and (info.valid_to is None or end <= info.valid_to):
+                return info, None
+        spans = ", ".join(f"{iso_seconds(i.valid_from)}..{_iso_or_open(i.valid_to)}" for i in infos)
+        return None, (
+            Code.KEY_UNKNOWN,
+            f"public key {fp} is valid {spans}, which does not cover digestEndTime {iso_seconds(end)}",
+        )
+
+    def load(self, info: PublicKeyInfo) -> rsa.RSAPublicKey | None:
+        if info.der_pkcs1 not in self._loaded:
+            self._loaded[info.der_pkcs1] = _load_pkcs1(info.der_pkcs1)
+        return self._loaded[info.der_pkcs1]
+
+
+def _iso_or_open(when: datetime | None) -> str:
+    return "open" if when is None else iso_seconds(when)
+
+
+def _load_pkcs1(der: bytes) -> rsa.RSAPublicKey | None:
+    """The key if `der` is exactly a DER PKCS#1 RSAPublicKey, else None."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except ValueError:
+        return None
+    if not isinstance(key, rsa.RSAPublicKey):
+        return None
+    # cryptography also accepts SubjectPublicKeyInfo; re-encoding tells them apart.
+    pkcs1 = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    return key if pkcs1 == der else None
+
+
+def _check_digest(store: ObjectStore, d: _Digest, keys: _KeyRing, region: str, allowance: timedelta) -> None:
+    """Run the per-file checks in the AWS CLI's order; stop at the first failure of this file."""
+    try:
+        obj = store.get(d.key)
+    except ObjectNotFoundError:
+        d.fail(Code.DIGEST_MISSING, "not found (deleted while validating)")
+        return
+    if not _parse_digest(d, obj.data) or not _check_metadata(d, obj.metadata):
+        return
+    assert d.doc is not None
+    if d.doc.bucket != store.bucket or d.doc.key != d.key:
+        d.fail(Code.DIGEST_MOVED, f"has been moved from its original location s3://{d.doc.bucket}/{d.doc.key}")
+        return
+    if d.doc_end != d.end:
+        d.fail(Code.INVALID_FORMAT, f"invalid format: digestEndTime {d.doc.end_time} differs from the time in the key")
+        return
+    if _check_signature(d, keys, region, allowance):
+        d.trusted = True
+
+
+def _parse_digest(d: _Digest, data: bytes) -> bool:
+    try:
+        inflated = gzipio.gunzip_strict(data)
+    except gzipio.GzipFormatError as e:
+        d.fail(Code(e.code), str(e))
+        return False
+    d.inflated_sha = hashlib.sha256(inflated).hexdigest()
+    try:
+        d.doc = digestfmt.parse_digest(inflated)
+        d.start = parse_iso_seconds(d.doc.start_time)
+        doc_end = parse_iso_seconds(d.doc.end_time)
+    except digestfmt.DigestFormatError as e:
+        d.fail(Code.INVALID_FORMAT, f"invalid format: {e}")
+        return False
+    except ValueError as e:
+        d.fail(Code.INVALID_FORMAT, f"invalid format: digest times are not YYYY-MM-DDTHH:MM:SSZ ({e})")
+        return False
+    d.doc_end = doc_end
+    return True
+
+
+def _check_metadata(d: _Digest, metadata: Mapping[str, str]) -> bool:
+    # Exact lowercase names only: the AWS CLI looks them up verbatim (formats spec §3.3).
+    signature = metadata.get(digestfmt.META_SIGNATURE)
+    algorithm = metadata.get(digestfmt.META_SIGNATURE_ALGORITHM)
+    if signature is None or algorithm is None:
+        d.fail(Code.DIGEST_NO_SIGNATURE, "signature verification failed: lowercase signature metadata is missing")
+        return False
+    if d.backfill and BACKFILL_TIMESTAMP_META not in metadata:
+        d.fail(Code.INVALID_FORMAT, f"invalid format: backfill digest without {BACKFILL_TIMESTAMP_META} metadata")
+        return False
+    if algorithm != digestfmt.SIGNATURE_ALGORITHM:
+        d.fail(Code.DIGEST_BAD_SIGNATURE, f"signature verification failed: unsupported algorithm {algorithm!r}")
+        return False
+    d.signature = signature
+    return True
+
+
+def _check_signature(d: _Digest, keys: _KeyRing, region: str, allowance: timedelta) -> bool:
+    assert d.doc is not None
+    fp = d.doc.fingerprint
+    info, problem = keys.find(fp, d.end, region, allowance)
+    if info is None:
+        assert problem is not None
+        d.fail(*problem)
+        return False
+    public = keys.load(info)
+    if public is None:
+        d.fail(Code.KEY_FORMAT, f"Unable to load PKCS #1 key with fingerprint {fp}")
+        return False
+    message = digestfmt.string_to_sign(
+        d.doc.end_time, d.doc.bucket, d.doc.key, d.inflated_sha, d.doc.previous_signature
+    )
+    try:
+        public.verify(bytes.fromhex(d.signature), message, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        d.fail(Code.DIGEST_BAD_SIGNATURE, "signature verification failed")
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- chain
+
+
+@dataclass
+class _Slot:
+    """An expected window and the digest found for it, if any."""
+
+    window: Window
+    key: str
+    required: bool
+    in_range: bool
+    digest: _Digest | None = None
+    backfill: _Digest | None = None
+
+    @property
+    def satisfied(self) -> bool:
+        return any(d is not None and d.trusted for d in (self.digest, self.backfill))
+
+
+def _check_links(slots: list[_Slot], bucket: str, allowance: timedelta) -> None:
+    """Window and link checks between neighbouring expected windows (trusted digests only)."""
+    for i, slot in enumerate(slots):
+        d = slot.digest
+        if d is None or not d.trusted or not slot.in_range:
+            continue
+        prev = slots[i - 1] if i > 0 else None
+        if slot.window.starting:
+            _check_starting(d, slot.window, allowance)
+        elif prev is not None:
+            _check_link(d, slot.window, prev, bucket)
+
+
+def _check_starting(d: _Digest, w: Window, allowance: timedelta) -> None:
+    assert d.doc is not None and d.start is not None
+    # The writer starts the chain a moment after StartLogging is recorded.
+    earliest = w.start.replace(microsecond=0)
+    if not earliest <= d.start <= w.start + allowance:
+        d.fail(Code.CHAIN_GAP, f"digestStartTime {d.doc.start_time} is not the logging start {iso_seconds(w.start)}")
+    if any(v is not None for v in _previous_fields(d.doc)):
+        d.fail(
+            Code.CHAIN_LINK_MISMATCH,
+            f"first digest after logging started at {iso_seconds(w.start)} must have null previous* fields",
+        )
+
+
+def _previous_fields(doc: digestfmt.DigestDoc) -> tuple[str | None, ...]:
+    return (doc.previous_bucket, doc.previous_key, doc.previous_hash_value, doc.previous_signature)
+
+
+def _check_link(d: _Digest, w: Window, prev: _Slot, bucket: str) -> None:
+    assert d.doc is not None and d.start is not None
+    doc = d.doc
+    if d.start != w.start:
+        d.fail(Code.CHAIN_GAP, f"digestStartTime {doc.start_time} is not the previous digestEndTime {iso_seconds(w.start)}")
+    if doc.is_starting:
+        d.fail(Code.CHAIN_GAP, "previous* fields are null but no logged stop/start explains a new chain here")
+        return
+    if (doc.previous_bucket, doc.previous_key) != (bucket, prev.key):
+        d.fail(
+            Code.CHAIN_LINK_MISMATCH,
+            f"previousDigestS3Object is s3://{doc.previous_bucket}/{doc.previous_key}, expected s3://{bucket}/{prev.key}",
+        )
+        return
+    p = prev.digest
+    if p is None or not p.trusted:
+        return  # the previous digest's own failure is already reported
+    if doc.previous_hash_value != p.inflated_sha:
+        d.fail(Code.CHAIN_LINK_MISMATCH, f"previousDigestHashValue does not match the sha256 of {prev.key}")
+    if doc.previous_signature != p.signature:
+        d.fail(Code.CHAIN_LINK_MISMATCH, f"previousDigestSignature does not match the signature of {prev.key}")
+
+
+# ---------------------------------------------------------------- logs
+
+
+@dataclass
+class _LogResult:
+    bucket: str
+    key: str
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _check_log(store: ObjectStore, entry: digestfmt.DigestLogFile, mode: Mode) -> _LogResult:
+    result = _LogResult(entry.s3_bucket, entry.s3_object)
+    if entry.s3_bucket != store.bucket:
+        result.problems.append((Code.LOG_MISSING, f"not found: bucket {entry.s3_bucket} is not the store being validated"))
+        return result
+    try:
+        data = store.get(entry.s3_object).data
+    except ObjectNotFoundError:
+        result.problems.append((Code.LOG_MISSING, "not found"))
+        return result
+    stored_ok = entry.stored_hash_value is None or hashlib.sha256(data).hexdigest() == entry.stored_hash_value
+    if mode == "stored" and entry.stored_hash_value is not None:
+        if not stored_ok:
+            result.problems.append((Code.STORED_HASH_MISMATCH, "stored bytes do not match storedHashValue"))
+        return result
+    try:
+        inflated_sha, _ = gzipio.gunzip_strict_sha256(data)
+    except gzipio.GzipFormatError as e:
+        result.problems.append((Code(e.code), str(e)))
+        return result
+    if inflated_sha != entry.hash_value:
+        result.problems.append((Code.LOG_HASH_MISMATCH, "hash value doesn't match"))
+    elif not stored_ok:
+        result.problems.append((Code.STORED_HASH_MISMATCH, "stored bytes do not match storedHashValue (content is intact)"))
+    return result
+
+
+# ---------------------------------------------------------------- run
+
+
+@dataclass
+class _Run:
+    store: ObjectStore
+    trail: TrailInfo
+    keys: _KeyRing
+    start: datetime
+    end: datetime
+    now: datetime
+    mode: Mode
+    state: VerifiedState | None
+    workers: int
+    progress: Callable[[int, int], None] | None
+    report: ValidationReport
+    done: int = 0
+    total: int = 0
+
+    def tick(self, added_total: int = 0, done: int = 0) -> None:
+        self.total += added_total
+        self.done += done
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def validate_trail(
+    store: ObjectStore,
+    trail: TrailInfo,
+    public_keys: Sequence[PublicKeyInfo],
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    mode: Mode = "full",
+    state: VerifiedState | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> ValidationReport:
+    """Validate the trail's digests and logs delivered in [start, end], as seen at `now`.
+
+    `mode="stored"` checks log files against `storedHashValue` only (no
+    decompression). `state` is read, never written: call `state.advance(report)`
+    and `state.save()` afterwards. `progress(done, total)` is called after each
+    file; `total` grows once the digests have been read.
+    """
+    _check_args(trail, start, end, now, mode, workers)
+    report = ValidationReport(trail.arn, start, end, now, mode)
+    run = _Run(store, trail, _KeyRing(public_keys), start, end, now, mode, state, workers, progress, report)
+    for region in trail.source_regions:
+        _validate_region(run, region)
+    return report
+
+
+def _check_args(trail: TrailInfo, start: datetime, end: datetime, now: datetime, mode: str, workers: int) -> None:
+    for name, when in (("start", start), ("end", end), ("now", now)):
+        if when.tzinfo is None:
+            raise ConfigError(f"{name} time {when!r} has no timezone", "pass timezone-aware UTC datetimes")
+    if start > end:
+        raise ConfigError(f"start {iso_seconds(start)} is after end {iso_seconds(end)}", "swap the two times")
+    if mode not in ("full", "stored"):
+        raise ConfigError(f"mode {mode!r} is not 'full' or 'stored'")
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if not trail.logging_periods:
+        raise ConfigError(
+            f"trail {trail.name} has no logging periods",
+            "pass the trail's StartLogging/StopLogging history; without it missing digests cannot be counted",
+        )
+    if trail.digest_interval <= timedelta(0) or trail.digest_interval.total_seconds() % 1:
+        raise ConfigError(f"digest interval {trail.digest_interval} must be a positive whole number of seconds")
+
+
+def _validate_region(run: _Run, region: str) -> None:
+    t = run.trail
+    interval = t.digest_interval
+    horizon = max(run.end, run.now)
+    windows = expected_windows(t.logging_periods, interval, run.start - interval, horizon)
+    cutoff = run.now - (interval + t.delivery_allowance)
+    found = _list_digests(run, region, windows)
+    slots = _make_slots(run, region, windows, cutoff, found)
+    unexpected = _attach_found(slots, found)
+    digests = [d for s in slots for d in (s.digest, s.backfill) if d is not None] + unexpected
+    run.tick(added_total=len(digests))
+    keyring_region = t.home_region
+    for d in digests:
+        _check_digest(run.store, d, run.keys, keyring_region, t.delivery_allowance)
+        run.tick(done=1)
+    for d in unexpected:
+        if d.trusted:
+            d.fail(Code.CHAIN_GAP, f"digest window ending {iso_seconds(d.end)} does not fit the trail's logging history")
+    in_range = [s for s in slots if s.in_range]
+    _check_links([s for s in slots if s.window.end <= run.now], run.store.bucket, t.delivery_allowance)
+    chain_items = _chain_findings(run, region, in_range, unexpected)
+    log_results = _check_referenced_logs(run, digests)
+    stray = _stray_logs(run, region, in_range, slots, digests, cutoff)
+    _assemble(run, region, in_range, unexpected, chain_items, log_results, stray)
+
+
+def _list_digests(run: _Run, region: str, windows: list[Window]) -> dict[str, layout.DigestKey]:
+    """Digest keys of this trail and region whose end falls in the checked span, by day folder."""
+    t = run.trail
+    lo = run.start
+    hi = min(run.now, run.end + t.digest_interval + t.delivery_allowance)
+    if windows:
+        hi = max(hi, min(run.now, windows[-1].end))
+    base = layout.digest_prefix(t.prefix, t.account_id, region)
+    found: dict[str, layout.DigestKey] = {}
+    for day in _days(lo, hi):
+        for info in run.store.list(f"{base}{day:%Y/%m/%d}/"):
+            parsed = _parse_own_digest_key(info.key, t, region)
+            if parsed is not None and lo < parsed.end <= hi:
+                found[info.key] = parsed
+    return found
+
+
+def _parse_own_digest_key(key: str, t: TrailInfo, region: str) -> layout.DigestKey | None:
+    try:
+        parsed = layout.parse_digest_key(key)
+    except ValueError:
+        return None  # not a digest key at all: nothing the chain vouches for
+    own = (parsed.prefix, parsed.account, parsed.src_region, parsed.trail_name, parsed.home_region, parsed.org_id)
+    return parsed if own == (t.prefix, t.account_id, region, t.name, t.home_region, None) else None
+
+
+def _days(lo: datetime, hi: datetime) -> Iterator[datetime]:
+    day = lo.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    while day <= hi:
+        yield day
+        day += timedelta(days=1)
+
+
+def _make_slots(
+    run: _Run, region: str, windows: list[Window], cutoff: datetime, found: Mapping[str, layout.DigestKey]
+) -> list[_Slot]:
+    t = run.trail
+    slots = []
+    found_ends = sorted(k.end for k in found.values() if not k.backfill)
+    for w in windows:
+        w = _settle_final(w, found_ends, t.delivery_allowance)
+        key = layout.digest_key(t.prefix, t.account_id, region, t.name, t.home_region, w.end)
+        in_range = w.end > run.start and w.start <= run.end and w.end <= run.now
+        slots.append(_Slot(w, key, required=w.end <= cutoff, in_range=in_range))
+    return slots
+
+
+def _settle_final(w: Window, found_ends: list[datetime], allowance: timedelta) -> Window:
+    """A final digest ends when the writer finished the stop, shortly after the recorded stop time."""
+    if not w.final or w.end in found_ends:
+        return w
+    late = [e for e in found_ends if w.end < e <= w.end + allowance]
+    return Window(w.start, late[0], w.starting, w.final) if late else w
+
+
+def _attach_found(slots: list[_Slot], found: Mapping[str, layout.DigestKey]) -> list[_Digest]:
+    """Put each found digest in its window's slot; return the ones no window expects."""
+    by_end = {s.window.end: s for s in slots}
+    unexpected = []
+    for key, parsed in sorted(found.items(), key=lambda kv: kv[1].end):
+        d = _Digest(key, parsed.end, parsed.backfill)
+        slot = by_end.get(parsed.end)
+        if slot is not None and parsed.backfill and slot.backfill is None:
+            slot.backfill = d
+        elif slot is not None and not parsed.backfill and key == slot.key:
+            slot.digest = d
+        else:
+            unexpected.append(d)
+    return unexpected
+
+
+def _chain_findings(run: _Run, region: str, slots: list[_Slot], unexpected: list[_Digest]) -> list[ReportEntry]:
+    """Missing windows, tail truncation (against the history and the saved state)."""
+    bucket = run.store.bucket
+    items: list[ReportEntry] = []
+    required = [s for s in slots if s.required]
+    present_ends = [d.end for s in slots for d in (s.digest, s.backfill) if d is not None]
+    present_ends += [d.end for d in unexpected if not d.backfill]
+    newest = max(present_ends, default=None)
+    if required and (newest is None or newest < required[-1].window.end):
+        last = required[-1]
+        seen = "no digest at all" if newest is None else f"the newest digest ends at {iso_seconds(newest)}"
+        msg = f"digests are due through {iso_seconds(last.window.end)} but {seen}"
+        items.append(_invalid("digest", bucket, last.key, Code.CHAIN_TRUNCATED, msg, region))
+    items.extend(_state_findings(run, region, slots))
+    return items
+
+
+def _state_findings(run: _Run, region: str, slots: list[_Slot]) -> list[ReportEntry]:
+    head = run.state.head(run.trail.arn, region) if run.state is not None else None
+    if head is None or not run.start < head.end_time <= run.end:
+        return []
+    bucket = run.store.bucket
+    match = next((s.digest for s in slots if s.key == head.digest_key), None)
+    if match is None:
+        msg = f"the digest ending {iso_seconds(head.end_time)} verified on an earlier run is gone"
+        return [_invalid("digest", bucket, head.digest_key, Code.CHAIN_TRUNCATED, msg, region)]
+    if match.inflated_sha and match.inflated_sha != head.hash_value:
+        msg = "differs from the digest verified on an earlier run (history rewritten or forked)"
+        return [_invalid("digest", bucket, head.digest_key, Code.CHAIN_LINK_MISMATCH, msg, region)]
+    return []
+
+
+def _check_referenced_logs(run: _Run, digests: list[_Digest]) -> dict[str, _LogResult]:
+    """Hash every log a trusted digest lists, in parallel; keyed by log key."""
+    jobs: dict[str, digestfmt.DigestLogFile] = {}
+    for d in digests:
+        if d.trusted and d.doc is not None:
+            for entry in d.doc.log_files:
+                jobs.setdefault(entry.s3_object, entry)
+    run.tick(added_total=len(jobs))
+    results: dict[str, _LogResult] = {}
+    # hashlib and zlib/isal release the GIL on large buffers, so threads use every core.
+    with ThreadPoolExecutor(max_workers=run.workers) as pool:
+        futures = [pool.submit(_check_log, run.store, entry, run.mode) for entry in jobs.values()]
+        for future in as_completed(futures):
+            result = future.result()
+            results[result.key] = result
+            run.tick(done=1)
+    return results
+
+
+def _stray_logs(
+    run: _Run, region: str, slots: list[_Slot], all_slots: list[_Slot], digests: list[_Digest], cutoff: datetime
+) -> list[ReportEntry]:
+    """Listed log files no trusted digest references: unreferenced, unverifiable or still pending."""
+    t = run.trail
+    referenced = {e.s3_object for d in digests if d.trusted and d.doc is not None for e in d.doc.log_files}
+    lo = min([run.start, *(s.window.start for s in slots)]) - _LOG_NAME_GRANULARITY
+    base = layout.log_prefix(t.prefix, t.account_id, region)
+    items = []
+    for day in _days(lo, run.end):
+        for info in run.store.list(f"{base}{day:%Y/%m/%d}/"):
+            if info.key in referenced:
+                continue
+            delivered = _log_delivery(info.key, t, region)
+            if delivered is None or not lo <= delivered <= run.end:
+                continue
+            verdict = _classify_stray(delivered, all_slots, cutoff, run.now, t.delivery_allowance)
+            if verdict is not None:
+                items.append(_invalid("log", run.store.bucket, info.key, verdict[0], verdict[1], region))
+    return items
+
+
+def _log_delivery(key: str, t: TrailInfo, region: str) -> datetime | None:
+    try:
+        parsed = layout.parse_log_key(key)
+    except ValueError:
+        return None
+    own = (parsed.prefix, parsed.account, parsed.region, parsed.org_id)
+    return parsed.delivered if own == (t.prefix, t.account_id, region, None) else None
+
+
+def _classify_stray(
+    delivered: datetime, slots: list[_Slot], cutoff: datetime, now: datetime, allowance: timedelta
+) -> Problem | None:
+    # The key holds only the delivery minute, so any window overlapping that minute may own it.
+    minute_end = delivered + _LOG_NAME_GRANULARITY
+    owners = [s for s in slots if s.window.start < minute_end and delivered < s.window.end]
+    if not owners:
+        if minute_end + allowance > now:
+            return None
+        return Code.LOG_UNREFERENCED, "delivered while no logging period was open; no digest references it"
+    if any(not s.satisfied and not s.required and s.digest is None for s in owners):
+        return None  # its window's digest is not due yet
+    broken = [s for s in owners if not s.satisfied]
+    if broken:
+        why = "is missing" if broken[0].digest is None else "is invalid"
+        return Code.LOG_UNVERIFIABLE, f"the digest of its window ({broken[0].key}) {why}"
+    return Code.LOG_UNREFERENCED, "no digest references it although its window's digest is valid"
+
+
+def _invalid(kind: Kind, bucket: str, key: str, code: Code, message: str, region: str, backfill: bool = False) -> ReportEntry:
+    return ReportEntry(kind, bucket, key, Status.INVALID, code, message, region, backfill)
+
+
+# ---------------------------------------------------------------- assembly
+
+
+def _assemble(
+    run: _Run,
+    region: str,
+    slots: list[_Slot],
+    unexpected: list[_Digest],
+    chain_items: list[ReportEntry],
+    log_results: Mapping[str, _LogResult],
+    stray: list[ReportEntry],
+) -> None:
+    """Append this region's findings in AWS CLI order: newest digest first, each followed by its logs."""
+    items = run.report.items
+    items.extend(chain_items)
+    bucket = run.store.bucket
+    for i in range(len(slots) - 1, -1, -1):
+        slot = slots[i]
+        for d in (slot.digest, slot.backfill):
+            if d is not None:
+                items.extend(_digest_items(d, bucket, region, log_results))
+                _track_found(run, region, d)
+        if slot.digest is None and slot.backfill is None and slot.required:
+            items.append(_invalid("digest", bucket, slot.key, Code.DIGEST_MISSING, "not found", region))
+        if slot.window.starting and i > 0:
+            items.append(GapNotice(region, slots[i - 1].window.end, slot.window.start))
+    for d in unexpected:
+        items.extend(_digest_items(d, bucket, region, log_results))
+    items.extend(stray)
+
+
+def _digest_items(d: _Digest, bucket: str, region: str, logs: Mapping[str, _LogResult]) -> list[ReportEntry]:
+    if d.problems:
+        out = [_invalid("digest", bucket, d.key, code, msg, region, d.backfill) for code, msg in d.problems]
+    else:
+        out = [ReportEntry("digest", bucket, d.key, Status.VALID, None, "valid", region, d.backfill)]
+    if d.trusted and d.doc is not None:
+        for entry in d.doc.log_files:
+            result = logs.get(entry.s3_object)
+            if result is not None:
+                out.extend(_log_items(result, region))
+    return out
+
+
+def _log_items(r: _LogResult, region: str) -> list[ReportEntry]:
+    if not r.problems:
+        return [ReportEntry("log", r.bucket, r.key, Status.VALID, None, "valid", region)]
+    return [_invalid("log", r.bucket, r.key, code, msg, region) for code, msg in r.problems]
+
+
+def _track_found(run: _Run, region: str, d: _Digest) -> None:
+    if not d.trusted or d.problems or d.start is None:
+        return
+    report = run.report
+    start = max(d.start, run.start)
+    end = min(d.end, run.end)
+    report.found_start = start if report.found_start is None else min(report.found_start, start)
+    report.found_end = end if report.found_end is None else max(report.found_end, end)
+    head = report.heads.get(region)
+    if not d.backfill and (head is None or d.end > head.end_time):
+        report.heads[region] = VerifiedHead(d.key, d.end, d.inflated_sha)

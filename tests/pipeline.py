@@ -1,0 +1,71 @@
+"""An in-process pipeline (real components, frozen clock, no threads)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from trailkeeper.api.app import caller_of
+from trailkeeper.bootstrap import init_with_config
+from trailkeeper.clock import FrozenClock
+from trailkeeper.config import load_config
+from trailkeeper.identity import RootCredentials
+from trailkeeper.records import IngestContext, normalize_batch
+from trailkeeper.service import Service
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@dataclass
+class Pipeline:
+    service: Service
+    clock: FrozenClock
+    creds: RootCredentials
+    data_dir: Path
+
+    def caller(self) -> Any:
+        resolved = self.service.identity.resolve(self.creds.access_key_id)
+        assert resolved is not None
+        return caller_of(resolved[0])
+
+    def ingest(self, records: list[dict[str, Any]]) -> list[str]:
+        ctx = IngestContext(self.caller(), self.service.account.region, "203.0.113.9", "pytest", self.clock.now())
+        bodies = normalize_batch(list(records), ctx)
+        self.service.spool.append(bodies)
+        return [str(orjson.loads(b)["eventID"]) for b in bodies]
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(timedelta(seconds=seconds))
+        self.service.pump()
+
+
+def app_event(i: int, when: datetime, name: str = "Login") -> dict[str, Any]:
+    return {
+        "eventName": name,
+        "eventSource": "app.example.com",
+        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sourceIPAddress": "198.51.100.7",
+        "requestParameters": {"attempt": i},
+    }
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    data_dir = tmp_path / "data"
+    config = load_config(data_dir, default_bucket_root=tmp_path / "buckets")
+    creds = init_with_config(config)
+    # The frozen clock starts just after init, so the first signing key is already valid.
+    start = datetime.now(UTC).replace(second=30, microsecond=0) + timedelta(minutes=1)
+    clock = FrozenClock(start)
+    service = Service(config, clock=clock, background=False)
+    service.start()
+    try:
+        yield Pipeline(service, clock, creds, data_dir)
+    finally:
+        service.close(flush_timeout=1)
