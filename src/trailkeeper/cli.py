@@ -38,6 +38,15 @@ PROGRESS_BAR_MIN_RECORDS = 1000
 READ_WRITE_TYPES = ("All", "ReadOnly", "WriteOnly")
 
 _META_PREFIX = "trailkeeper."
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_ENDPOINT",
+    "load_records",
+    "main",
+    "parse_attribute",
+    "parse_duration",
+    "parse_time",
+]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -301,6 +310,7 @@ def main() -> None:
 
 @main.command()
 @_data_dir_option
+@_config_option
 @click.option(
     "--region", "account_region", help="Region of the new account (default: the server's)."
 )
@@ -514,7 +524,11 @@ def user() -> None:
 @user.command("create")
 @_client_options
 @click.argument("name")
-@click.option("--role", required=True, help="Role that decides what the user may do.")
+@click.option(
+    "--role",
+    required=True,
+    help="What the user may do: administrator, auditor, writer or forwarder.",
+)
 @_json_option
 @click.pass_context
 def user_create(ctx: click.Context, name: str, role: str, as_json: bool) -> None:
@@ -781,3 +795,7 @@ def trail_list(ctx: click.Context, as_json: bool) -> None:
         print_json({"Trails": trails})
         return
     print_table(["Name", "HomeRegion", "TrailARN"], trails, title="Trails")
+
+
+if __name__ == "__main__":
+    main()

@@ -87,7 +87,9 @@ def _describe(code: str, message: str, status: int, index: int | None, path: str
         where.append(f"record {index}")
     if path:
         where.append(f"field {path}")
-    location = f" ({', '.join(where)})" if where else ""
+    place = ", ".join(where)
+    # The server's message often names the record already; say it once.
+    location = f" ({place})" if place and place not in message else ""
     answer = f" [HTTP {status}]" if status else ""
     return f"{code}: {message}{location}{answer}"
 

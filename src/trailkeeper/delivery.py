@@ -75,6 +75,11 @@ def _seconds(when: datetime) -> datetime:
     return when.replace(microsecond=0)
 
 
+def _ceil_seconds(when: datetime) -> datetime:
+    floor = when.replace(microsecond=0)
+    return floor if floor == when else floor + timedelta(seconds=1)
+
+
 class TrailWorker(threading.Thread):
     """Delivers one trail. Storage failures back off and retry; nothing is dropped."""
 
@@ -302,7 +307,8 @@ class TrailWorker(threading.Thread):
         state = trail.state
         window_start = state.digest_start
         assert window_start is not None
-        end = end or _seconds(now)
+        # A final window closes at the next whole second, after every file delivered so far.
+        end = end or _ceil_seconds(now)
         if end <= window_start:
             return False  # a final digest needs a window of at least one second
         fingerprint = state.digest_fingerprint

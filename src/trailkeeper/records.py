@@ -514,28 +514,50 @@ def username_of(identity: object) -> str | None:
 
 
 def lookup_values(record: dict[str, Any]) -> dict[str, list[str]]:
-    """Values of the eight LookupEvents attributes; missing ones are absent, lists deduplicated."""
+    """Values of the eight LookupEvents attributes; missing ones are absent, lists deduplicated.
+
+    Written flat because the history indexer calls it for every event it ingests.
+    """
+    values: dict[str, list[str]] = {}
     identity = record.get("userIdentity")
-    resources = [r for r in record.get("resources") or [] if isinstance(r, dict)]
+    if not isinstance(identity, dict):
+        identity = {}
+    name = record.get("eventName")
+    for key, value in (
+        ("EventId", record.get("eventID")),
+        ("EventName", name),
+        ("Username", username_of(identity)),
+        ("EventSource", record.get("eventSource")),
+        ("AccessKeyId", identity.get("accessKeyId")),
+    ):
+        if isinstance(value, str) and value:
+            values[key] = [value]
     read_only = record.get("readOnly")
     if not isinstance(read_only, bool):
-        read_only = str(record.get("eventName", "")).startswith(READ_ONLY_PREFIXES)
-    candidates: dict[str, list[object]] = {
-        "EventId": [record.get("eventID")],
-        "EventName": [record.get("eventName")],
-        "ReadOnly": ["true" if read_only else "false"],
-        "Username": [username_of(identity)],
-        "ResourceType": [r.get("type") for r in resources],
-        "ResourceName": [r.get("ARN", r.get("ARNPrefix")) for r in resources],
-        "EventSource": [record.get("eventSource")],
-        "AccessKeyId": [identity.get("accessKeyId") if isinstance(identity, dict) else None],
-    }
-    values: dict[str, list[str]] = {}
-    for key, items in candidates.items():
-        strings = list(dict.fromkeys(v for v in items if isinstance(v, str) and v))
-        if strings:
-            values[key] = strings
+        read_only = isinstance(name, str) and name.startswith(READ_ONLY_PREFIXES)
+    values["ReadOnly"] = ["true" if read_only else "false"]
+    resources = record.get("resources")
+    if isinstance(resources, list) and resources:
+        _resource_values(resources, values)
     return values
+
+
+def _resource_values(resources: list[Any], values: dict[str, list[str]]) -> None:
+    types: list[str] = []
+    names: list[str] = []
+    for item in resources:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if isinstance(kind, str) and kind and kind not in types:
+            types.append(kind)
+        name = item.get("ARN", item.get("ARNPrefix"))
+        if isinstance(name, str) and name and name not in names:
+            names.append(name)
+    if types:
+        values["ResourceType"] = types
+    if names:
+        values["ResourceName"] = names
 
 
 def _kind(value: object) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from types import FrameType
 from pathlib import Path
 
 import uvicorn
@@ -14,6 +16,10 @@ from trailkeeper.config import load_config
 from trailkeeper.service import Service
 
 log = logging.getLogger("trailkeeper")
+
+
+def _note_signal(signum: int, frame: FrameType | None) -> None:
+    log.info("received signal %d after shutdown began", signum)
 
 
 def serve(data_dir: Path | None, host: str | None, port: int | None, config_path: Path | None) -> int:
@@ -34,6 +40,10 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
     ))
     log.info("trailkeeper listening on http://%s:%d (account %s, region %s, data %s)",
              config.host, config.port, service.account.account_id, service.account.region, config.data_dir)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these
+    # handlers in place that re-raise is a no-op and we get to flush and exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _note_signal)
     try:
         server.run()
     finally:

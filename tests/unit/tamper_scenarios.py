@@ -12,6 +12,7 @@ digest, a key rotation, and one digest after the last required window.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 from collections import Counter
@@ -208,7 +209,7 @@ def build_trail(store: ObjectStore, keys: SigningKeys, clock: FrozenClock) -> Tr
             store.bucket,
             key,
             None if starting or previous is None else previous.signature,
-            lambda m, fp=fp: keys.sign(fp, m),
+            functools.partial(keys.sign, fp),
         )
         store.put_exclusive(key, gzip_single(body), digestfmt.digest_metadata(sig))
         previous = digestfmt.ChainLink(store.bucket, key, hashlib.sha256(body).hexdigest(), sig)

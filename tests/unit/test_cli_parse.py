@@ -332,8 +332,8 @@ def _root(region: str | None) -> Any:
 
 
 def test_init_json(fake_module: Any, tmp_path: Path) -> None:
-    seen: list[tuple[Path, str | None]] = []
-    fake_module("bootstrap", init_data_dir=lambda d, r: seen.append((d, r)) or _root(d, r))
+    seen: list[tuple[Any, ...]] = []
+    fake_module("bootstrap", init_data_dir=recorder(seen, _root("eu-north-1")))
     document = run_json(
         "init", "--data-dir", str(tmp_path / "d"), "--region", "eu-north-1", "--json"
     )

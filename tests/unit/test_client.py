@@ -165,7 +165,10 @@ def test_signature_check_detects_a_changed_body_or_secret(server: FakeServer) ->
 
 
 def test_put_events_sends_records_and_idempotency_key(server: FakeServer) -> None:
-    records = [{"eventName": "A", "n": 1}, {"eventName": "B", "nested": {"k": [1, 2]}}]
+    records: list[dict[str, Any]] = [
+        {"eventName": "A", "n": 1},
+        {"eventName": "B", "nested": {"k": [1, 2]}},
+    ]
     ids = server.client().put_events(records, idempotency_key="key-1")
     assert ids == ["id-0", "id-1"]
     (request,) = server.signed()
@@ -346,6 +349,14 @@ def test_error_answers_become_api_errors(
     assert hint in error.hint
     if index is not None:
         assert f"record {index}, field {path}" in str(error)
+
+
+def test_record_location_is_not_repeated(server: FakeServer) -> None:
+    body = {"__type": "InvalidRecord", "message": "record 2, field x: bad", "index": 2, "path": "x"}
+    server.responder = lambda request: (400, body)
+    with pytest.raises(ApiError) as caught:
+        server.client(region=REGION).put_events([{"a": 1}])
+    assert str(caught.value) == "InvalidRecord: record 2, field x: bad [HTTP 400]"
 
 
 def test_put_events_error_names_the_record(server: FakeServer) -> None:

@@ -28,6 +28,8 @@ Handler = Callable[[Service, Principal, Params], dict[str, Any]]
 LOOKUP_ATTRIBUTES = ("EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
                      "EventSource", "AccessKeyId")
 MAX_LOOKUP_RESULTS = 50
+OPEN_START = datetime(1970, 1, 1, tzinfo=UTC)
+OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -262,9 +264,9 @@ def lookup_events(service: Service, _: Principal, params: Params) -> dict[str, A
         value = item.get("AttributeValue")
         if not isinstance(value, str) or not 1 <= len(value) <= 2000:
             raise TrailError("InvalidLookupAttributesException", "AttributeValue must be 1-2000 characters.")
-    now = service.clock.now()
-    start = _time_param(params, "StartTime", now - service.config.retention)
-    end = _time_param(params, "EndTime", now)
+    # Open-ended defaults (retention bounds what exists) keep a NextToken valid across pages.
+    start = _time_param(params, "StartTime", OPEN_START)
+    end = _time_param(params, "EndTime", OPEN_END)
     max_results = params.get("MaxResults", MAX_LOOKUP_RESULTS)
     if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= MAX_LOOKUP_RESULTS:
         raise TrailError("InvalidMaxResultsException", "MaxResults must be between 1 and 50.")

@@ -49,8 +49,10 @@ from trailkeeper.records import lookup_values, parse_event_time
 FORMAT_VERSION = "1"
 ALL_KEY = 0
 PURGE_BATCH = 5000
+KEY_CACHE_ENTRIES = 200_000
 CACHE_KIB = 512 * 1024
 MMAP_BYTES = 8 << 30
+_ISO_SECONDS_CHARS = len("2025-01-01T00:00:00Z")
 _TOKEN = struct.Struct(">B16sqq")
 _TOKEN_VERSION = 1
 _MAC_BYTES = 16
@@ -83,6 +85,24 @@ def attr_key(attribute: str, value: str) -> int:
     return key if key != ALL_KEY else ALL_KEY + 1
 
 
+class _KeyCache:
+    """attr_key memoised for repeating values (names, users, sources...), bounded in size."""
+
+    def __init__(self, limit: int = KEY_CACHE_ENTRIES) -> None:
+        self._limit = limit
+        self._keys: dict[tuple[str, str], int] = {}
+
+    def key(self, attribute: str, value: str) -> int:
+        found = self._keys.get((attribute, value))
+        if found is None:
+            found = attr_key(attribute, value)
+            if attribute != "EventId":
+                if len(self._keys) >= self._limit:
+                    self._keys.clear()
+                self._keys[(attribute, value)] = found
+        return found
+
+
 class SqliteHistory:
     """HistoryStore on one SQLite file; index() from one thread, lookup() from any."""
 
@@ -93,6 +113,7 @@ class SqliteHistory:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
+        self._keys = _KeyCache()
         self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -160,7 +181,7 @@ class SqliteHistory:
             fresh = sorted((e for e in entries if e[0] > self._last), key=lambda e: e[0])
             if not fresh:
                 return
-            events, keys = _rows_for(fresh)
+            events, keys = _rows_for(fresh, self._keys)
             keys.sort()
             last = fresh[-1][0]
             with self._tx() as conn:
@@ -190,7 +211,7 @@ class SqliteHistory:
             rows = conn.execute(_OLDEST_SQL, (ALL_KEY, cutoff, PURGE_BATCH)).fetchall()
             if not rows:
                 return 0
-            _, keys = _rows_for([(seq, body) for _, seq, body in rows])
+            _, keys = _rows_for([(seq, body) for _, seq, body in rows], self._keys)
             keys.sort()
             conn.executemany("DELETE FROM attrs WHERE k = ? AND t = ? AND seq = ?", keys)
             conn.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for _, seq, _ in rows])
@@ -277,11 +298,12 @@ class _Transaction:
 
 
 def _rows_for(
-    entries: Sequence[tuple[int, bytes]],
+    entries: Sequence[tuple[int, bytes]], cache: _KeyCache
 ) -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int, int]]]:
     """The events rows and attrs rows of (seq, body) entries."""
     events: list[tuple[int, int, bytes]] = []
     keys: list[tuple[int, int, int]] = []
+    key_of = cache.key
     for seq, body in entries:
         record = _decode(seq, body)
         t = _event_epoch(seq, record)
@@ -290,7 +312,7 @@ def _rows_for(
         for attribute, values in lookup_values(record).items():
             for value in values:
                 if len(value) <= MAX_ATTRIBUTE_VALUE_CHARS:
-                    keys.append((attr_key(attribute, value), t, seq))
+                    keys.append((key_of(attribute, value), t, seq))
     return events, keys
 
 
@@ -305,8 +327,14 @@ def _decode(seq: int, body: bytes) -> dict[str, Any]:
 
 
 def _event_epoch(seq: int, record: dict[str, Any]) -> int:
+    text = record.get("eventTime")
     try:
-        return int(parse_event_time(record.get("eventTime")).timestamp())
+        if isinstance(text, str) and len(text) == _ISO_SECONDS_CHARS:
+            # Fast path for the stored form YYYY-MM-DDTHH:MM:SSZ (C parser, exact epoch).
+            when = datetime.fromisoformat(text)
+            if when.tzinfo is not None:
+                return int(when.timestamp())
+        return int(parse_event_time(text).timestamp())
     except ValueError as e:
         raise HistoryError(f"spooled record {seq} has a bad eventTime: {e}") from e
 

@@ -1,0 +1,116 @@
+"""A real trailkeeper server in a subprocess, driven through the real CLI and client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trailkeeper.client import Client
+
+BIN = Path(sys.executable).parent
+TRAILKEEPER = str(BIN / "trailkeeper")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([TRAILKEEPER, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"trailkeeper {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    creds: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.creds["rootAccessKeyId"], "AWS_SECRET_ACCESS_KEY": self.creds["rootSecretAccessKey"],
+                "TRAILKEEPER_ENDPOINT": self.endpoint}
+
+    def init(self) -> dict[str, str]:
+        self.creds = json.loads(run_cli("init", "--data-dir", str(self.data_dir), "--json").stdout)
+        return self.creds
+
+    def start(self, timeout: float = 30) -> None:
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [TRAILKEEPER, "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.endpoint}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server did not become healthy: {self.log_path.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def client(self, access_key_id: str | None = None, secret: str | None = None) -> Client:
+        return Client(self.endpoint, access_key_id or self.creds["rootAccessKeyId"],
+                      secret or self.creds["rootSecretAccessKey"], region=self.creds["region"])
+
+    def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env={**self.env, **(env or {})}, check=check)
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+
+def delivered_records(dest: Path) -> list[dict[str, Any]]:
+    import gzip
+
+    records: list[dict[str, Any]] = []
+    for path in sorted(dest.rglob("*.json.gz")):
+        if "CloudTrail-Digest" in path.parts:
+            continue
+        records.extend(json.loads(gzip.decompress(path.read_bytes()))["Records"])
+    return records
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
