@@ -10,7 +10,7 @@ level 6), then measures in the same run:
   stored  validate_trail(mode="stored"), GB/s of stored bytes.
 
 Targets: full >= 80 % of the limit, stored >= 2 GB/s.
-Usage: python bench/bench_validate.py [--gib 1.0] [--workers 2] [--out bench/out/validate-trail]
+Usage: python bench/bench_validate.py [--gib 1.0] [--workers 2] [--repeat 3] [--out bench/out/validate-trail]
 """
 
 from __future__ import annotations
@@ -183,6 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gib", type=float, default=1.0, help="uncompressed size of the trail (GiB)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the best of each is reported")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "validate-trail")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -200,24 +201,25 @@ def main() -> None:
           f"{stored / 1e6:.0f} MB stored (ratio {inflated / stored:.1f})")
     _warm(root)
 
-    limit_s, limit_bytes = measure_limit(root)
-    assert limit_bytes == inflated, "limit run did not inflate every byte"
-    limit = inflated / limit_s / 1e6
-    print(f"limit  (2 processes, inflate+sha256): {limit:8.0f} MB/s inflated  ({limit_s:.2f} s)")
-
-    for mode in ("full", "stored"):
-        started = time.perf_counter()
-        report = validate_trail(store, trail, keys, T0, end, now, mode=mode, workers=args.workers)
-        elapsed = time.perf_counter() - started
-        assert report.ok and report.logs_valid == facts["files"], [e for e in report.entries if e.code][:3]
-        if mode == "full":
-            rate = inflated / elapsed / 1e6
-            print(f"full   validate_trail(workers={args.workers}):     {rate:8.0f} MB/s inflated  ({elapsed:.2f} s)"
-                  f"  = {rate / limit:.0%} of the limit (target >= 80%)")
-        else:
-            print(f"stored validate_trail(workers={args.workers}):     {stored / elapsed / 1e9:8.2f} GB/s stored    "
-                  f"({elapsed:.2f} s)  (target >= 2 GB/s)")
-
+    # The machine may be shared: run the three measurements interleaved, keep the best of each.
+    best = {"limit": float("inf"), "full": float("inf"), "stored": float("inf")}
+    for _ in range(args.repeat):
+        limit_s, limit_bytes = measure_limit(root)
+        assert limit_bytes == inflated, "limit run did not inflate every byte"
+        best["limit"] = min(best["limit"], limit_s)
+        for mode in ("full", "stored"):
+            started = time.perf_counter()
+            report = validate_trail(store, trail, keys, T0, end, now, mode=mode, workers=args.workers)
+            best[mode] = min(best[mode], time.perf_counter() - started)
+            assert report.ok and report.logs_valid == facts["files"], [e for e in report.entries if e.code][:3]
+    limit = inflated / best["limit"] / 1e6
+    full = inflated / best["full"] / 1e6
+    print(f"best of {args.repeat} runs each")
+    print(f"limit  (2 processes, inflate+sha256): {limit:8.0f} MB/s inflated  ({best['limit']:.2f} s)")
+    print(f"full   validate_trail(workers={args.workers}):     {full:8.0f} MB/s inflated  ({best['full']:.2f} s)"
+          f"  = {full / limit:.0%} of the limit (target >= 80%)")
+    print(f"stored validate_trail(workers={args.workers}):     {stored / best['stored'] / 1e9:8.2f} GB/s stored    "
+          f"({best['stored']:.3f} s)  (target >= 2 GB/s)")
 
 if __name__ == "__main__":
     main()

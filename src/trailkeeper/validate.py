@@ -698,7 +698,8 @@ def _check_args(trail: TrailInfo, start: datetime, end: datetime, now: datetime,
 def _validate_region(run: _Run, region: str) -> None:
     t = run.trail
     interval = t.digest_interval
-    horizon = max(run.end, run.now)
+    # One window past what is in range, so logs of the open window are recognised as pending.
+    horizon = min(run.end, run.now) + interval
     windows = expected_windows(t.logging_periods, interval, run.start - interval, horizon)
     cutoff = run.now - (interval + t.delivery_allowance)
     found = _list_digests(run, region, windows)

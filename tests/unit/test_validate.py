@@ -307,6 +307,23 @@ def test_digest_written_while_logging_was_off_is_flagged(built: Built) -> None:
     assert Code.CHAIN_GAP in report.codes()
 
 
+def test_each_source_region_has_its_own_chain(built: Built) -> None:
+    facts = built.facts
+    trail = replace(facts.trail, regions=(ts.REGION, "eu-west-1"))
+    report = validate_trail(built.folder, trail, facts.public_keys, facts.start, facts.end, facts.now)
+    required = sum(1 for i in range(len(facts.digests)) if facts.required(i))
+    assert ts.counts(report.codes()) == {Code.DIGEST_MISSING: required, Code.CHAIN_TRUNCATED: 1}
+    assert {e.region for e in report.entries if e.code is not None} == {"eu-west-1"}
+
+
+def test_validating_an_earlier_range_does_not_report_later_windows(built: Built) -> None:
+    facts = built.facts
+    report = validate_trail(built.folder, facts.trail, facts.public_keys, facts.start, _t("11:30"), facts.now)
+    assert report.ok and report.digests_valid == 3  # windows ending 10:00, 11:00 and 12:00 (starts 11:00)
+    assert report.logs_valid == 4
+    assert report.found_end == _t("11:30")
+
+
 # ---------------------------------------------------------------- progress, workers, arguments
 
 
