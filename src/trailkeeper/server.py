@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from types import FrameType
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 

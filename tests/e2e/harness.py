@@ -58,7 +58,7 @@ class Server:
 
     def start(self, timeout: float = 30) -> None:
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it until it exits
         self.proc = subprocess.Popen(
             [TRAILKEEPER, "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -114,3 +114,24 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def signed_post(server: Server, path: str, body: bytes, *, secret: str | None = None, key_id: str | None = None,
+                region: str | None = None, when: Any = None) -> httpx.Response:
+    """POST `body` signed by botocore itself (not by our client), optionally as of another time."""
+    import unittest.mock
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{server.endpoint}{path}"
+    request = AWSRequest("POST", url, data=body, headers={"Content-Type": "application/json"})
+    signer = SigV4Auth(Credentials(key_id or server.creds["rootAccessKeyId"], secret or server.creds["rootSecretAccessKey"]),
+                       "trailkeeper", region or server.creds["region"])
+    if when is not None:
+        with unittest.mock.patch("botocore.auth.get_current_datetime", return_value=when.replace(tzinfo=None)):
+            signer.add_auth(request)
+    else:
+        signer.add_auth(request)
+    return httpx.post(url, content=body, headers=dict(request.headers.items()))

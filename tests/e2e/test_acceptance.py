@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import unittest.mock
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 import httpx
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from tests.e2e.harness import Server, delivered_records, run_cli, signed_post, wait_until
 
-from tests.e2e.harness import Server, delivered_records, run_cli, wait_until
 from trailkeeper.client import ApiError
 
 
@@ -103,16 +98,7 @@ def test_self_audit_uses_aws_sources_and_names(server: Server, tmp_path: Path) -
 def _botocore_signed(server: Server, secret: str, key_id: str | None = None, region: str | None = None,
                      when: datetime | None = None) -> httpx.Response:
     body = json.dumps({"Records": [_event()]}).encode()
-    url = f"{server.endpoint}/v1/events"
-    request = AWSRequest("POST", url, data=body, headers={"Content-Type": "application/json"})
-    signer = SigV4Auth(Credentials(key_id or server.creds["rootAccessKeyId"], secret), "trailkeeper",
-                       region or server.creds["region"])
-    if when is not None:
-        with unittest.mock.patch("botocore.auth.get_current_datetime", return_value=when.replace(tzinfo=None)):
-            signer.add_auth(request)
-    else:
-        signer.add_auth(request)
-    return httpx.post(url, content=body, headers=dict(request.headers.items()))
+    return signed_post(server, "/v1/events", body, secret=secret, key_id=key_id, region=region, when=when)
 
 
 @pytest.mark.parametrize("case, code", [
@@ -211,4 +197,3 @@ def test_limits(server: Server) -> None:
     with pytest.raises(ApiError) as too_big:
         client.put_events([huge])
     assert too_big.value.status in (400, 413)
-    _ = botocore.session  # botocore is the signer of record in these tests

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from tests.e2e.harness import Server, delivered_records, run_cli, wait_until
 
 KILLS = 20

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import orjson
-
 from tests.pipeline import Pipeline, app_event
+
 from trailkeeper.offline import run_validation
 from trailkeeper.trails import TrailConfig
 
@@ -33,7 +33,7 @@ def _delivered_records(dest: Path) -> list[dict[str, object]]:
 def test_events_reach_log_files_exactly_once_and_validate(pipeline: Pipeline, tmp_path: Path) -> None:
     _trail(pipeline, tmp_path)
     ids: list[str] = []
-    for minute in range(4):
+    for _minute in range(4):
         now = pipeline.clock.now()
         ids += pipeline.ingest([app_event(i, now) for i in range(25)])
         pipeline.advance(2)

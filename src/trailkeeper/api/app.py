@@ -15,7 +15,15 @@ import orjson
 from trailkeeper import audit, records
 from trailkeeper.api import operations
 from trailkeeper.api.sigv4 import SignedRequest, verify
-from trailkeeper.errors import AuthError, HistoryError, IdentityError, RecordError, SpoolError, TrailError, TrailkeeperError
+from trailkeeper.errors import (
+    AuthError,
+    HistoryError,
+    IdentityError,
+    RecordError,
+    SpoolError,
+    TrailError,
+    TrailkeeperError,
+)
 from trailkeeper.identity import Principal, allowed
 from trailkeeper.service import Service
 

@@ -20,7 +20,12 @@ from trailkeeper.history.base import LookupQuery
 from trailkeeper.identity import Principal
 from trailkeeper.keys.signing import PublicKeyInfo
 from trailkeeper.service import Service
-from trailkeeper.trails import DEFAULT_SELECTORS, TrailConfig, validate_bucket_name, validate_selectors
+from trailkeeper.trails import (
+    DEFAULT_SELECTORS,
+    TrailConfig,
+    validate_bucket_name,
+    validate_selectors,
+)
 
 Params = dict[str, Any]
 Handler = Callable[[Service, Principal, Params], dict[str, Any]]
