@@ -202,14 +202,18 @@ def bench_lookups(history: SqliteHistory, n: int) -> None:
     windows = []
     for _ in range(100):
         lo = END - SPAN + timedelta(seconds=rng.uniform(0, SPAN.total_seconds()))
-        windows.append(LookupQuery(None, None, lo, lo + timedelta(hours=rng.choice((1, 24, 24 * 7)))))
+        windows.append(
+            LookupQuery(None, None, lo, lo + timedelta(hours=rng.choice((1, 24, 24 * 7))))
+        )
     p50, p99, hits = timed(history, windows)
     print(f"{'(time range only)':<22}{p50:>9.2f}{p99:>9.2f}{hits:>10.1f}")
     pages = [LookupQuery("EventSource", values["EventSource"][0], start, end)]
     for _ in range(20):
         page = history.lookup(pages[-1])
         q = pages[-1]
-        pages.append(LookupQuery(q.attribute_key, q.attribute_value, q.start, q.end, 50, page.next_token))
+        pages.append(
+            LookupQuery(q.attribute_key, q.attribute_value, q.start, q.end, 50, page.next_token)
+        )
     p50, p99, hits = timed(history, pages[1:])
     print(f"{'(EventSource paging)':<22}{p50:>9.2f}{p99:>9.2f}{hits:>10.1f}")
 
@@ -228,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     history = SqliteHistory(path)
     try:
         build(history, args.events, args.batch)
-        size = sum(Path(f"{path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{path}{s}").exists())
+        size = sum(
+            Path(f"{path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{path}{s}").exists()
+        )
         print(f"database: {path} {size / 2**20:,.0f} MiB")
         bench_lookups(history, args.events)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,10 +56,10 @@ def app_event(i: int, when: datetime, name: str = "Login") -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+@contextmanager
+def open_pipeline(tmp_path: Path, **overrides: Any) -> Iterator[Pipeline]:
     data_dir = tmp_path / "data"
-    config = load_config(data_dir, default_bucket_root=tmp_path / "buckets")
+    config = load_config(data_dir, default_bucket_root=tmp_path / "buckets", **overrides)
     creds = init_with_config(config)
     # The frozen clock starts just after init, so the first signing key is already valid.
     start = datetime.now(UTC).replace(second=30, microsecond=0) + timedelta(minutes=1)
@@ -69,3 +70,9 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
         yield Pipeline(service, clock, creds, data_dir)
     finally:
         service.close(flush_timeout=1)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    with open_pipeline(tmp_path) as p:
+        yield p

@@ -7,8 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import orjson
-from tests.pipeline import Pipeline, app_event
+from tests.pipeline import Pipeline, app_event, open_pipeline
 
+from trailkeeper.api.operations import OPEN_END, OPEN_START
+from trailkeeper.history.base import LookupQuery
 from trailkeeper.offline import run_validation
 from trailkeeper.trails import TrailConfig
 
@@ -49,3 +51,39 @@ def test_events_reach_log_files_exactly_once_and_validate(pipeline: Pipeline, tm
                                pipeline.clock.now(), now=pipeline.clock.now() + timedelta(hours=2))
     assert report.ok, "\n".join(f"{e.kind} {e.key} {e.status} {e.code} {e.message}" for e in report.entries if e.status != "VALID")
     assert report.digests_valid >= 5
+
+
+def test_signing_key_rotation_keeps_the_chain_valid(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path, key_rotation="2m") as p:
+        _trail(p, tmp_path)
+        for _ in range(6):
+            p.ingest([app_event(0, p.clock.now())])
+            p.advance(2)
+            p.advance(59)
+        p.service.stop_logging("main")
+        p.advance(3)
+        fingerprints = {k.fingerprint for k in p.service.keys.all_public_keys()}
+        assert len(fingerprints) >= 3, "keys did not rotate on schedule"
+        used = {orjson.loads(gzip.decompress(path.read_bytes()))["digestPublicKeyFingerprint"]
+                for path in (tmp_path / "dest").rglob("*CloudTrail-Digest*.json.gz")}
+        assert len(used) >= 3, "digests were not signed by the rotated keys"
+        report, _ = run_validation(p.service.config, "main", p.clock.now() - timedelta(hours=1), p.clock.now(),
+                                   now=p.clock.now() + timedelta(hours=2))
+        assert report.ok, [e for e in report.entries if e.status != "VALID"]
+
+
+def test_history_purge_enforces_retention_and_is_recorded(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path, retention="1d") as p:
+        old = p.clock.now()
+        p.ingest([app_event(1, old, "Ancient")])
+        p.advance(1)
+        p.clock.advance(timedelta(days=2))
+        p.ingest([app_event(2, p.clock.now(), "Recent")])
+        removed = p.service.purge_history()
+        p.advance(1)
+        assert removed >= 1
+        page = p.service.history.lookup(LookupQuery("EventName", "Ancient", OPEN_START, OPEN_END))
+        assert page.events == []
+        assert p.service.history.lookup(LookupQuery("EventName", "Recent", OPEN_START, OPEN_END)).events
+        [purge] = p.service.history.lookup(LookupQuery("EventName", "PurgeEventHistory", OPEN_START, OPEN_END)).events
+        assert orjson.loads(purge)["serviceEventDetails"]["eventsRemoved"] == removed

@@ -50,6 +50,8 @@ FORMAT_VERSION = "1"
 ALL_KEY = 0
 PURGE_BATCH = 5000
 KEY_CACHE_ENTRIES = 200_000
+# Checkpoint rarely: a page rewritten by many commits is then copied to the database once.
+WAL_CHECKPOINT_PAGES = 50_000
 CACHE_KIB = 512 * 1024
 MMAP_BYTES = 8 << 30
 _ISO_SECONDS_CHARS = len("2025-01-01T00:00:00Z")
@@ -117,7 +119,7 @@ class SqliteHistory:
         self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA wal_autocheckpoint=4000")
+        self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         with self._tx():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
