@@ -155,10 +155,12 @@ def _records(when: datetime, n: int, tag: str) -> bytes:
     return orjson.dumps({"Records": events})
 
 
-def put_log(store: ObjectStore, delivered: datetime, tag: str) -> digestfmt.LogFileEntry:
+def put_log(
+    store: ObjectStore, delivered: datetime, tag: str, account: str = ACCOUNT, region: str = REGION
+) -> digestfmt.LogFileEntry:
     inflated = _records(delivered, 3, tag)
     stored = gzip_single(inflated)
-    key = layout.log_key("", ACCOUNT, REGION, delivered, layout.uniq16_for(tag.encode()))
+    key = layout.log_key("", account, region, delivered, layout.uniq16_for(tag.encode()))
     store.put_exclusive(key, stored, {})
     newest = delivered - timedelta(seconds=30)
     return digestfmt.LogFileEntry(
@@ -335,8 +337,9 @@ def _drop_meta(objects: Objects, key: str, name: str) -> None:
 
 def _move(objects: Objects, facts: TrailFacts, i: int) -> None:
     fact = facts.digests[i]
+    t = facts.trail
     new_key = layout.digest_key(
-        "", ACCOUNT, REGION, TRAIL_NAME, REGION, fact.end + timedelta(seconds=1)
+        t.prefix, t.account_id, t.home_region, t.name, t.home_region, fact.end + timedelta(seconds=1)
     )
     objects[new_key] = objects.pop(fact.key)
 
@@ -348,13 +351,16 @@ def _replay(objects: Objects, facts: TrailFacts, i: int) -> None:
 
 def _plant_log(objects: Objects, facts: TrailFacts, at: datetime) -> None:
     scratch = MemoryStore(facts.trail.bucket)
-    put_log(scratch, at, f"planted-{at:%H%M}")
+    put_log(scratch, at, f"planted-{at:%H%M%S}", facts.trail.account_id, facts.trail.home_region)
     objects.update(snapshot(scratch))
 
 
 def _backfill(objects: Objects, facts: TrailFacts, i: int, with_timestamp: bool) -> None:
     fact = facts.digests[i]
-    key = layout.digest_key("", ACCOUNT, REGION, TRAIL_NAME, REGION, fact.end, backfill=True)
+    t = facts.trail
+    key = layout.digest_key(
+        t.prefix, t.account_id, t.home_region, t.name, t.home_region, fact.end, backfill=True
+    )
     doc = _doc(objects, fact.key)
     doc["digestS3Object"] = key
     for name in (
@@ -370,7 +376,9 @@ def _backfill(objects: Objects, facts: TrailFacts, i: int, with_timestamp: bool)
 
 
 def _edit_log(data: bytes) -> bytes:
-    return data.replace(b"alice", b"mallory", 1)
+    """Backdate the first event by a millennium: every CloudTrail record has an eventTime."""
+    assert b'"eventTime":"2' in data
+    return data.replace(b'"eventTime":"2', b'"eventTime":"1', 1)
 
 
 def _second_member(objects: Objects, key: str) -> None:
@@ -505,6 +513,18 @@ def _null_previous(doc: dict[str, Any]) -> None:
         doc[name] = None
 
 
+def _late_in(d: DigestFact) -> datetime:
+    """A moment late in a digest window (5/6 of the way), whatever its length."""
+    return d.start + (d.end - d.start) * 5 / 6
+
+
+def _between_periods(f: TrailFacts) -> datetime:
+    """The middle of the first logged gap: a time when logging was off."""
+    (_, stop), (restart, _) = f.trail.logging_periods[0], f.trail.logging_periods[1]
+    assert stop is not None
+    return stop + (restart - stop) / 2
+
+
 def _key_of(f: TrailFacts, i: int) -> str:
     return f.digests[i].key
 
@@ -522,13 +542,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "log_unreferenced",
         3,
-        lambda o, f: _plant_log(o, f, f.digests[f.middle()].start + timedelta(minutes=50)),
+        lambda o, f: _plant_log(o, f, _late_in(f.digests[f.middle()])),
         _one(Code.LOG_UNREFERENCED),
     ),
     Scenario(
         "log_planted_while_logging_off",
         3,
-        lambda o, f: _plant_log(o, f, STOP + timedelta(minutes=20)),
+        lambda o, f: _plant_log(o, f, _between_periods(f)),
         _one(Code.LOG_UNREFERENCED),
     ),
     Scenario(
