@@ -323,6 +323,22 @@ def test_hash_collisions_do_not_leak_results(
     assert seen == [f"id-{n:04d}" for n in range(59, -1, -1) if n % 4 == 2]
 
 
+def test_event_id_lookup_spans_seq_buckets(
+    store: SqliteHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history_sqlite, "SEQ_BUCKET_BITS", 1)
+    monkeypatch.setattr(history_sqlite, "_MAX_SQL_VARIABLES", 3)
+    store.index([(n, event(n, at=T0 + timedelta(hours=n))) for n in range(20)])
+    for n in (0, 7, 19):
+        assert ids(find(store, "EventId", f"id-{n:04d}", T0, T0 + timedelta(days=1))) == [
+            f"id-{n:04d}"
+        ]
+    outside = (T0 + timedelta(hours=8), T0 + timedelta(hours=12))
+    assert find(store, "EventId", "id-0007", *outside).events == []
+    assert find(store, "EventId", "id-0013", *outside).events == []
+    assert ids(find(store, "EventId", "id-0010", *outside)) == ["id-0010"]
+
+
 def test_closed_store_refuses_lookups(tmp_path: Path) -> None:
     store = SqliteHistory(tmp_path / "h.db")
     store.close()

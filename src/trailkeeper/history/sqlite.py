@@ -9,6 +9,9 @@ Layout (one database file, WAL):
   `ALL_KEY` has a row for every event and serves time-range-only lookups and purging. Reading
   (k, t, seq) backwards is exactly "newest first" for a key and time range. A hash can
   collide, so every candidate is checked against its record before it is returned.
+  EventId keys are the exception: (seq bucket, 40-bit hash), so that unique random IDs are
+  inserted next to each other; a lookup probes each bucket whose time span (`buckets`)
+  overlaps the requested range.
 * `meta`: format version, last indexed seq and event count (written in the same transaction
   as the rows) and the secret that authenticates paging tokens.
 
@@ -46,9 +49,13 @@ from trailkeeper.history.base import (
 )
 from trailkeeper.records import lookup_values, parse_event_time
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 ALL_KEY = 0
 PURGE_BATCH = 5000
+SEQ_BUCKET_BITS = 16
+_LOW_BITS = 40
+_LOW_MASK = (1 << _LOW_BITS) - 1
+_MAX_SQL_VARIABLES = 500
 KEY_CACHE_ENTRIES = 200_000
 # Checkpoint rarely: a page rewritten by many commits is then copied to the database once.
 WAL_CHECKPOINT_PAGES = 50_000
@@ -65,6 +72,17 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, t INTEGER NOT NULL, 
 CREATE TABLE IF NOT EXISTS attrs (
     k INTEGER NOT NULL, t INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, t, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS buckets (
+    b INTEGER PRIMARY KEY, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL
+);
+"""
+_BUCKET_SQL = """
+INSERT INTO buckets VALUES (?, ?, ?) ON CONFLICT (b) DO UPDATE
+SET t_min = min(t_min, excluded.t_min), t_max = max(t_max, excluded.t_max)
+"""
+_EVENT_ID_SQL = """
+SELECT a.t, a.seq, e.body FROM attrs a JOIN events e ON e.seq = a.seq
+WHERE a.k IN ({marks}) AND a.t >= ? AND (a.t, a.seq) <= (?, ?)
 """
 _LOOKUP_SQL = """
 SELECT a.t, a.seq, e.body FROM attrs a JOIN events e ON e.seq = a.seq
@@ -87,6 +105,13 @@ def attr_key(attribute: str, value: str) -> int:
     return key if key != ALL_KEY else ALL_KEY + 1
 
 
+def event_id_key(bucket: int, event_id: str) -> int:
+    """EventId keys start with the seq bucket: unique random IDs hashed alone would land on
+    a random index page each, while these land on the few pages of the current bucket."""
+    low = _hash64(f"EventId\x00{event_id}".encode()) & _LOW_MASK
+    return ((bucket + 1) << _LOW_BITS) | low
+
+
 class _KeyCache:
     """attr_key memoised for repeating values (names, users, sources...), bounded in size."""
 
@@ -98,10 +123,9 @@ class _KeyCache:
         found = self._keys.get((attribute, value))
         if found is None:
             found = attr_key(attribute, value)
-            if attribute != "EventId":
-                if len(self._keys) >= self._limit:
-                    self._keys.clear()
-                self._keys[(attribute, value)] = found
+            if len(self._keys) >= self._limit:
+                self._keys.clear()
+            self._keys[(attribute, value)] = found
         return found
 
 
@@ -185,12 +209,14 @@ class SqliteHistory:
                 return
             events, keys = _rows_for(fresh, self._keys)
             keys.sort()
+            buckets = _bucket_ranges(events)
             last = fresh[-1][0]
             with self._tx() as conn:
                 before = conn.total_changes
                 conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", events)
                 added = conn.total_changes - before
                 conn.executemany("INSERT OR IGNORE INTO attrs VALUES (?, ?, ?)", keys)
+                conn.executemany(_BUCKET_SQL, buckets)
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'count'", (self._count + added,)
@@ -237,20 +263,41 @@ class SqliteHistory:
         high_t, high_seq = math.floor(query.end.timestamp()), 2**63 - 1
         if query.next_token is not None:
             high_t, high_seq = self._open_token(query.next_token, digest)
-        key = ALL_KEY
-        if query.attribute_key is not None and query.attribute_value is not None:
-            key = attr_key(query.attribute_key, query.attribute_value)
-        cursor = self._reader().execute(_LOOKUP_SQL, (key, low, high_t, high_seq))
-        try:
-            found = list(_take(cursor, query, query.max_results + 1))
-        finally:
-            # An unfinished statement pins its WAL snapshot and stalls checkpoints.
-            cursor.close()
+        if query.attribute_key == "EventId" and query.attribute_value is not None:
+            rows = self._event_id_rows(query.attribute_value, low, high_t, high_seq)
+            found = list(_take(rows, query, query.max_results + 1))
+        else:
+            key = ALL_KEY
+            if query.attribute_key is not None and query.attribute_value is not None:
+                key = attr_key(query.attribute_key, query.attribute_value)
+            cursor = self._reader().execute(_LOOKUP_SQL, (key, low, high_t, high_seq))
+            try:
+                found = list(_take(cursor, query, query.max_results + 1))
+            finally:
+                # An unfinished statement pins its WAL snapshot and stalls checkpoints.
+                cursor.close()
         token = None
         if len(found) > query.max_results:
             t, seq, _ = found[query.max_results - 1]
             token = self._seal_token(digest, t, seq - 1)
         return LookupPage([body for _, _, body in found[: query.max_results]], token)
+
+    def _event_id_rows(
+        self, event_id: str, low: int, high_t: int, high_seq: int
+    ) -> list[tuple[int, int, bytes]]:
+        """Candidates from every seq bucket whose events overlap the time range, newest first."""
+        conn = self._reader()
+        buckets = conn.execute(
+            "SELECT b FROM buckets WHERE t_max >= ? AND t_min <= ?", (low, high_t)
+        ).fetchall()
+        keys = [event_id_key(b, event_id) for (b,) in buckets]
+        rows: list[tuple[int, int, bytes]] = []
+        for start in range(0, len(keys), _MAX_SQL_VARIABLES):
+            chunk = keys[start : start + _MAX_SQL_VARIABLES]
+            sql = _EVENT_ID_SQL.format(marks=",".join("?" * len(chunk)))
+            rows += conn.execute(sql, (*chunk, low, high_t, high_seq)).fetchall()
+        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        return rows
 
     def _seal_token(self, digest: bytes, t: int, seq: int) -> str:
         payload = _TOKEN.pack(_TOKEN_VERSION, digest, t, seq)
@@ -311,11 +358,24 @@ def _rows_for(
         t = _event_epoch(seq, record)
         events.append((seq, t, body))
         keys.append((ALL_KEY, t, seq))
-        for attribute, values in lookup_values(record).items():
-            for value in values:
+        values = lookup_values(record)
+        for value in values.pop("EventId", ()):
+            keys.append((event_id_key(seq >> SEQ_BUCKET_BITS, value), t, seq))
+        for attribute, items in values.items():
+            for value in items:
                 if len(value) <= MAX_ATTRIBUTE_VALUE_CHARS:
                     keys.append((key_of(attribute, value), t, seq))
     return events, keys
+
+
+def _bucket_ranges(events: list[tuple[int, int, bytes]]) -> list[tuple[int, int, int]]:
+    """(bucket, earliest t, latest t) of the seq buckets these events fall in."""
+    ranges: dict[int, tuple[int, int]] = {}
+    for seq, t, _ in events:
+        bucket = seq >> SEQ_BUCKET_BITS
+        low, high = ranges.get(bucket, (t, t))
+        ranges[bucket] = (min(low, t), max(high, t))
+    return [(b, low, high) for b, (low, high) in ranges.items()]
 
 
 def _decode(seq: int, body: bytes) -> dict[str, Any]:
