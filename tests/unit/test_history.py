@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -339,11 +340,46 @@ def test_event_id_lookup_spans_seq_buckets(
     assert ids(find(store, "EventId", "id-0010", *outside)) == ["id-0010"]
 
 
-def test_closed_store_refuses_lookups(tmp_path: Path) -> None:
+def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = SqliteHistory(tmp_path / "h.db")
+    find(store, None, None)
+    store.close()
+    with pytest.raises(HistoryError, match="lookup failed"):
+        find(store, None, None)
+    with pytest.raises(HistoryError, match="write failed"):
+        store.index([(0, event(0))])
+
+
+def test_new_thread_after_close_is_refused(tmp_path: Path) -> None:
     store = SqliteHistory(tmp_path / "h.db")
     store.close()
-    with pytest.raises(HistoryError, match="closed"):
-        find(store, None, None)
+    errors: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _capture(errors, lambda: find(store, None, None)))
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and "closed" in str(errors[0])
+
+
+def _capture(errors: list[BaseException], action: Callable[[], object]) -> None:
+    try:
+        action()
+    except HistoryError as e:
+        errors.append(e)
+
+
+def test_lookups_from_other_threads_see_indexed_events(store: SqliteHistory) -> None:
+    store.index([(0, event(0))])
+    seen: list[list[str]] = []
+    worker = threading.Thread(target=lambda: seen.append(ids(find(store, None, None))))
+    worker.start()
+    worker.join()
+    assert seen == [["id-0000"]]
+
+
+@pytest.mark.parametrize("seq", [history_sqlite.MAX_SEQ + 1, 2**62])
+def test_seq_out_of_range_is_refused(store: SqliteHistory, seq: int) -> None:
+    with pytest.raises(HistoryError, match="spool seqs"):
+        store.index([(seq, event(0))])
 
 
 def test_unknown_format_is_refused(tmp_path: Path) -> None:

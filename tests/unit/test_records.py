@@ -232,6 +232,23 @@ def test_real_samples_pass_through_a_forwarder() -> None:
             assert {k: out[k] for k in untouched} == {k: original[k] for k in untouched}
 
 
+def test_traildiscover_samples_pass_through_a_forwarder() -> None:
+    # TrailDiscover examples (CC-BY-4.0, adanalvarez/TrailDiscover): mostly failed calls.
+    folder = SAMPLES.parent / "traildiscover" / "logExamples"
+    ctx = context(FORWARDER, received=datetime(2030, 1, 1, tzinfo=UTC))
+    total = 0
+    for path in sorted(folder.glob("*.cloudtrail")):
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError:
+            continue
+        found = doc if isinstance(doc, list) else doc.get("Records", [doc])
+        submitted = [{k: v for k, v in r.items() if k not in SERVER_ASSIGNED} for r in found]
+        if submitted:
+            total += len(normalize_batch(list(submitted), ctx))
+    assert total == 563
+
+
 def test_forwarder_keeps_existing_additional_event_data() -> None:
     record = minimal(userIdentity={"type": "AssumedRole", "principalId": "AROA:x"})
     record["additionalEventData"] = {"MFAUsed": "No"}

@@ -56,6 +56,8 @@ SEQ_BUCKET_BITS = 16
 _LOW_BITS = 40
 _LOW_MASK = (1 << _LOW_BITS) - 1
 _MAX_SQL_VARIABLES = 500
+# EventId keys hold (bucket + 1) above 40 hash bits in a signed 64-bit integer.
+MAX_SEQ = (1 << (63 - _LOW_BITS + SEQ_BUCKET_BITS)) - 1
 KEY_CACHE_ENTRIES = 200_000
 # Checkpoint rarely: a page rewritten by many commits is then copied to the database once.
 WAL_CHECKPOINT_PAGES = 50_000
@@ -207,6 +209,10 @@ class SqliteHistory:
             fresh = sorted((e for e in entries if e[0] > self._last), key=lambda e: e[0])
             if not fresh:
                 return
+            if fresh[0][0] < 0 or fresh[-1][0] > MAX_SEQ:
+                raise HistoryError(
+                    f"spool seqs must be 0 to {MAX_SEQ}, got {fresh[0][0]}..{fresh[-1][0]}"
+                )
             events, keys = _rows_for(fresh, self._keys)
             keys.sort()
             buckets = _bucket_ranges(events)
@@ -258,6 +264,12 @@ class SqliteHistory:
 
     def lookup(self, query: LookupQuery) -> LookupPage:
         check_query(query)
+        try:
+            return self._lookup(query)
+        except sqlite3.Error as e:
+            raise HistoryError(f"event history lookup failed: {e}") from e
+
+    def _lookup(self, query: LookupQuery) -> LookupPage:
         digest = _query_digest(query)
         low = math.ceil(query.start.timestamp())
         high_t, high_seq = math.floor(query.end.timestamp()), 2**63 - 1
@@ -334,7 +346,10 @@ class _Transaction:
         self._conn = conn
 
     def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise HistoryError(f"event history write failed: {e}") from e
         return self._conn
 
     def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
