@@ -20,7 +20,7 @@ import orjson
 
 from trailkeeper import digest as digestfmt
 from trailkeeper import layout
-from trailkeeper._internal.gzipio import gzip_single
+from trailkeeper._internal.gzipio import GzipFormatError, gunzip_strict, gzip_fast, gzip_single
 from trailkeeper.clock import Clock, floor_to, iso_seconds, parse_iso_seconds
 from trailkeeper.errors import ObjectExistsError, StorageError, TrailkeeperError
 from trailkeeper.keys.signing import SigningKeys
@@ -78,6 +78,25 @@ def _seconds(when: datetime) -> datetime:
 def _ceil_seconds(when: datetime) -> datetime:
     floor = when.replace(microsecond=0)
     return floor if floor == when else floor + timedelta(seconds=1)
+
+
+def _put_log_once(store: ObjectStore, key: str, inflated: bytes) -> bytes:
+    """Write a log file create-exclusive; a retry finding the same *content* already stored
+    (compressed by an earlier attempt, perhaps with another compressor) adopts it."""
+    stored = gzip_fast(inflated)
+    try:
+        store.put_exclusive(key, stored, {})
+        return stored
+    except ObjectExistsError as e:
+        existing = store.get(key).data
+        try:
+            same = gunzip_strict(existing) == inflated
+        except GzipFormatError:
+            same = False
+        if not same:
+            raise StorageError(f"log file {key} exists with other content: {e}",
+                               "the destination was modified by someone else; investigate") from e
+        return existing
 
 
 class TrailWorker(threading.Thread):
@@ -239,12 +258,8 @@ class TrailWorker(threading.Thread):
             self.ctx.trails.save_state(trail.config.name, done)
             return
         inflated = build_log_file(raw)
-        stored = gzip_single(inflated, GZIP_LEVEL)
         store = self.ctx.open_store(trail)
-        try:
-            store.put_exclusive(key, stored, {})
-        except ObjectExistsError as e:
-            raise StorageError(f"log file {key} exists with other content: {e}", "the destination was modified by someone else; investigate") from e
+        stored = _put_log_once(store, key, inflated)
         newest, oldest = _event_time_bounds(parsed)
         file = DeliveredFile(
             key=key, hash_value=hashlib.sha256(inflated).hexdigest(), stored_hash=hashlib.sha256(stored).hexdigest(),

@@ -24,6 +24,7 @@ from trailkeeper.clock import Clock, SystemClock, iso_seconds
 from trailkeeper.config import MAX_TRAILS, Config
 from trailkeeper.delivery import DeliveryContext, TrailWorker
 from trailkeeper.errors import TrailError
+from trailkeeper.history.indexer import IndexerProcess
 from trailkeeper.history.sqlite import SqliteHistory
 from trailkeeper.identity import IdentityStore
 from trailkeeper.keys.keyring import LocalKeyring
@@ -162,19 +163,30 @@ class Service:
 
     # ---- history consumer ----
     def _index_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batch = self.spool.read(self._indexed_seq + 1, INDEX_BATCH, INDEX_MAX_BYTES)
-                if not batch:
-                    self.spool.wait_for(self._indexed_seq + 1, 0.5)
-                    continue
-                self.history.index(batch)
-                with self._index_cond:
-                    self._indexed_seq = batch[-1][0]
-                    self._index_cond.notify_all()
-            except Exception:
-                log.exception("history indexing failed; retrying")
-                self._stop.wait(1.0)
+        indexer = IndexerProcess(self.config.history_db)
+        try:
+            while not self._stop.is_set():
+                try:
+                    batch = self.spool.read(self._indexed_seq + 1, INDEX_BATCH, INDEX_MAX_BYTES)
+                    if not batch:
+                        self.spool.wait_for(self._indexed_seq + 1, 0.5)
+                        continue
+                    done = indexer.index(batch)
+                    with self._index_cond:
+                        self._indexed_seq = max(self._indexed_seq, done)
+                        self._index_cond.notify_all()
+                except Exception:
+                    log.exception("history indexing failed; retrying")
+                    if self._stop.wait(1.0):
+                        break
+                    indexer.close()
+                    indexer = IndexerProcess(self.config.history_db)
+        finally:
+            indexer.close()
+
+    @property
+    def indexed_seq(self) -> int:
+        return self._indexed_seq
 
     def index_pending(self) -> int:
         """Index everything appended so far (the indexer thread's work, done inline)."""

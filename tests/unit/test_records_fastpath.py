@@ -88,3 +88,15 @@ def test_fast_path_agrees_on_real_cloudtrail_samples() -> None:
                 normalize_batch([stripped], forwarder)
             checked += 1
     assert checked > 100
+
+
+def test_event_ids_are_unique_rfc4122_version_4() -> None:
+    import uuid
+
+    from trailkeeper.records import _new_event_id
+
+    ids = [_new_event_id() for _ in range(3000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids[:300]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text

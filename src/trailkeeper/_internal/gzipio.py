@@ -71,6 +71,18 @@ def gzip_single(data: bytes, level: int = 6) -> bytes:
     return gzip.compress(data, compresslevel=level, mtime=0)
 
 
+def gzip_fast(data: bytes) -> bytes:
+    """One gzip member, mtime 0, from ISA-L (about 6x zlib level 6 at a similar ratio).
+
+    Byte-for-byte output differs between compressors, so writers that must reproduce a file
+    compare inflated contents, never compressed bytes, when an object already exists."""
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a declared dependency
+        return gzip_single(data)
+    return bytes(igzip.compress(data, compresslevel=3, mtime=0))
+
+
 def gunzip_strict(data: bytes, max_size: int | None = None) -> bytes:
     """Inflate exactly one gzip member. `max_size` bounds the inflated size
     (INVALID_FORMAT past it) for input that may be hostile."""

@@ -371,7 +371,7 @@ def get_server_status(service: Service, _: Principal, params: Params) -> dict[st
                        "LatestDeliveryError": s.latest_delivery_error or None, "FailingSince": _epoch(s.failing_since)})
     return {"AccountId": service.account.account_id, "Region": service.account.region,
             "Spool": dataclasses.asdict(stats),
-            "HistoryIndexedSeq": service.history.last_indexed_seq(), "Trails": trails}
+            "HistoryIndexedSeq": service.indexed_seq, "Trails": trails}
 
 
 OPERATIONS: dict[str, Operation] = {
