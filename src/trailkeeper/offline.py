@@ -13,6 +13,7 @@ import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trailkeeper import audit, validate_report
+from trailkeeper._internal.fsutil import fsync_dir
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ValidationRunError
@@ -135,11 +136,7 @@ def write_inbox(directory: Path, record: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.rename(tmp, directory / name)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(directory)
 
 
 def validate_command(data_dir: Path | None, trail: str, start: datetime, end: datetime | None, verbose: bool,

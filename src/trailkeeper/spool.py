@@ -36,6 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
+from trailkeeper._internal.fsutil import fsync_dir
 from trailkeeper.clock import Clock, SystemClock
 from trailkeeper.errors import SpoolError
 
@@ -236,14 +237,6 @@ def _spool_error(action: str, exc: OSError) -> SpoolError:
     return SpoolError(f"spool could not {action}: {exc.strerror or exc}", hint)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -401,7 +394,7 @@ class Spool:
             for path in removed:
                 os.unlink(path)
             if removed:
-                _fsync_dir(self._dir)
+                fsync_dir(self._dir)
         except OSError as e:
             raise _spool_error("delete old segments", e) from e
 
@@ -551,7 +544,7 @@ class Spool:
         try:
             self._write_all(fd, SEGMENT_MAGIC)
             os.fsync(fd)
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except OSError:
             os.close(fd)
             self._discard(path)

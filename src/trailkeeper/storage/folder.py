@@ -25,6 +25,7 @@ from pathlib import Path
 
 import orjson
 
+from trailkeeper._internal.fsutil import fsync_dir
 from trailkeeper.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
@@ -104,14 +105,6 @@ def storage_error(action: str, path: Path | str, exc: OSError) -> StorageError:
     return StorageError(f"cannot {action} {path}: {exc.strerror or exc}", hint)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, UTC)
 
@@ -187,7 +180,7 @@ class FolderStore:
                         "keys 'a' and 'a/b' cannot both exist in a folder store",
                     ) from None
                 return False
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return True
         except OSError as e:
             raise storage_error("write", final, e) from e
@@ -220,7 +213,7 @@ class FolderStore:
         for new_dir in reversed(missing):
             try:
                 new_dir.mkdir(exist_ok=True)
-                _fsync_dir(new_dir.parent)
+                fsync_dir(new_dir.parent)
             except OSError as e:
                 raise storage_error("create directory", new_dir, e) from e
 
