@@ -194,6 +194,11 @@ def bench_lookups(history: SqliteHistory, n: int) -> None:
     rng = random.Random(11)
     values = sample_values(history, n, rng)
     start, end = END - SPAN - timedelta(days=1), END + timedelta(days=1)
+    began = time.perf_counter()
+    history.lookup(LookupQuery(None, None, start, end, 1))
+    print(
+        f"first lookup (opens the reader connection): {(time.perf_counter() - began) * 1000:.1f} ms"
+    )
     print(f"{'lookup':<22}{'p50 ms':>9}{'p99 ms':>9}{'avg hits':>10}")
     for attribute in LOOKUP_ATTRIBUTES:
         queries = [LookupQuery(attribute, v, start, end) for v in values[attribute]]

@@ -24,7 +24,7 @@ from trailkeeper.clock import Clock, SystemClock, iso_seconds
 from trailkeeper.config import MAX_TRAILS, Config
 from trailkeeper.delivery import DeliveryContext, TrailWorker
 from trailkeeper.errors import TrailError
-from trailkeeper.history.indexer import IndexerProcess
+from trailkeeper.history.indexer import SERVER_CACHE_KIB, IndexerProcess
 from trailkeeper.history.sqlite import SqliteHistory
 from trailkeeper.identity import IdentityStore
 from trailkeeper.keys.keyring import LocalKeyring
@@ -36,7 +36,7 @@ from trailkeeper.trails import Trail, TrailConfig, TrailStore
 
 log = logging.getLogger(__name__)
 
-INDEX_BATCH = 5000
+INDEX_BATCH = 2000
 INDEX_MAX_BYTES = 16 * 1024 * 1024
 MAINTENANCE_EVERY_S = 5.0
 
@@ -64,7 +64,7 @@ class Service:
         self.keys = SigningKeys(config.state_db, self.keyring, self.clock, config.key_rotation)
         self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
                            idempotency_window=config.idempotency_window)
-        self.history = SqliteHistory(config.history_db)
+        self.history = SqliteHistory(config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
         self._workers: dict[str, TrailWorker] = {}
         self._stores: dict[str, ObjectStore] = {}
         self._stop = threading.Event()
@@ -163,20 +163,27 @@ class Service:
 
     # ---- history consumer ----
     def _index_loop(self) -> None:
+        """Feed the indexer process; while it indexes one batch, read the next (pipelined)."""
         indexer = IndexerProcess(self.config.history_db)
+        in_flight = 0  # last seq of the batch being indexed, 0 if none
         try:
             while not self._stop.is_set():
                 try:
-                    batch = self.spool.read(self._indexed_seq + 1, INDEX_BATCH, INDEX_MAX_BYTES)
+                    batch = self.spool.read(max(self._indexed_seq, in_flight) + 1, INDEX_BATCH, INDEX_MAX_BYTES)
+                    if in_flight:
+                        done = indexer.wait()
+                        in_flight = 0
+                        with self._index_cond:
+                            self._indexed_seq = max(self._indexed_seq, done)
+                            self._index_cond.notify_all()
                     if not batch:
                         self.spool.wait_for(self._indexed_seq + 1, 0.5)
                         continue
-                    done = indexer.index(batch)
-                    with self._index_cond:
-                        self._indexed_seq = max(self._indexed_seq, done)
-                        self._index_cond.notify_all()
+                    indexer.send(batch)
+                    in_flight = batch[-1][0]
                 except Exception:
                     log.exception("history indexing failed; retrying")
+                    in_flight = 0
                     if self._stop.wait(1.0):
                         break
                     indexer.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -385,10 +386,15 @@ def test_seq_out_of_range_is_refused(store: SqliteHistory, seq: int) -> None:
 def test_unknown_format_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     SqliteHistory(path).close()
-    import sqlite3
-
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'format'")
     conn.close()
     with pytest.raises(HistoryError, match="format '99'"):
+        SqliteHistory(path)
+
+
+def test_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(HistoryError, match="cannot"):
         SqliteHistory(path)

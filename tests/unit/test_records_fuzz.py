@@ -61,7 +61,10 @@ FIELDS = [
 times = st.datetimes(
     min_value=datetime(1990, 1, 1), max_value=datetime(2025, 1, 2, 3, 9, 5), timezones=st.just(UTC)
 )
-names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=40)
+# Printable names: a name made only of Unicode whitespace (U+0085, U+2000...) is "empty".
+names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1, max_size=40).filter(
+    lambda text: bool(text.strip())
+)
 labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 
 

@@ -20,6 +20,9 @@ from trailkeeper.errors import HistoryError
 
 _ENTRY = struct.Struct("<QI")
 ACK_TIMEOUT_S = 120.0
+# The server's history connections: enough cache for the hot index pages, no mmap, so the
+# resident memory of a long-running server stays flat as the database grows.
+SERVER_CACHE_KIB = 64 * 1024
 
 
 def pack(entries: Sequence[tuple[int, bytes]]) -> bytes:
@@ -45,7 +48,7 @@ def unpack(buffer: bytes) -> list[tuple[int, bytes]]:
 def _child_main(db_path: str, conn: Connection) -> None:
     from trailkeeper.history.sqlite import SqliteHistory
 
-    history = SqliteHistory(Path(db_path))
+    history = SqliteHistory(Path(db_path), cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
     try:
         while True:
             try:
@@ -69,16 +72,28 @@ class IndexerProcess:
     def __init__(self, db_path: Path) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
-        self._proc = ctx.Process(target=_child_main, args=(str(db_path), child_conn), name="trailkeeper-indexer",
-                                 daemon=True)
+        self._proc = ctx.Process(
+            target=_child_main,
+            args=(str(db_path), child_conn),
+            name="trailkeeper-indexer",
+            daemon=True,
+        )
         self._proc.start()
         child_conn.close()
 
     def index(self, entries: Sequence[tuple[int, bytes]]) -> int:
         """Index a batch; return the last committed seq. Raises HistoryError on failure."""
+        self.send(entries)
+        return self.wait()
+
+    def send(self, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Hand a batch to the child without waiting (one batch may be in flight)."""
         if not self._proc.is_alive():
             raise HistoryError("the history indexer process has exited", "restart the server")
         self._conn.send_bytes(pack(entries))
+
+    def wait(self) -> int:
+        """The last seq committed for the batch in flight."""
         if not self._conn.poll(ACK_TIMEOUT_S):
             raise HistoryError("the history indexer did not answer in time")
         status, value = self._conn.recv()

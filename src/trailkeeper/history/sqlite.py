@@ -134,7 +134,11 @@ class _KeyCache:
 class SqliteHistory:
     """HistoryStore on one SQLite file; index() from one thread, lookup() from any."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache_kib: int = CACHE_KIB, mmap_bytes: int = MMAP_BYTES) -> None:
+        """The defaults favour a dedicated indexer; a server sharing the machine passes smaller
+        cache and mmap sizes to keep its resident memory flat."""
+        self._cache_kib = cache_kib
+        self._mmap_bytes = mmap_bytes
         self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -143,6 +147,19 @@ class SqliteHistory:
         self._closed = False
         self._keys = _KeyCache()
         self._conn = self._connect()
+        try:
+            self._setup()
+        except sqlite3.Error as e:
+            self._conn.close()
+            raise HistoryError(f"cannot set up the event history {path}: {e}") from e
+        except BaseException:
+            self._conn.close()
+            raise
+        self._secret = bytes(self._meta("token_secret"))
+        self._last = int(self._meta("last_seq"))
+        self._count = int(self._meta("count"))
+
+    def _setup(self) -> None:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
@@ -151,9 +168,6 @@ class SqliteHistory:
                 if statement.strip():
                     self._conn.execute(statement)
             self._init_meta()
-        self._secret = bytes(self._meta("token_secret"))
-        self._last = int(self._meta("last_seq"))
-        self._count = int(self._meta("count"))
 
     # ---- connections ----
     def _connect(self) -> sqlite3.Connection:
@@ -161,8 +175,8 @@ class SqliteHistory:
             conn = sqlite3.connect(
                 self._path, isolation_level=None, check_same_thread=False, timeout=30
             )
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
+            conn.execute(f"PRAGMA mmap_size={self._mmap_bytes}")
             conn.execute("PRAGMA temp_store=MEMORY")
         except sqlite3.Error as e:
             raise HistoryError(f"cannot open the event history {self._path}: {e}") from e
@@ -196,7 +210,8 @@ class SqliteHistory:
         if found != FORMAT_VERSION:
             raise HistoryError(
                 f"event history {self._path} has format {found!r}; this version reads "
-                f"{FORMAT_VERSION!r}: rebuild it by deleting the file (the spool re-indexes)"
+                f"{FORMAT_VERSION!r}: move it aside; a new history is rebuilt from what the spool "
+                "still holds"
             )
 
     def _meta(self, key: str) -> Any:
