@@ -147,27 +147,32 @@ class Caller:
 
 class _EventIds:
     """Random (version 4) UUIDs drawn from one urandom call per 256 ids: on the ingest hot
-    path a system call and uuid.UUID's overhead per event cost more than the rest."""
+    path a system call and uuid.UUID's overhead per event cost more than the rest. Each
+    thread keeps its own pool: a shared lock taken per event convoys threads on the GIL."""
 
     BATCH = 256
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool: list[str] = []
+        self._local = threading.local()
 
     def __call__(self) -> str:
-        with self._lock:
-            if not self._pool:
-                block = os.urandom(16 * self.BATCH)
-                self._pool = [_format_uuid4(bytearray(block[i : i + 16])) for i in range(0, len(block), 16)]
-            return self._pool.pop()
+        pool: list[str] | None = getattr(self._local, "pool", None)
+        if not pool:
+            pool = _uuid4_block(self.BATCH)
+            self._local.pool = pool
+        return pool.pop()
 
 
-def _format_uuid4(raw: bytearray) -> str:
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def _uuid4_block(count: int) -> list[str]:
+    """`count` RFC 4122 version-4 UUIDs from one urandom call (version and variant nibbles set)."""
+    h = os.urandom(16 * count).hex()
+    return [
+        f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{_VARIANT[h[i + 16]]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}"
+        for i in range(0, len(h), 32)
+    ]
 
 
 _new_event_id = _EventIds()
@@ -503,28 +508,20 @@ def _check_identity(record: dict[str, Any], role: Role) -> Iterable[tuple[str, s
 def _finish(record: dict[str, Any], ctx: IngestContext, memo: _BatchMemo | None = None) -> dict[str, Any]:
     """Fill defaults and server fields into a record that passed check_record."""
     memo = memo or _BatchMemo(ctx)
-    fields = dict(record)
-    fields["eventVersion"] = EVENT_VERSION
+    fields = {**memo.defaults, **record, **memo.assigned}
     fields["eventTime"] = memo.normal_time(record["eventTime"])
-    fields["awsRegion"] = ctx.region
     fields["eventID"] = ctx.new_event_id()
-    fields["recipientAccountId"] = ctx.caller.account_id
-    fields.setdefault("sourceIPAddress", ctx.source_ip)
-    fields.setdefault("userAgent", ctx.user_agent[:MAX_FIELD_CHARS])
-    fields.setdefault("readOnly", record["eventName"].startswith(READ_ONLY_PREFIXES))
-    fields.setdefault("eventType", "AwsApiCall")
-    fields.setdefault("eventCategory", "Management")
-    fields.setdefault("managementEvent", fields["eventCategory"] == "Management")
-    own = memo.identity
+    if "readOnly" not in record:
+        fields["readOnly"] = record["eventName"].startswith(READ_ONLY_PREFIXES)
+    if "managementEvent" not in record:
+        fields["managementEvent"] = fields["eventCategory"] == "Management"
     if "userIdentity" in record:
         extra = dict(record.get("additionalEventData") or {})
-        extra["forwardedBy"] = own
+        extra["forwardedBy"] = memo.identity
         fields["additionalEventData"] = extra
     else:
-        fields["userIdentity"] = own
-    ordered = {k: fields[k] for k in _FIELD_ORDER if k in fields}
-    ordered.update((k, v) for k, v in fields.items() if k not in ordered)
-    return ordered
+        fields["userIdentity"] = memo.identity
+    return {k: fields[k] for k in memo.field_order(tuple(fields))}
 
 
 def username_of(identity: object) -> str | None:
@@ -605,8 +602,22 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-_KNOWN_FIELDS = frozenset(_FIELD_ORDER) | {"resources"}
-_SIMPLE_STRINGS = tuple(n for n in _STRING_FIELDS if n != "errorMessage" and n != "sourceIPAddress")
+_FIELD_RANK = {name: rank for rank, name in enumerate(_FIELD_ORDER)}
+_UNKNOWN_RANK = len(_FIELD_ORDER)
+
+
+def _field_rank(name: str) -> int:
+    return _FIELD_RANK.get(name, _UNKNOWN_RANK)
+
+
+# How the fast path checks each known field (sourceIPAddress and resources have their own checks).
+_FIELD_KIND: dict[str, str] = {
+    **{n: "str" for n in _STRING_FIELDS if n not in ("errorMessage", "sourceIPAddress")},
+    "errorMessage": "message",
+    **{n: "object" for n in _OBJECT_FIELDS},
+    **{n: "object-or-null" for n in _OBJECT_OR_NULL_FIELDS},
+    **{n: "bool" for n in _BOOL_FIELDS},
+}
 
 
 class _BatchMemo:
@@ -623,7 +634,24 @@ class _BatchMemo:
         self._times: dict[str, str | None] = {}
         self._origins: dict[str, bool] = {}
         self._sources: dict[str, bool] = {}
+        self._orders: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Defaults a record may override, and fields the server always sets.
+        self.defaults: dict[str, Any] = {
+            "sourceIPAddress": ctx.source_ip, "userAgent": ctx.user_agent[:MAX_FIELD_CHARS],
+            "eventType": "AwsApiCall", "eventCategory": "Management",
+        }
+        self.assigned: dict[str, Any] = {
+            "eventVersion": EVENT_VERSION, "awsRegion": ctx.region, "recipientAccountId": ctx.caller.account_id,
+        }
         self._limit = ctx.received + MAX_FUTURE_SKEW
+
+    def field_order(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """CloudTrail's field order; unknown fields keep the client's order after the known
+        ones. Records of a batch mostly share one shape, so the order is sorted once."""
+        order = self._orders.get(names)
+        if order is None:
+            order = self._orders[names] = tuple(sorted(names, key=_field_rank))
+        return order
 
     def normal_time(self, value: str) -> str:
         cached = self._times.get(value)
@@ -675,23 +703,23 @@ class _BatchMemo:
 
     @staticmethod
     def _fields_ok(record: dict[str, Any]) -> bool:
-        for key in record:
-            if key not in _KNOWN_FIELDS:
+        for key, value in record.items():
+            kind = _FIELD_KIND.get(key)
+            if kind is None:
                 continue
-            value = record[key]
-            if key in _SIMPLE_STRINGS:
-                if not isinstance(value, str) or not 0 < len(value) <= MAX_FIELD_CHARS or not value.strip():
+            if kind == "str":
+                if type(value) is not str or not 0 < len(value) <= MAX_FIELD_CHARS or not value.strip():
                     return False
-            elif key == "errorMessage":
-                if not isinstance(value, str) or len(value) > MAX_ERROR_MESSAGE_CHARS or "errorCode" not in record:
+            elif kind == "message":
+                if type(value) is not str or len(value) > MAX_ERROR_MESSAGE_CHARS or "errorCode" not in record:
                     return False
-            elif key in _OBJECT_FIELDS:
+            elif kind == "object":
                 if type(value) is not dict:
                     return False
-            elif key in _OBJECT_OR_NULL_FIELDS:
+            elif kind == "object-or-null":
                 if value is not None and type(value) is not dict:
                     return False
-            elif key in _BOOL_FIELDS and type(value) is not bool:
+            elif kind == "bool" and type(value) is not bool:
                 return False
         extra = record.get("additionalEventData")
         return not (isinstance(extra, dict) and "forwardedBy" in extra)

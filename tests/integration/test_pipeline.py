@@ -87,3 +87,33 @@ def test_history_purge_enforces_retention_and_is_recorded(tmp_path: Path) -> Non
         assert p.service.history.lookup(LookupQuery("EventName", "Recent", OPEN_START, OPEN_END)).events
         [purge] = p.service.history.lookup(LookupQuery("EventName", "PurgeEventHistory", OPEN_START, OPEN_END)).events
         assert orjson.loads(purge)["serviceEventDetails"]["eventsRemoved"] == removed
+
+
+def test_event_selectors_choose_what_a_trail_delivers(pipeline: Pipeline, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from trailkeeper.trails import validate_selectors
+
+    config = _trail(pipeline, tmp_path)
+    pipeline.service.update_trail(replace(config, selectors=validate_selectors([{"ReadWriteType": "WriteOnly"}])))
+    now = pipeline.clock.now()
+    reads = pipeline.ingest([app_event(i, now, "GetThing") for i in range(3)])
+    writes = pipeline.ingest([app_event(i, now, "PutThing") for i in range(3)])
+    pipeline.advance(2)
+    delivered = {r["eventID"] for r in _delivered_records(tmp_path / "dest")}
+    assert set(writes) <= delivered and not set(reads) & delivered
+
+
+def test_a_full_batch_is_delivered_before_the_flush_interval(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path, max_batch_events=50) as p:
+        p.service.create_trail(TrailConfig(name="big", bucket="big-bucket", destination=str(tmp_path / "dest"),
+                                           flush_interval_s=60, digest_interval_s=3600))
+        p.service.start_logging("big")
+        now = p.clock.now()
+        for _ in range(3):
+            p.ingest([app_event(i, now) for i in range(40)])
+        p.service.pump()  # no time passes
+        files = [f for f in (tmp_path / "dest").rglob("*.json.gz")]
+        assert len(files) == 2 and len(_delivered_records(tmp_path / "dest")) == 100
+        p.advance(61)  # the remaining 20 wait for the flush interval
+        assert len(_delivered_records(tmp_path / "dest")) == 120
