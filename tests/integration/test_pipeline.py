@@ -99,7 +99,8 @@ def test_event_selectors_choose_what_a_trail_delivers(pipeline: Pipeline, tmp_pa
     now = pipeline.clock.now()
     reads = pipeline.ingest([app_event(i, now, "GetThing") for i in range(3)])
     writes = pipeline.ingest([app_event(i, now, "PutThing") for i in range(3)])
-    pipeline.advance(2)
+    pipeline.advance(0)  # the worker sees the events ...
+    pipeline.advance(2)  # ... and delivers once the flush interval has passed
     delivered = {r["eventID"] for r in _delivered_records(tmp_path / "dest")}
     assert set(writes) <= delivered and not set(reads) & delivered
 
