@@ -26,7 +26,7 @@ from trailkeeper.records import (
     parse_batch,
 )
 
-SAMPLES = Path("/work/shared/data/cloudtrail-samples/stratus-red-team")
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "cloudtrail-samples" / "stratus-red-team"
 RECEIVED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 WRITER = Caller(
