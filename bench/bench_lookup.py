@@ -100,7 +100,7 @@ def one_record(
         "requestParameters": {"thingName": f"thing-{rng.getrandbits(20)}", "maxItems": 100},
         "responseElements": None,
         "requestID": f"{rng.getrandbits(128):032x}",
-        "eventID": _uuid(rng),
+        "eventID": _uuid(rng, int(when.timestamp() * 1000)),
         "readOnly": name.startswith(READ_PREFIXES),
         "eventType": "AwsApiCall",
         "managementEvent": True,
@@ -121,9 +121,11 @@ def one_record(
     return record
 
 
-def _uuid(rng: random.Random) -> str:
-    h = f"{rng.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+def _uuid(rng: random.Random, ms: int) -> str:
+    """A time-ordered ID shaped like the server's (UUID version 7: milliseconds, then random)."""
+    t = f"{ms:012x}"
+    h = f"{rng.getrandbits(80):020x}"
+    return f"{t[:8]}-{t[8:]}-7{h[:3]}-a{h[3:6]}-{h[6:18]}"
 
 
 def build(history: SqliteHistory, n: int, batch: int) -> None:

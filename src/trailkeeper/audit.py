@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from trailkeeper.clock import iso_seconds
+from trailkeeper.records import new_event_id
 
 EVENT_VERSION = "1.11"
 SERVICE_SOURCE = "trailkeeper.amazonaws.com"
@@ -72,7 +72,7 @@ def api_call_record(
     record["responseElements"] = dict(response_elements) if response_elements is not None else None
     record.update({
         "requestID": ctx.request_id,
-        "eventID": str(uuid.uuid4()),
+        "eventID": new_event_id(),
         "readOnly": is_read_only(operation),
         "eventType": "AwsApiCall",
         "managementEvent": True,
@@ -105,7 +105,7 @@ def service_event_record(
         "userAgent": SERVICE_SOURCE,
         "requestParameters": None,
         "responseElements": None,
-        "eventID": str(uuid.uuid4()),
+        "eventID": new_event_id(),
         "readOnly": False,
         "eventType": "AwsServiceEvent",
         "managementEvent": True,

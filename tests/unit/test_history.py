@@ -39,6 +39,7 @@ def event(
     resources: list[dict[str, str]] | None = None,
     read_only: bool = False,
     key: str = "AKIAALICE",
+    event_id: str | None = None,
 ) -> bytes:
     record: dict[str, Any] = {
         "eventVersion": "1.11",
@@ -46,7 +47,7 @@ def event(
         "eventTime": iso_seconds(at or T0 + timedelta(seconds=n)),
         "eventSource": source,
         "eventName": name,
-        "eventID": f"id-{n:04d}",
+        "eventID": event_id or f"id-{n:04d}",
         "readOnly": read_only,
         "requestParameters": None,
     }
@@ -325,11 +326,7 @@ def test_hash_collisions_do_not_leak_results(
     assert seen == [f"id-{n:04d}" for n in range(59, -1, -1) if n % 4 == 2]
 
 
-def test_event_id_lookup_spans_seq_buckets(
-    store: SqliteHistory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(history_sqlite, "SEQ_BUCKET_BITS", 1)
-    monkeypatch.setattr(history_sqlite, "_MAX_SQL_VARIABLES", 3)
+def test_event_id_lookup_is_one_probe_and_respects_the_time_range(store: SqliteHistory) -> None:
     store.index([(n, event(n, at=T0 + timedelta(hours=n))) for n in range(20)])
     for n in (0, 7, 19):
         assert ids(find(store, "EventId", f"id-{n:04d}", T0, T0 + timedelta(days=1))) == [
@@ -339,6 +336,15 @@ def test_event_id_lookup_spans_seq_buckets(
     assert find(store, "EventId", "id-0007", *outside).events == []
     assert find(store, "EventId", "id-0013", *outside).events == []
     assert ids(find(store, "EventId", "id-0010", *outside)) == ["id-0010"]
+
+
+def test_uuid_event_ids_share_keys_safely(store: SqliteHistory) -> None:
+    """Time-ordered IDs of one millisecond can share their first 64 bits; the record decides."""
+    same_head = ["0190a1b2-c3d4-7e5f-8000-00000000000" + str(i) for i in range(3)]
+    assert len({history_sqlite.event_id_key(i) for i in same_head}) == 1
+    store.index([(n, event(n, event_id=same_head[n])) for n in range(3)])
+    for i in same_head:
+        assert ids(find(store, "EventId", i)) == [i]
 
 
 def test_closed_store_refuses_work(tmp_path: Path) -> None:
@@ -377,7 +383,7 @@ def test_lookups_from_other_threads_see_indexed_events(store: SqliteHistory) -> 
     assert seen == [["id-0000"]]
 
 
-@pytest.mark.parametrize("seq", [history_sqlite.MAX_SEQ + 1, 2**62])
+@pytest.mark.parametrize("seq", [history_sqlite.MAX_SEQ + 1, 2**63 - 1])
 def test_seq_out_of_range_is_refused(store: SqliteHistory, seq: int) -> None:
     with pytest.raises(HistoryError, match="spool seqs"):
         store.index([(seq, event(0))])

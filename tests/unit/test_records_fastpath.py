@@ -90,7 +90,7 @@ def test_fast_path_agrees_on_real_cloudtrail_samples() -> None:
     assert checked > 100
 
 
-def test_event_ids_are_unique_rfc4122_version_4() -> None:
+def test_event_ids_are_unique_time_ordered_rfc9562_version_7() -> None:
     import uuid
 
     from trailkeeper.records import _new_event_id
@@ -99,4 +99,6 @@ def test_event_ids_are_unique_rfc4122_version_4() -> None:
     assert len(set(ids)) == len(ids)
     for text in ids[:300]:
         parsed = uuid.UUID(text)
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+    heads = [int(text[:8] + text[9:13], 16) for text in ids]
+    assert heads == sorted(heads), "IDs must be ordered by their millisecond prefix"

@@ -9,9 +9,10 @@ Layout (one database file, WAL):
   `ALL_KEY` has a row for every event and serves time-range-only lookups and purging. Reading
   (k, t, seq) backwards is exactly "newest first" for a key and time range. A hash can
   collide, so every candidate is checked against its record before it is returned.
-  EventId keys are the exception: (seq bucket, 40-bit hash), so that unique random IDs are
-  inserted next to each other; a lookup probes each bucket whose time span (`buckets`)
-  overlaps the requested range.
+* `ids(k, seq)`, WITHOUT ROWID: EventId lookups. `k` is the first 64 bits of the event ID.
+  trailkeeper's IDs are time-ordered (UUID version 7 layout), so new rows land at the end of
+  the index instead of on a random page, and a lookup is one index probe whatever the time
+  range. IDs of any other shape still work (random ones just insert more slowly).
 * `meta`: format version, last indexed seq and event count (written in the same transaction
   as the rows) and the secret that authenticates paging tokens.
 
@@ -49,15 +50,11 @@ from trailkeeper.history.base import (
 )
 from trailkeeper.records import lookup_values, parse_event_time
 
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 ALL_KEY = 0
 PURGE_BATCH = 5000
-SEQ_BUCKET_BITS = 16
-_LOW_BITS = 40
-_LOW_MASK = (1 << _LOW_BITS) - 1
-_MAX_SQL_VARIABLES = 500
-# EventId keys hold (bucket + 1) above 40 hash bits in a signed 64-bit integer.
-MAX_SEQ = (1 << (63 - _LOW_BITS + SEQ_BUCKET_BITS)) - 1
+# Spool seqs are stored as SQLite integers; leave headroom below 2**63.
+MAX_SEQ = (1 << 62) - 1
 KEY_CACHE_ENTRIES = 200_000
 # Checkpoint rarely: a page rewritten by many commits is then copied to the database once.
 WAL_CHECKPOINT_PAGES = 50_000
@@ -74,17 +71,14 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, t INTEGER NOT NULL, 
 CREATE TABLE IF NOT EXISTS attrs (
     k INTEGER NOT NULL, t INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, t, seq)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS buckets (
-    b INTEGER PRIMARY KEY, t_min INTEGER NOT NULL, t_max INTEGER NOT NULL
-);
-"""
-_BUCKET_SQL = """
-INSERT INTO buckets VALUES (?, ?, ?) ON CONFLICT (b) DO UPDATE
-SET t_min = min(t_min, excluded.t_min), t_max = max(t_max, excluded.t_max)
+CREATE TABLE IF NOT EXISTS ids (
+    k INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, seq)
+) WITHOUT ROWID;
 """
 _EVENT_ID_SQL = """
-SELECT a.t, a.seq, e.body FROM attrs a JOIN events e ON e.seq = a.seq
-WHERE a.k IN ({marks}) AND a.t >= ? AND (a.t, a.seq) <= (?, ?)
+SELECT e.t, e.seq, e.body FROM ids i JOIN events e ON e.seq = i.seq
+WHERE i.k = ? AND e.t >= ? AND (e.t, e.seq) <= (?, ?)
+ORDER BY e.t DESC, e.seq DESC
 """
 _LOOKUP_SQL = """
 SELECT a.t, a.seq, e.body FROM attrs a JOIN events e ON e.seq = a.seq
@@ -107,11 +101,15 @@ def attr_key(attribute: str, value: str) -> int:
     return key if key != ALL_KEY else ALL_KEY + 1
 
 
-def event_id_key(bucket: int, event_id: str) -> int:
-    """EventId keys start with the seq bucket: unique random IDs hashed alone would land on
-    a random index page each, while these land on the few pages of the current bucket."""
-    low = _hash64(f"EventId\x00{event_id}".encode()) & _LOW_MASK
-    return ((bucket + 1) << _LOW_BITS) | low
+def event_id_key(event_id: str) -> int:
+    """The first 64 bits of a UUID-shaped event ID (signed), else a hash of the ID."""
+    head = event_id[:8] + event_id[9:13] + event_id[14:18]
+    if len(event_id) >= 18 and event_id[8] == "-" and event_id[13] == "-":
+        try:
+            return int.from_bytes(bytes.fromhex(head), "big", signed=True)
+        except ValueError:
+            pass
+    return _hash64(f"EventId\x00{event_id}".encode())
 
 
 class _KeyCache:
@@ -228,16 +226,16 @@ class SqliteHistory:
                 raise HistoryError(
                     f"spool seqs must be 0 to {MAX_SEQ}, got {fresh[0][0]}..{fresh[-1][0]}"
                 )
-            events, keys = _rows_for(fresh, self._keys)
+            events, keys, ids = _rows_for(fresh, self._keys)
             keys.sort()
-            buckets = _bucket_ranges(events)
+            ids.sort()
             last = fresh[-1][0]
             with self._tx() as conn:
                 before = conn.total_changes
                 conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", events)
                 added = conn.total_changes - before
                 conn.executemany("INSERT OR IGNORE INTO attrs VALUES (?, ?, ?)", keys)
-                conn.executemany(_BUCKET_SQL, buckets)
+                conn.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?)", ids)
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'count'", (self._count + added,)
@@ -260,9 +258,10 @@ class SqliteHistory:
             rows = conn.execute(_OLDEST_SQL, (ALL_KEY, cutoff, PURGE_BATCH)).fetchall()
             if not rows:
                 return 0
-            _, keys = _rows_for([(seq, body) for _, seq, body in rows], self._keys)
+            _, keys, ids = _rows_for([(seq, body) for _, seq, body in rows], self._keys)
             keys.sort()
             conn.executemany("DELETE FROM attrs WHERE k = ? AND t = ? AND seq = ?", keys)
+            conn.executemany("DELETE FROM ids WHERE k = ? AND seq = ?", ids)
             conn.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for _, seq, _ in rows])
             conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'count'", (self._count - len(rows),)
@@ -312,18 +311,10 @@ class SqliteHistory:
     def _event_id_rows(
         self, event_id: str, low: int, high_t: int, high_seq: int
     ) -> list[tuple[int, int, bytes]]:
-        """Candidates from every seq bucket whose events overlap the time range, newest first."""
-        conn = self._reader()
-        buckets = conn.execute(
-            "SELECT b FROM buckets WHERE t_max >= ? AND t_min <= ?", (low, high_t)
+        """Candidates under the ID's key, newest first (one index probe)."""
+        rows: list[tuple[int, int, bytes]] = self._reader().execute(
+            _EVENT_ID_SQL, (event_id_key(event_id), low, high_t, high_seq)
         ).fetchall()
-        keys = [event_id_key(b, event_id) for (b,) in buckets]
-        rows: list[tuple[int, int, bytes]] = []
-        for start in range(0, len(keys), _MAX_SQL_VARIABLES):
-            chunk = keys[start : start + _MAX_SQL_VARIABLES]
-            sql = _EVENT_ID_SQL.format(marks=",".join("?" * len(chunk)))
-            rows += conn.execute(sql, (*chunk, low, high_t, high_seq)).fetchall()
-        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
         return rows
 
     def _seal_token(self, digest: bytes, t: int, seq: int) -> str:
@@ -378,10 +369,11 @@ class _Transaction:
 
 def _rows_for(
     entries: Sequence[tuple[int, bytes]], cache: _KeyCache
-) -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int, int]]]:
-    """The events rows and attrs rows of (seq, body) entries."""
+) -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """The events, attrs and ids rows of (seq, body) entries."""
     events: list[tuple[int, int, bytes]] = []
     keys: list[tuple[int, int, int]] = []
+    ids: list[tuple[int, int]] = []
     key_of = cache.key
     for seq, body in entries:
         record = _decode(seq, body)
@@ -390,22 +382,12 @@ def _rows_for(
         keys.append((ALL_KEY, t, seq))
         values = lookup_values(record)
         for value in values.pop("EventId", ()):
-            keys.append((event_id_key(seq >> SEQ_BUCKET_BITS, value), t, seq))
+            ids.append((event_id_key(value), seq))
         for attribute, items in values.items():
             for value in items:
                 if len(value) <= MAX_ATTRIBUTE_VALUE_CHARS:
                     keys.append((key_of(attribute, value), t, seq))
-    return events, keys
-
-
-def _bucket_ranges(events: list[tuple[int, int, bytes]]) -> list[tuple[int, int, int]]:
-    """(bucket, earliest t, latest t) of the seq buckets these events fall in."""
-    ranges: dict[int, tuple[int, int]] = {}
-    for seq, t, _ in events:
-        bucket = seq >> SEQ_BUCKET_BITS
-        low, high = ranges.get(bucket, (t, t))
-        ranges[bucket] = (min(low, t), max(high, t))
-    return [(b, low, high) for b, (low, high) in ranges.items()]
+    return events, keys, ids
 
 
 def _decode(seq: int, body: bytes) -> dict[str, Any]:
