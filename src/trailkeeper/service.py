@@ -195,6 +195,10 @@ class Service:
     def indexed_seq(self) -> int:
         return self._indexed_seq
 
+    def index_lag(self) -> int:
+        """Acknowledged events not yet searchable in the history."""
+        return self.spool.next_seq() - 1 - self._indexed_seq
+
     def index_pending(self) -> int:
         """Index everything appended so far (the indexer thread's work, done inline)."""
         done = 0

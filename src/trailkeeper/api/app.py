@@ -39,6 +39,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # ingest allows 1 MB; the rest is headroom for
 INGEST_PATH = "/v1/events"
 OPS_PREFIX = "/v1/ops/"
 INGEST_OPERATION = "PutEvents"
+BACKPRESSURE_MAX_WAIT_S = 5.0
+BACKPRESSURE_POLL_S = 0.01
 
 
 class HttpError(Exception):
@@ -138,6 +140,7 @@ class App:
         if not allowed(principal.role, "events:write"):
             await self._run(self._record_denied, principal, INGEST_OPERATION, scope)
             raise HttpError(403, "AccessDenied", f"User {principal.arn} is not authorized to write events (role {principal.role}).")
+        await self._wait_for_indexer()
         ctx = records.IngestContext(caller_of(principal), svc.account.region, _client_ip(scope),
                                     request.headers.get("user-agent", "unknown"), svc.clock.now())
         try:
@@ -162,6 +165,17 @@ class App:
         else:
             ids = [str(orjson.loads(b)["eventID"]) for b in bodies]
         return 200, orjson.dumps({"EventIds": ids, "Duplicate": result.duplicate})
+
+    async def _wait_for_indexer(self) -> None:
+        """Back-pressure: an acknowledged event must be searchable within about a second, so
+        while the history indexer is too far behind, new batches wait (bounded) before they
+        are accepted. Nothing is refused; producers just see slower acknowledgements."""
+        svc = self.service
+        deadline = asyncio.get_running_loop().time() + BACKPRESSURE_MAX_WAIT_S
+        while svc.index_lag() > svc.config.max_index_lag_events:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(BACKPRESSURE_POLL_S)
 
     def _record_denied(self, principal: Principal, operation: str, scope: Scope) -> None:
         record = audit.api_call_record(self._call_context(scope), principal_identity(principal), operation, None, None,
