@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -601,15 +601,16 @@ def _check_log(store: ObjectStore, entry: digestfmt.DigestLogFile, mode: Mode) -
         result.problems.append((Code.LOG_MISSING, f"not found: bucket {entry.s3_bucket} is not the store being validated"))
         return result
     try:
+        if mode == "stored" and entry.stored_hash_value is not None:
+            # Stored bytes only: no decompression, no metadata.
+            if store.sha256(entry.s3_object) != entry.stored_hash_value:
+                result.problems.append((Code.STORED_HASH_MISMATCH, "stored bytes do not match storedHashValue"))
+            return result
         data = store.get(entry.s3_object).data
     except ObjectNotFoundError:
         result.problems.append((Code.LOG_MISSING, "not found"))
         return result
     stored_ok = entry.stored_hash_value is None or hashlib.sha256(data).hexdigest() == entry.stored_hash_value
-    if mode == "stored" and entry.stored_hash_value is not None:
-        if not stored_ok:
-            result.problems.append((Code.STORED_HASH_MISMATCH, "stored bytes do not match storedHashValue"))
-        return result
     try:
         inflated_sha, _ = gzipio.gunzip_strict_sha256(data)
     except gzipio.GzipFormatError as e:
@@ -717,8 +718,10 @@ def _validate_region(run: _Run, region: str) -> None:
     in_range = [s for s in slots if s.in_range]
     _check_links([s for s in slots if s.window.end <= run.now], run.store.bucket, t.delivery_allowance)
     chain_items = _chain_findings(run, region, in_range, unexpected)
-    log_results = _check_referenced_logs(run, digests)
-    stray = _stray_logs(run, region, in_range, slots, digests, cutoff)
+    # Listing the log folders overlaps with hashing: the main thread would only wait otherwise.
+    log_results, stray = _check_referenced_logs(
+        run, digests, meanwhile=lambda: _stray_logs(run, region, in_range, slots, digests, cutoff)
+    )
     _assemble(run, region, in_range, unexpected, chain_items, log_results, stray)
 
 
@@ -825,8 +828,14 @@ def _state_findings(run: _Run, region: str, slots: list[_Slot]) -> list[ReportEn
     return []
 
 
-def _check_referenced_logs(run: _Run, digests: list[_Digest]) -> dict[str, _LogResult]:
-    """Hash every log a trusted digest lists, in parallel; keyed by log key."""
+_T = TypeVar("_T")
+
+
+def _check_referenced_logs(
+    run: _Run, digests: list[_Digest], meanwhile: Callable[[], _T]
+) -> tuple[dict[str, _LogResult], _T]:
+    """Hash every log a trusted digest lists, in parallel; keyed by log key. `meanwhile`
+    runs on this thread while the pool hashes, and its result is returned alongside."""
     jobs: dict[str, digestfmt.DigestLogFile] = {}
     for d in digests:
         if d.trusted and d.doc is not None:
@@ -837,11 +846,12 @@ def _check_referenced_logs(run: _Run, digests: list[_Digest]) -> dict[str, _LogR
     # hashlib and zlib/isal release the GIL on large buffers, so threads use every core.
     with ThreadPoolExecutor(max_workers=run.workers) as pool:
         futures = [pool.submit(_check_log, run.store, entry, run.mode) for entry in jobs.values()]
+        side = meanwhile()
         for future in as_completed(futures):
             result = future.result()
             results[result.key] = result
             run.tick(done=1)
-    return results
+    return results, side
 
 
 def _stray_logs(

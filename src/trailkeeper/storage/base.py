@@ -50,6 +50,11 @@ class ObjectStore(Protocol):
         """Raise ObjectNotFoundError if absent."""
         ...
 
+    def sha256(self, key: str) -> str:
+        """Lowercase hex SHA-256 of the stored bytes, without metadata or decoding (the
+        validator's stored mode). Raise ObjectNotFoundError if absent."""
+        ...
+
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Keys starting with `prefix` and strictly greater than `start_after`,
         in ascending byte-wise (UTF-8) order."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import hashlib
 import os
 import secrets
 import threading
@@ -231,6 +232,19 @@ class FolderStore:
         except OSError as e:
             raise storage_error("read", path, e) from e
         return StoredObject(key, data, self._read_meta(self._sidecar(path)), _mtime(st))
+
+    def sha256(self, key: str) -> str:
+        validate_key(key)
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                # One read and one hash call (both release the GIL): measured faster here
+                # than chunked file_digest or hashing an mmap of the file.
+                return hashlib.sha256(f.read()).hexdigest()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            raise self._not_found(key) from e
+        except OSError as e:
+            raise storage_error("read", path, e) from e
 
     def head(self, key: str) -> ObjectInfo:
         validate_key(key)

@@ -6,6 +6,7 @@ the case of a metadata name) and set `fail_writes` to simulate an outage.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 
@@ -58,6 +59,9 @@ class MemoryStore:
         if found is None:
             raise self._not_found(key)
         return StoredObject(found.key, found.data, dict(found.metadata), found.last_modified)
+
+    def sha256(self, key: str) -> str:
+        return hashlib.sha256(self.get(key).data).hexdigest()
 
     def head(self, key: str) -> ObjectInfo:
         found = self.get(key)
