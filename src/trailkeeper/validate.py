@@ -14,12 +14,12 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -709,19 +709,23 @@ def _validate_region(run: _Run, region: str) -> None:
     digests = [d for s in slots for d in (s.digest, s.backfill) if d is not None] + unexpected
     run.tick(added_total=len(digests))
     keyring_region = t.home_region
-    for d in digests:
-        _check_digest(run.store, d, run.keys, keyring_region, t.delivery_allowance)
-        run.tick(done=1)
-    for d in unexpected:
-        if d.trusted:
-            d.fail(Code.CHAIN_GAP, f"digest window ending {iso_seconds(d.end)} does not fit the trail's logging history")
-    in_range = [s for s in slots if s.in_range]
-    _check_links([s for s in slots if s.window.end <= run.now], run.store.bucket, t.delivery_allowance)
-    chain_items = _chain_findings(run, region, in_range, unexpected)
-    # Listing the log folders overlaps with hashing: the main thread would only wait otherwise.
-    log_results, stray = _check_referenced_logs(
-        run, digests, meanwhile=lambda: _stray_logs(run, region, in_range, slots, digests, cutoff)
-    )
+    # hashlib and zlib/isal release the GIL on large buffers, so pool threads use every core;
+    # a trusted digest's logs start hashing at once while later digests and the chain, the
+    # log-folder listing and the report are worked out on this thread.
+    with ThreadPoolExecutor(max_workers=run.workers) as pool:
+        hashing = _LogHashing(run, pool)
+        for d in digests:
+            _check_digest(run.store, d, run.keys, keyring_region, t.delivery_allowance)
+            run.tick(done=1)
+            hashing.add(d)
+        for d in unexpected:
+            if d.trusted:
+                d.fail(Code.CHAIN_GAP, f"digest window ending {iso_seconds(d.end)} does not fit the trail's logging history")
+        in_range = [s for s in slots if s.in_range]
+        _check_links([s for s in slots if s.window.end <= run.now], run.store.bucket, t.delivery_allowance)
+        chain_items = _chain_findings(run, region, in_range, unexpected)
+        stray = _stray_logs(run, region, in_range, slots, digests, cutoff)
+        log_results = hashing.results()
     _assemble(run, region, in_range, unexpected, chain_items, log_results, stray)
 
 
@@ -828,30 +832,29 @@ def _state_findings(run: _Run, region: str, slots: list[_Slot]) -> list[ReportEn
     return []
 
 
-_T = TypeVar("_T")
+class _LogHashing:
+    """Every log a trusted digest lists, hashed once on the pool, keyed by log key."""
 
+    def __init__(self, run: _Run, pool: ThreadPoolExecutor) -> None:
+        self._run = run
+        self._pool = pool
+        self._jobs: dict[str, Future[_LogResult]] = {}
 
-def _check_referenced_logs(
-    run: _Run, digests: list[_Digest], meanwhile: Callable[[], _T]
-) -> tuple[dict[str, _LogResult], _T]:
-    """Hash every log a trusted digest lists, in parallel; keyed by log key. `meanwhile`
-    runs on this thread while the pool hashes, and its result is returned alongside."""
-    jobs: dict[str, digestfmt.DigestLogFile] = {}
-    for d in digests:
-        if d.trusted and d.doc is not None:
-            for entry in d.doc.log_files:
-                jobs.setdefault(entry.s3_object, entry)
-    run.tick(added_total=len(jobs))
-    results: dict[str, _LogResult] = {}
-    # hashlib and zlib/isal release the GIL on large buffers, so threads use every core.
-    with ThreadPoolExecutor(max_workers=run.workers) as pool:
-        futures = [pool.submit(_check_log, run.store, entry, run.mode) for entry in jobs.values()]
-        side = meanwhile()
-        for future in as_completed(futures):
+    def add(self, d: _Digest) -> None:
+        if not d.trusted or d.doc is None:
+            return
+        fresh = [e for e in d.doc.log_files if e.s3_object not in self._jobs]
+        self._run.tick(added_total=len(fresh))
+        for entry in fresh:
+            self._jobs[entry.s3_object] = self._pool.submit(_check_log, self._run.store, entry, self._run.mode)
+
+    def results(self) -> dict[str, _LogResult]:
+        out: dict[str, _LogResult] = {}
+        for future in as_completed(self._jobs.values()):
             result = future.result()
-            results[result.key] = result
-            run.tick(done=1)
-    return results, side
+            out[result.key] = result
+            self._run.tick(done=1)
+        return out
 
 
 def _stray_logs(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import errno
 import hashlib
+import io
 import os
 import secrets
 import threading
@@ -99,6 +100,23 @@ def validate_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
             )
         clean[name] = value
     return clean
+
+
+_HASH_BUFFER = threading.local()
+HASH_CHUNK = 4 << 20
+
+
+def _hash_file(f: io.RawIOBase) -> str:
+    """SHA-256 of a file read into a reused per-thread buffer: a fresh multi-megabyte bytes
+    object per file costs a page fault per 4 KiB, which showed up as a third of the time."""
+    buffer: bytearray | None = getattr(_HASH_BUFFER, "buffer", None)
+    if buffer is None:
+        buffer = _HASH_BUFFER.buffer = bytearray(HASH_CHUNK)
+    view = memoryview(buffer)
+    digest = hashlib.sha256()
+    while n := f.readinto(view):
+        digest.update(view[:n])
+    return digest.hexdigest()
 
 
 def storage_error(action: str, path: Path | str, exc: OSError) -> StorageError:
@@ -237,10 +255,8 @@ class FolderStore:
         validate_key(key)
         path = self._path(key)
         try:
-            with open(path, "rb") as f:
-                # One read and one hash call (both release the GIL): measured faster here
-                # than chunked file_digest or hashing an mmap of the file.
-                return hashlib.sha256(f.read()).hexdigest()
+            with open(path, "rb", buffering=0) as f:
+                return _hash_file(f)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
             raise self._not_found(key) from e
         except OSError as e:
