@@ -163,8 +163,12 @@ class _EventIds:
         pool: list[str] | None = getattr(local, "pool", None)
         if not pool:
             pool = local.pool = _random_tails(self.BATCH)
-        ms = f"{time.time_ns() // 1_000_000:012x}"
-        return f"{ms[:8]}-{ms[8:]}-7{pool.pop()}"
+            local.ms = -1
+        ms = time.time_ns() // 1_000_000
+        if ms != local.ms:  # the formatted millisecond prefix is reused within a millisecond
+            h = f"{ms:012x}"
+            local.ms, local.prefix = ms, f"{h[:8]}-{h[8:]}-7"
+        return str(local.prefix) + pool.pop()
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
