@@ -32,7 +32,7 @@ DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=1)
 DEFAULT_RETRY_MAX_BACKOFF = timedelta(seconds=30)
 # Ingest waits while more acknowledged events than this are not yet searchable (about half a
 # second of indexing here), so "acknowledged → searchable within 1 s" holds under load.
-DEFAULT_MAX_INDEX_LAG_EVENTS = 15_000
+DEFAULT_MAX_INDEX_LAG_EVENTS = 12_000
 MAX_TRAILS = 5  # CloudTrail's per-region limit
 
 ENV_DATA_DIR = "TRAILKEEPER_DATA_DIR"
