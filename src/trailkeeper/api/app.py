@@ -103,7 +103,7 @@ class App:
         if path.startswith(OPS_PREFIX) and method == "POST":
             status, response = await self._run(self._operation, principal, operation, body, scope)
             return int(status), bytes(response)
-        raise HttpError(404, "UnknownOperationException", f"No operation at {method} {path}; see docs/api.md")
+        raise HttpError(404, "UnknownOperationException", f"No operation at {method} {path}; use POST /v1/events or POST /v1/ops/{{Operation}} (docs/contracts.md)")
 
     # ---- authentication (every refusal is recorded: PCI DSS 10.2.1.4) ----
     async def _authenticate(self, request: SignedRequest, operation: str, scope: Scope) -> Principal:
