@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from trailkeeper.api.app import caller_of
@@ -17,7 +16,6 @@ from trailkeeper.bootstrap import init_with_config
 from trailkeeper.clock import FrozenClock
 from trailkeeper.config import load_config
 from trailkeeper.identity import RootCredentials
-from trailkeeper.records import IngestContext, normalize_batch
 from trailkeeper.service import Service
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -36,10 +34,7 @@ class Pipeline:
         return caller_of(resolved[0])
 
     def ingest(self, records: list[dict[str, Any]]) -> list[str]:
-        ctx = IngestContext(self.caller(), self.service.account.region, "203.0.113.9", "pytest", self.clock.now())
-        bodies = normalize_batch(list(records), ctx)
-        self.service.spool.append(bodies)
-        return [str(orjson.loads(b)["eventID"]) for b in bodies]
+        return self.service.record(records, self.caller(), source_ip="203.0.113.9", user_agent="pytest")
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(timedelta(seconds=seconds))

@@ -186,6 +186,19 @@ def _random_tails(count: int) -> list[str]:
 _new_event_id = _EventIds()
 
 
+class EventIdLog:
+    """An IngestContext.new_event_id that remembers what it issued, so callers get the IDs of
+    a batch without parsing the serialised records again."""
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+
+    def __call__(self) -> str:
+        event_id = _new_event_id()
+        self.issued.append(event_id)
+        return event_id
+
+
 def new_event_id() -> str:
     """A fresh event ID (time-ordered GUID) for any record trailkeeper writes."""
     return _new_event_id()

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,8 @@ from trailkeeper.trails import Trail, TrailConfig, TrailStore
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 2000
+IN_PROCESS_ORIGIN = "127.0.0.1"
+IN_PROCESS_AGENT = "trailkeeper-in-process"
 INDEX_MAX_BYTES = 16 * 1024 * 1024
 MAINTENANCE_EVERY_S = 5.0
 
@@ -367,15 +369,16 @@ class Service:
             worker.wake()
 
     # ---- ingest ----
-    def ingest(self, body: bytes, caller: records.Caller, source_ip: str, user_agent: str,
-               idem_key: str | None = None) -> tuple[list[str], bool]:
-        """Validate a whole batch, append it durably, return (event ids, duplicate?)."""
-        raw = records.parse_batch(body)
-        ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now())
-        bodies = records.normalize_batch(list(raw), ctx)
-        idem_hash = hashlib.sha256(body).digest() if idem_key else None
+    def record(self, batch: Sequence[Mapping[str, Any]], caller: records.Caller, *, source_ip: str = IN_PROCESS_ORIGIN,
+               user_agent: str = IN_PROCESS_AGENT, idem_key: str | None = None) -> list[str]:
+        """The in-process API: validate a whole batch of record objects, append it durably
+        (fsynced before this returns), and return the event IDs. Same rules as the HTTP API."""
+        ids = records.EventIdLog()
+        ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now(), ids)
+        bodies = records.normalize_batch(list(batch), ctx)
+        idem_hash = hashlib.sha256(b"\n".join(bodies)).digest() if idem_key else None
         result = self.spool.append(bodies, idem_key=idem_key, idem_hash=idem_hash)
-        return self.event_ids(result.first_seq, result.count, bodies if not result.duplicate else None), result.duplicate
+        return self.event_ids(result.first_seq, result.count, None) if result.duplicate else ids.issued
 
     def event_ids(self, first_seq: int, count: int, bodies: list[bytes] | None) -> list[str]:
         if bodies is None:

@@ -141,8 +141,9 @@ class App:
             await self._run(self._record_denied, principal, INGEST_OPERATION, scope)
             raise HttpError(403, "AccessDenied", f"User {principal.arn} is not authorized to write events (role {principal.role}).")
         await self._wait_for_indexer()
+        issued = records.EventIdLog()
         ctx = records.IngestContext(caller_of(principal), svc.account.region, _client_ip(scope),
-                                    request.headers.get("user-agent", "unknown"), svc.clock.now())
+                                    request.headers.get("user-agent", "unknown"), svc.clock.now(), issued)
         try:
             bodies = records.normalize_batch(list(records.parse_batch(request.body)), ctx)
         except RecordError as e:
@@ -163,7 +164,7 @@ class App:
         if result.duplicate:
             ids = await self._run(svc.event_ids, result.first_seq, result.count, None)
         else:
-            ids = [str(orjson.loads(b)["eventID"]) for b in bodies]
+            ids = issued.issued
         return 200, orjson.dumps({"EventIds": ids, "Duplicate": result.duplicate})
 
     async def _wait_for_indexer(self) -> None:
