@@ -534,7 +534,12 @@ def _check_identity(record: dict[str, Any], role: Role) -> Iterable[tuple[str, s
 def _finish(record: dict[str, Any], ctx: IngestContext, memo: _BatchMemo | None = None) -> dict[str, Any]:
     """Fill defaults and server fields into a record that passed check_record."""
     memo = memo or _BatchMemo(ctx)
-    fields = {**memo.defaults, **record, **memo.assigned}
+    # The skeleton holds every known field of the result in CloudTrail's order, with the
+    # defaults as values; updating it keeps those positions and appends unknown fields in
+    # the client's order, so no per-record sort is needed.
+    fields = memo.skeleton(tuple(record)).copy()
+    fields.update(record)
+    fields.update(memo.assigned)
     fields["eventTime"] = memo.normal_time(record["eventTime"])
     fields["eventID"] = ctx.new_event_id()
     if "readOnly" not in record:
@@ -547,7 +552,7 @@ def _finish(record: dict[str, Any], ctx: IngestContext, memo: _BatchMemo | None 
         fields["additionalEventData"] = extra
     else:
         fields["userIdentity"] = memo.identity
-    return {k: fields[k] for k in memo.field_order(tuple(fields))}
+    return fields
 
 
 def username_of(identity: object) -> str | None:
@@ -628,12 +633,8 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
-_FIELD_RANK = {name: rank for rank, name in enumerate(_FIELD_ORDER)}
-_UNKNOWN_RANK = len(_FIELD_ORDER)
-
-
-def _field_rank(name: str) -> int:
-    return _FIELD_RANK.get(name, _UNKNOWN_RANK)
+# Fields _finish sets on every record.
+_ALWAYS_SET = ("eventTime", "eventID", "readOnly", "managementEvent", "userIdentity")
 
 
 # How the fast path checks each known field (sourceIPAddress and resources have their own checks).
@@ -660,7 +661,7 @@ class _BatchMemo:
         self._times: dict[str, str | None] = {}
         self._origins: dict[str, bool] = {}
         self._sources: dict[str, bool] = {}
-        self._orders: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._skeletons: dict[tuple[str, ...], dict[str, Any]] = {}
         # Defaults a record may override, and fields the server always sets.
         self.defaults: dict[str, Any] = {
             "sourceIPAddress": ctx.source_ip, "userAgent": ctx.user_agent[:MAX_FIELD_CHARS],
@@ -671,13 +672,17 @@ class _BatchMemo:
         }
         self._limit = ctx.received + MAX_FUTURE_SKEW
 
-    def field_order(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """CloudTrail's field order; unknown fields keep the client's order after the known
-        ones. Records of a batch mostly share one shape, so the order is sorted once."""
-        order = self._orders.get(names)
-        if order is None:
-            order = self._orders[names] = tuple(sorted(names, key=_field_rank))
-        return order
+    def skeleton(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """The known fields a record with these client fields ends up with, in CloudTrail's
+        order, valued with the defaults. Records of a batch mostly share one shape."""
+        found = self._skeletons.get(names)
+        if found is None:
+            present = {*names, *self.defaults, *self.assigned, *_ALWAYS_SET}
+            if "userIdentity" in names:
+                present.add("additionalEventData")
+            found = {k: self.defaults.get(k) for k in _FIELD_ORDER if k in present}
+            self._skeletons[names] = found
+        return found
 
     def normal_time(self, value: str) -> str:
         cached = self._times.get(value)

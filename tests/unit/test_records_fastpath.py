@@ -102,3 +102,18 @@ def test_event_ids_are_unique_time_ordered_rfc9562_version_7() -> None:
         assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
     heads = [int(text[:8] + text[9:13], 16) for text in ids]
     assert heads == sorted(heads), "IDs must be ordered by their millisecond prefix"
+
+
+def test_fields_come_out_in_cloudtrail_order_with_unknown_fields_last() -> None:
+    import orjson
+
+    record = {"zeta": 1, "resources": [{"ARN": "arn:aws:s3:::b", "type": "AWS::S3::Bucket"}],
+              "eventTime": "2026-11-27T09:59:00.250+00:00", "alpha": 2, "eventSource": "app.example.com",
+              "eventName": "GetThing", "requestParameters": None}
+    [body] = normalize_batch([record], _ctx())
+    keys = list(orjson.loads(body))
+    assert keys == ["eventVersion", "userIdentity", "eventTime", "eventSource", "eventName", "awsRegion",
+                    "sourceIPAddress", "userAgent", "requestParameters", "eventID", "readOnly", "resources",
+                    "eventType", "managementEvent", "recipientAccountId", "eventCategory", "zeta", "alpha"]
+    assert orjson.loads(body)["eventTime"] == "2026-11-27T09:59:00Z"
+    assert orjson.loads(body)["readOnly"] is True
