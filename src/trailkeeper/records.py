@@ -570,11 +570,17 @@ def username_of(identity: object) -> str | None:
 
 
 def lookup_values(record: dict[str, Any]) -> dict[str, list[str]]:
-    """Values of the eight LookupEvents attributes; missing ones are absent, lists deduplicated.
-
-    Written flat because the history indexer calls it for every event it ingests.
-    """
+    """Values of the eight LookupEvents attributes; missing ones are absent, lists deduplicated."""
     values: dict[str, list[str]] = {}
+    for attribute, value in lookup_pairs(record):
+        values.setdefault(attribute, []).append(value)
+    return values
+
+
+def lookup_pairs(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(attribute, value) for each of the eight LookupEvents attributes a record has, without
+    duplicates. Written flat: the history indexer calls it for every event it ingests."""
+    pairs: list[tuple[str, str]] = []
     identity = record.get("userIdentity")
     if not isinstance(identity, dict):
         identity = {}
@@ -587,18 +593,18 @@ def lookup_values(record: dict[str, Any]) -> dict[str, list[str]]:
         ("AccessKeyId", identity.get("accessKeyId")),
     ):
         if isinstance(value, str) and value:
-            values[key] = [value]
+            pairs.append((key, value))
     read_only = record.get("readOnly")
     if not isinstance(read_only, bool):
         read_only = isinstance(name, str) and name.startswith(READ_ONLY_PREFIXES)
-    values["ReadOnly"] = ["true" if read_only else "false"]
+    pairs.append(("ReadOnly", "true" if read_only else "false"))
     resources = record.get("resources")
     if isinstance(resources, list) and resources:
-        _resource_values(resources, values)
-    return values
+        _resource_pairs(resources, pairs)
+    return pairs
 
 
-def _resource_values(resources: list[Any], values: dict[str, list[str]]) -> None:
+def _resource_pairs(resources: list[Any], pairs: list[tuple[str, str]]) -> None:
     types: list[str] = []
     names: list[str] = []
     for item in resources:
@@ -610,10 +616,8 @@ def _resource_values(resources: list[Any], values: dict[str, list[str]]) -> None
         name = item.get("ARN", item.get("ARNPrefix"))
         if isinstance(name, str) and name and name not in names:
             names.append(name)
-    if types:
-        values["ResourceType"] = types
-    if names:
-        values["ResourceName"] = names
+    pairs.extend(("ResourceType", kind) for kind in types)
+    pairs.extend(("ResourceName", name) for name in names)
 
 
 def _kind(value: object) -> str:

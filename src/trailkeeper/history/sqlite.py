@@ -48,7 +48,7 @@ from trailkeeper.history.base import (
     LookupRequestError,
     check_query,
 )
-from trailkeeper.records import lookup_values, parse_event_time
+from trailkeeper.records import lookup_pairs, lookup_values, parse_event_time
 
 FORMAT_VERSION = "3"
 ALL_KEY = 0
@@ -113,19 +113,27 @@ def event_id_key(event_id: str) -> int:
 
 
 class _KeyCache:
-    """attr_key memoised for repeating values (names, users, sources...), bounded in size."""
+    """attr_key memoised for repeating values (names, users, sources...), bounded in size;
+    one dict per attribute so the hot loop looks a value up without building a tuple."""
 
     def __init__(self, limit: int = KEY_CACHE_ENTRIES) -> None:
         self._limit = limit
-        self._keys: dict[tuple[str, str], int] = {}
+        self._size = 0
+        self.by_attribute: dict[str, dict[str, int]] = {}
 
     def key(self, attribute: str, value: str) -> int:
-        found = self._keys.get((attribute, value))
+        table = self.by_attribute.get(attribute)
+        if table is None:
+            table = self.by_attribute[attribute] = {}
+        found = table.get(value)
         if found is None:
             found = attr_key(attribute, value)
-            if len(self._keys) >= self._limit:
-                self._keys.clear()
-            self._keys[(attribute, value)] = found
+            if self._size >= self._limit:
+                for other in self.by_attribute.values():
+                    other.clear()
+                self._size = 0
+            table[value] = found
+            self._size += 1
         return found
 
 
@@ -375,18 +383,29 @@ def _rows_for(
     keys: list[tuple[int, int, int]] = []
     ids: list[tuple[int, int]] = []
     key_of = cache.key
+    tables = cache.by_attribute
+    epochs: dict[object, int] = {}  # events of a batch share few distinct eventTime strings
     for seq, body in entries:
         record = _decode(seq, body)
-        t = _event_epoch(seq, record)
+        stamp = record.get("eventTime")
+        t = epochs.get(stamp) if isinstance(stamp, str) else None
+        if t is None:
+            t = _event_epoch(seq, record)
+            if isinstance(stamp, str):
+                epochs[stamp] = t
         events.append((seq, t, body))
         keys.append((ALL_KEY, t, seq))
-        values = lookup_values(record)
-        for value in values.pop("EventId", ()):
-            ids.append((event_id_key(value), seq))
-        for attribute, items in values.items():
-            for value in items:
-                if len(value) <= MAX_ATTRIBUTE_VALUE_CHARS:
-                    keys.append((key_of(attribute, value), t, seq))
+        for attribute, value in lookup_pairs(record):
+            if attribute == "EventId":
+                ids.append((event_id_key(value), seq))
+                continue
+            table = tables.get(attribute)
+            k = table.get(value) if table is not None else None
+            if k is None:
+                if len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
+                    continue
+                k = key_of(attribute, value)
+            keys.append((k, t, seq))
     return events, keys, ids
 
 
