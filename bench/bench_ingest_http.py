@@ -36,6 +36,7 @@ def _client_loop(server: BenchServer, client_no: int, batch: int, stop: threadin
     client = Client(server.endpoint, server.creds["rootAccessKeyId"], server.creds["rootSecretAccessKey"],
                     region=server.creds["region"], timeout=30)
     n = 0
+    next_at = time.perf_counter()
     while not stop.is_set():
         records = _records(n, batch, client_no)
         t0 = time.perf_counter()
@@ -43,8 +44,9 @@ def _client_loop(server: BenchServer, client_no: int, batch: int, stop: threadin
         latencies.append(time.perf_counter() - t0)
         counts[client_no] += batch
         n += 1
-        if interval:
-            time.sleep(max(0.0, interval - (time.perf_counter() - t0)))
+        if interval:  # a fixed schedule: a slow answer is caught up, not lost
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.perf_counter()))
     client.close()
 
 
