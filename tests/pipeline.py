@@ -52,13 +52,15 @@ def app_event(i: int, when: datetime, name: str = "Login") -> dict[str, Any]:
 
 
 @contextmanager
-def open_pipeline(tmp_path: Path, **overrides: Any) -> Iterator[Pipeline]:
+def open_pipeline(tmp_path: Path, start: datetime | None = None, **overrides: Any) -> Iterator[Pipeline]:
+    """A foreground service on a fresh data directory. By default its frozen clock starts just
+    after now; `start` puts the whole history elsewhere (init and keys included)."""
     data_dir = tmp_path / "data"
     config = load_config(data_dir, default_bucket_root=tmp_path / "buckets", **overrides)
-    creds = init_with_config(config)
-    # The frozen clock starts just after init, so the first signing key is already valid.
-    start = datetime.now(UTC).replace(second=30, microsecond=0) + timedelta(minutes=1)
-    clock = FrozenClock(start)
+    begin = start or datetime.now(UTC).replace(second=30, microsecond=0) + timedelta(minutes=1)
+    clock = FrozenClock(begin - timedelta(seconds=5) if start else datetime.now(UTC))
+    creds = init_with_config(config, clock)
+    clock.set(begin)
     service = Service(config, clock=clock, background=False)
     service.start()
     try:

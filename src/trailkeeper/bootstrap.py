@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trailkeeper.clock import SystemClock
+from trailkeeper.clock import Clock, SystemClock
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import IdentityError
 from trailkeeper.identity import IdentityStore, RootCredentials
@@ -17,9 +17,9 @@ def init_data_dir(data_dir: Path, region: str | None = None, config_path: Path |
     return init_with_config(config)
 
 
-def init_with_config(config: Config) -> RootCredentials:
+def init_with_config(config: Config, clock: Clock | None = None) -> RootCredentials:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    clock = SystemClock()
+    clock = clock or SystemClock()
     keyring = LocalKeyring.open_or_create(config.keyring_dir)
     identity = IdentityStore(config.state_db, keyring, clock)
     creds = identity.init_account(config.region)

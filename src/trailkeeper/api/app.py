@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 import orjson
 
 from trailkeeper import audit, records
 from trailkeeper.api import operations
+from trailkeeper.api.s3 import S3Request, handle_s3
 from trailkeeper.api.sigv4 import SignedRequest, verify
 from trailkeeper.errors import (
     AuthError,
@@ -35,6 +38,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 SIGNING_SERVICE = "trailkeeper"
+CLOUDTRAIL_SERVICE = "cloudtrail"
+S3_SERVICE = "s3"
+SIGNING_SERVICES = frozenset({SIGNING_SERVICE, CLOUDTRAIL_SERVICE, S3_SERVICE})
+CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
+JSON_TYPE = "application/json"
+JSON11_TYPE = "application/x-amz-json-1.1"
+S3_DATA_OPERATIONS = frozenset({"GetObject", "HeadObject"})
 MAX_BODY_BYTES = 2 * 1024 * 1024  # ingest allows 1 MB; the rest is headroom for a clear 4xx
 INGEST_PATH = "/v1/events"
 OPS_PREFIX = "/v1/ops/"
@@ -66,16 +76,21 @@ class App:
             return
         if scope["type"] != "http":
             return
+        headers: list[tuple[str, str]] = [("content-type", JSON_TYPE)]
         try:
-            status, body = await self._handle(scope, receive)
+            status, body, headers = await self._handle(scope, receive)
         except HttpError as e:
             status, body = e.status, error_body(e.code, str(e), e.extra)
+            if _signing_service(scope) == CLOUDTRAIL_SERVICE:
+                headers = [("content-type", JSON11_TYPE)]
         except Exception:
             log.exception("internal error")
             status, body = 500, error_body("InternalFailure", "internal error; the request was not recorded, retry it")
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        if not any(k == "content-length" for k, _ in headers):
+            raw.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -89,28 +104,73 @@ class App:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[str, str]]]:
         path: str = scope["path"]
         method: str = scope["method"]
+        json_headers = [("content-type", JSON_TYPE)]
         if path == "/health" and method == "GET":
-            return 200, orjson.dumps({"status": "ok", "region": self.service.account.region})
+            return 200, orjson.dumps({"status": "ok", "region": self.service.account.region}), json_headers
         body = await _read_body(receive, MAX_BODY_BYTES)
         request = _signed_request(scope, body)
+        # Requests are routed by the service named in the SigV4 credential scope, as AWS does.
+        service = _signing_service(scope)
+        if service == CLOUDTRAIL_SERVICE:
+            return await self._cloudtrail_json(request, scope)
+        if service == S3_SERVICE:
+            return await self._s3(request, scope)
         operation = INGEST_OPERATION if path == INGEST_PATH else path[len(OPS_PREFIX):] if path.startswith(OPS_PREFIX) else ""
         principal = await self._authenticate(request, operation, scope)
         if path == INGEST_PATH and method == "POST":
-            return await self._ingest(principal, request, scope)
+            status, response = await self._ingest(principal, request, scope)
+            return status, response, json_headers
         if path.startswith(OPS_PREFIX) and method == "POST":
             status, response = await self._run(self._operation, principal, operation, body, scope)
-            return int(status), bytes(response)
+            return int(status), bytes(response), json_headers
         raise HttpError(404, "UnknownOperationException", f"No operation at {method} {path}; use POST /v1/events or POST /v1/ops/{{Operation}} (docs/contracts.md)")
+
+    async def _cloudtrail_json(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """AWS JSON 1.1, X-Amz-Target com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.<Op>."""
+        target = request.headers.get("x-amz-target", "")
+        operation = target.rpartition(".")[2] if target.startswith(CLOUDTRAIL_TARGET_PREFIX) else ""
+        principal = await self._authenticate(request, operation, scope)
+        op = operations.OPERATIONS.get(operation)
+        if op is None or audit.event_source_for(operation) != audit.CLOUDTRAIL_SOURCE:
+            raise HttpError(400, "UnknownOperationException", f"Unknown CloudTrail operation {target!r}.")
+        try:
+            status, response = await self._run(self._operation, principal, operation, request.body, scope)
+        except HttpError as e:
+            # JSON 1.1 clients read errors from the body; CloudTrail answers them with 400.
+            raise HttpError(400 if e.status < 500 else e.status, e.code, str(e), e.extra) from e
+        return int(status), bytes(response), [("content-type", JSON11_TYPE)]
+
+    async def _s3(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """The read-only S3 gateway over trail destinations; reads of audit logs are audited."""
+        operation = _s3_operation(scope["method"], request.path)
+        principal = await self._authenticate(request, operation, scope)
+        s3_request = S3Request(scope["method"], request.path, request.query, request.headers)
+        if scope["method"] in ("GET", "HEAD") and not allowed(principal.role, "logs:read"):
+            await self._run(self._record_denied, principal, operation, scope)
+            return _s3_denied(f"User {principal.arn} may not read audit logs (role {principal.role}).")
+        ctx = self._call_context(scope)
+        identity = principal_identity(principal)
+
+        def record(op: str, params: dict[str, Any] | None, error_code: str | None, error_message: str | None,
+                   resources: list[dict[str, str]] | None) -> None:
+            entry = audit.api_call_record(ctx, identity, op, params, None, error_code, error_message, resources,
+                                          event_source=audit.S3_SOURCE)
+            if op in S3_DATA_OPERATIONS:
+                entry.update(eventCategory="Data", managementEvent=False, readOnly=True)
+            self.service.emit(entry)
+
+        response = await self._run(handle_s3, self.service, s3_request, record)
+        return response.status, response.body, response.headers
 
     # ---- authentication (every refusal is recorded: PCI DSS 10.2.1.4) ----
     async def _authenticate(self, request: SignedRequest, operation: str, scope: Scope) -> Principal:
         svc = self.service
         try:
             verified = verify(request, svc.identity.secret_for, svc.clock.now(), svc.account.region,
-                              {SIGNING_SERVICE}, svc.config.max_clock_skew)
+                              SIGNING_SERVICES, svc.config.max_clock_skew)
             resolved = svc.identity.resolve(verified.access_key_id)
             if resolved is None:
                 raise AuthError("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
@@ -288,3 +348,33 @@ def _claimed_key(request: SignedRequest) -> str | None:
     if marker in auth:
         return auth.split(marker, 1)[1].split("/", 1)[0] or None
     return None
+
+
+def _signing_service(scope: Scope) -> str:
+    """The service of the SigV4 credential scope (header or presigned query), '' if none."""
+    auth = _header(scope, b"authorization") or ""
+    credential = ""
+    if "Credential=" in auth:
+        credential = auth.split("Credential=", 1)[1].split(",", 1)[0]
+    else:
+        query = scope.get("query_string", b"").decode("latin-1")
+        for part in query.split("&"):
+            if part.startswith("X-Amz-Credential="):
+                credential = urllib.parse.unquote(part.split("=", 1)[1])
+    fields = credential.split("/")
+    return fields[3] if len(fields) == 5 else ""
+
+
+def _s3_operation(method: str, raw_path: str) -> str:
+    has_key = "/" in raw_path.lstrip("/")
+    if method == "GET":
+        return "GetObject" if has_key else "ListObjects" if raw_path.strip("/") else "ListBuckets"
+    if method == "HEAD":
+        return "HeadObject" if has_key else "HeadBucket"
+    return {"PUT": "PutObject", "DELETE": "DeleteObject", "POST": "PostObject"}.get(method, method)
+
+
+def _s3_denied(message: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+            f"<Message>{xml_escape(message)}</Message></Error>").encode()
+    return 403, body, [("content-type", "application/xml")]

@@ -1,0 +1,477 @@
+"""A read-only S3 gateway over trail destinations, enough for `aws cloudtrail validate-logs`.
+
+Path-style addressing only (botocore uses it for `http://host:port` endpoints). Answers
+ListBuckets, HeadBucket, GetBucketLocation, ListObjects (v1 and v2), GetObject and
+HeadObject with the stored bytes and metadata unchanged; every write is refused with
+403 AccessDenied, because delivered audit logs must never change.
+
+Auditing: each GetObject/HeadObject of an object and each refused write is passed to the
+caller's `record` callback, which appends an S3 data event to the spool. That cannot feed
+itself: trail delivery writes its folders directly and nothing in trailkeeper reads a
+trail's files back through this gateway, so recording a read never causes another read.
+
+Encoding: when a listing asks for `encoding-type=url`, exactly the fields that botocore
+URL-decodes (`botocore.handlers.decode_list_object[_v2]`) are percent-encoded, so a
+botocore client sees every key exactly as stored, '+' and spaces included.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import threading
+import urllib.parse
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from trailkeeper.errors import ObjectNotFoundError, StorageError
+from trailkeeper.service import Service
+from trailkeeper.storage.base import ObjectInfo, ObjectStore
+from trailkeeper.storage.folder import validate_key
+
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+XML_TYPE = "application/xml"
+OBJECT_TYPE = "application/octet-stream"
+MAX_KEYS = 1000
+READ_ONLY_MESSAGE = "trailkeeper's S3 gateway is read-only: audit logs cannot be changed through it"
+# us-east-1 is the one region S3 reports as an empty LocationConstraint.
+DEFAULT_S3_REGION = "us-east-1"
+# Sorts after every other code point, so "<prefix><LAST_CHAR>" is past every key under <prefix>.
+LAST_CHAR = "\U0010ffff"
+_LISTING_PARAMS = frozenset({"prefix", "marker", "max-keys", "delimiter", "encoding-type", "list-type",
+                             "continuation-token", "start-after", "fetch-owner", "x-id"})
+_ETAG_CACHE_SIZE = 4096
+
+Recorder = Callable[[str, dict[str, object] | None, str | None, str | None, list[dict[str, str]] | None], None]
+
+
+@dataclass(frozen=True)
+class S3Request:
+    method: str
+    raw_path: str  # percent-encoded, path-style: "/bucket/key..."
+    query: str  # raw query string, without '?'
+    headers: Mapping[str, str]  # lowercase names
+    request_id: str = field(default="")  # reused in x-amz-request-id and error bodies when given
+
+
+@dataclass(frozen=True)
+class S3Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class _S3Error(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+
+# ---- public entry points ----
+
+def buckets(service: Service) -> dict[str, ObjectStore]:
+    """Bucket name → store, one per trail destination. When two trails name the same bucket,
+    the first trail by name wins (trails sharing a bucket normally share its folder too)."""
+    out: dict[str, ObjectStore] = {}
+    for trail in service.trails.all():
+        if trail.config.bucket not in out:
+            out[trail.config.bucket] = service.open_store(trail)
+    return out
+
+
+def handle_s3(service: Service, request: S3Request, record: Recorder) -> S3Response:
+    """Answer one path-style S3 request; `record(operation, request_parameters, error_code,
+    error_message, resources)` is called for object reads and refused writes."""
+    request_id = request.request_id or secrets.token_hex(8).upper()
+    try:
+        response = _dispatch(service, request, record, request_id)
+    except _S3Error as e:
+        response = _error_response(e, request.method, request_id)
+    except StorageError as e:
+        response = _error_response(_S3Error(500, "InternalError", f"the trail folder could not be read: {e}"),
+                                   request.method, request_id)
+    return S3Response(response.status, [*response.headers, ("x-amz-request-id", request_id)], response.body)
+
+
+def write_operation(method: str, bucket: str, key: str, query: str) -> str:
+    """The S3 operation name a refused write would have been, for its audit record."""
+    params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    method = method.upper()
+    if key:
+        if "uploadId" in params:
+            return {"PUT": "UploadPart", "DELETE": "AbortMultipartUpload"}.get(method, "CompleteMultipartUpload")
+        if method == "POST":
+            return "CreateMultipartUpload" if "uploads" in params else "PostObject"
+        return "DeleteObject" if method == "DELETE" else "PutObject"
+    if method == "POST":
+        return "DeleteObjects" if "delete" in params else "PostObject"
+    subresource = next((name for name in params if name != "x-id"), "")
+    if subresource:
+        verb = "Delete" if method == "DELETE" else "Put"
+        return f"{verb}Bucket{subresource[:1].upper()}{subresource[1:]}"
+    return "DeleteBucket" if method == "DELETE" else "CreateBucket"
+
+
+# ---- routing ----
+
+def _dispatch(service: Service, request: S3Request, record: Recorder, request_id: str) -> S3Response:
+    bucket, key = _split_path(request.raw_path)
+    method = request.method.upper()
+    if method in ("PUT", "POST", "DELETE", "PATCH"):
+        return _refuse_write(service, method, bucket, key, request.query, record)
+    if method not in ("GET", "HEAD"):
+        raise _S3Error(405, "MethodNotAllowed", f"The method {method} is not allowed; the gateway answers GET and HEAD.")
+    if not bucket:
+        return _list_buckets(service)
+    if key:
+        return _read_object(service, method, bucket, key, record)
+    store = _find_bucket(service, bucket)
+    if method == "HEAD":
+        return S3Response(200, [("x-amz-bucket-region", service.account.region)], b"")
+    params = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
+    if "location" in params:
+        return _xml(_location(service.account.region))
+    unknown = sorted(set(params) - _LISTING_PARAMS)
+    if unknown:
+        raise _S3Error(501, "NotImplemented", f"The bucket subresource {unknown[0]!r} is not supported; "
+                       "the gateway answers ?location and object listings.")
+    if params.get("list-type") == "2":
+        return _xml(_list_v2(store, params))
+    return _xml(_list_v1(store, params))
+
+
+def _split_path(raw_path: str) -> tuple[str, str]:
+    # unquote, not unquote_plus: a '+' in a path is a literal '+' in the key.
+    bucket, _, key = raw_path.lstrip("/").partition("/")
+    return urllib.parse.unquote(bucket), urllib.parse.unquote(key)
+
+
+def _find_bucket(service: Service, bucket: str) -> ObjectStore:
+    store = buckets(service).get(bucket)
+    if store is None:
+        raise _S3Error(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket)
+    return store
+
+
+def _refuse_write(service: Service, method: str, bucket: str, key: str, query: str, record: Recorder) -> S3Response:
+    operation = write_operation(method, bucket, key, query)
+    params: dict[str, object] = {"bucketName": bucket, "key": key} if key else {"bucketName": bucket}
+    record(operation, params, "AccessDenied", READ_ONLY_MESSAGE,
+           _resources(service, bucket, key) if bucket else None)
+    raise _S3Error(403, "AccessDenied", READ_ONLY_MESSAGE)
+
+
+def _resources(service: Service, bucket: str, key: str) -> list[dict[str, str]]:
+    bucket_res = {"type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}", "accountId": service.account.account_id}
+    if not key:
+        return [bucket_res]
+    return [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"}, bucket_res]
+
+
+# ---- objects ----
+
+def _read_object(service: Service, method: str, bucket: str, key: str, record: Recorder) -> S3Response:
+    operation = "HeadObject" if method == "HEAD" else "GetObject"
+    params: dict[str, object] = {"bucketName": bucket, "key": key}
+    resources = _resources(service, bucket, key)
+    try:
+        response = _object_response(service, method, bucket, key)
+    except _S3Error as e:
+        record(operation, params, e.code, str(e), resources)
+        raise
+    record(operation, params, None, None, resources)
+    return response
+
+
+def _object_response(service: Service, method: str, bucket: str, key: str) -> S3Response:
+    store = _find_bucket(service, bucket)
+    try:
+        validate_key(key)
+        obj = store.get(key)
+    except ObjectNotFoundError as e:
+        raise _no_such_key(key) from e
+    except StorageError as e:
+        if _is_invalid_key(key):
+            raise _no_such_key(key) from e
+        raise
+    headers = [
+        ("content-type", OBJECT_TYPE),
+        ("content-length", str(len(obj.data))),
+        ("etag", _etag(obj.data)),
+        ("last-modified", _http_date(obj.last_modified)),
+        ("accept-ranges", "bytes"),
+    ]
+    headers += [(f"x-amz-meta-{name}", value) for name, value in obj.metadata.items()]
+    return S3Response(200, headers, b"" if method == "HEAD" else obj.data)
+
+
+def _is_invalid_key(key: str) -> bool:
+    try:
+        validate_key(key)
+    except StorageError:
+        return True
+    return False
+
+
+def _no_such_key(key: str) -> _S3Error:
+    return _S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
+
+
+def _etag(data: bytes) -> str:
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+class _EtagCache:
+    """Objects are immutable (create-exclusive), so an ETag per (store, key, size, mtime) stays valid;
+    caching it keeps repeated listings from re-reading every file."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: dict[tuple[int, str, int, datetime], str] = {}
+        self._lock = threading.Lock()
+
+    def etag(self, store: ObjectStore, info: ObjectInfo) -> str | None:
+        cache_key = (id(store), info.key, info.size, info.last_modified)
+        with self._lock:
+            cached = self._items.get(cache_key)
+        if cached is not None:
+            return cached
+        try:
+            value = _etag(store.get(info.key).data)
+        except ObjectNotFoundError:
+            return None
+        with self._lock:
+            if len(self._items) >= self._size:
+                self._items.pop(next(iter(self._items)))
+            self._items[cache_key] = value
+        return value
+
+
+_ETAGS = _EtagCache(_ETAG_CACHE_SIZE)
+
+
+# ---- listings ----
+
+@dataclass
+class _Page:
+    contents: list[tuple[ObjectInfo, str]] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    last: str | None = None
+
+
+def _page(store: ObjectStore, prefix: str, after: str | None, delimiter: str, max_keys: int) -> _Page:
+    """Keys under `prefix` strictly after `after`, byte-wise ascending; with a delimiter, keys
+    that contain it past the prefix roll up into one common prefix each (counted as one entry)."""
+    page = _Page()
+    listing: Iterator[ObjectInfo] = store.list(prefix, after)
+    count = 0
+    while True:
+        info = next(listing, None)
+        if info is None:
+            return page
+        common = _common_prefix(info.key, prefix, delimiter)
+        if common is not None and after is not None and common <= after:
+            # The marker is this common prefix (or inside it): it was returned already.
+            listing = store.list(prefix, common + LAST_CHAR)
+            continue
+        if count == max_keys:
+            page.truncated = True
+            return page
+        count += 1
+        if common is not None:
+            page.prefixes.append(common)
+            page.last = common
+            listing = store.list(prefix, common + LAST_CHAR)
+            continue
+        etag = _ETAGS.etag(store, info)
+        if etag is not None:
+            page.contents.append((info, etag))
+            page.last = info.key
+
+
+def _common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
+    if not delimiter:
+        return None
+    at = key.find(delimiter, len(prefix))
+    return key[:at + len(delimiter)] if at >= 0 else None
+
+
+def _max_keys(params: Mapping[str, str]) -> int:
+    text = params.get("max-keys", "")
+    if not text:
+        return MAX_KEYS
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise _S3Error(400, "InvalidArgument", f"max-keys {text!r} is not a non-negative integer.",
+                       ArgumentName="max-keys", ArgumentValue=text)
+    return min(value, MAX_KEYS)
+
+
+def _url_encoding(params: Mapping[str, str]) -> bool:
+    encoding = params.get("encoding-type")
+    if encoding not in (None, "url"):
+        raise _S3Error(400, "InvalidArgument", f"Invalid Encoding Method specified in Request: {encoding!r}; use 'url'.",
+                       ArgumentName="encoding-type", ArgumentValue=str(encoding))
+    return encoding == "url"
+
+
+def _list_v1(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
+    prefix, marker, delimiter = params.get("prefix", ""), params.get("marker", ""), params.get("delimiter", "")
+    max_keys, url = _max_keys(params), _url_encoding(params)
+    page = _page(store, prefix, marker or None, delimiter, max_keys)
+    enc = _encoder(url)
+    root = ET.Element("ListBucketResult", xmlns=S3_NS)
+    # botocore decodes Marker, NextMarker, Delimiter, Key and CommonPrefixes for v1, not Prefix.
+    _add(root, "Name", store.bucket)
+    _add(root, "Prefix", prefix)
+    _add(root, "Marker", enc(marker))
+    if page.truncated and page.last is not None:
+        _add(root, "NextMarker", enc(page.last))
+    _add(root, "MaxKeys", str(max_keys))
+    if delimiter:
+        _add(root, "Delimiter", enc(delimiter))
+    _add(root, "IsTruncated", _bool(page.truncated))
+    _add_entries(root, page, enc)
+    if url:
+        _add(root, "EncodingType", "url")
+    return root
+
+
+def _list_v2(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
+    prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
+    start_after, token = params.get("start-after", ""), params.get("continuation-token")
+    max_keys, url = _max_keys(params), _url_encoding(params)
+    after = _decode_token(token) if token is not None else start_after or None
+    page = _page(store, prefix, after, delimiter, max_keys)
+    enc = _encoder(url)
+    root = ET.Element("ListBucketResult", xmlns=S3_NS)
+    _add(root, "Name", store.bucket)
+    _add(root, "Prefix", enc(prefix))
+    if start_after:
+        _add(root, "StartAfter", enc(start_after))
+    if token is not None:
+        _add(root, "ContinuationToken", token)
+    if page.truncated and page.last is not None:
+        _add(root, "NextContinuationToken", _encode_token(page.last))
+    _add(root, "KeyCount", str(len(page.contents) + len(page.prefixes)))
+    _add(root, "MaxKeys", str(max_keys))
+    if delimiter:
+        _add(root, "Delimiter", enc(delimiter))
+    _add(root, "IsTruncated", _bool(page.truncated))
+    _add_entries(root, page, enc)
+    if url:
+        _add(root, "EncodingType", "url")
+    return root
+
+
+def _add_entries(root: ET.Element, page: _Page, enc: Callable[[str], str]) -> None:
+    for info, etag in page.contents:
+        item = ET.SubElement(root, "Contents")
+        _add(item, "Key", enc(info.key))
+        _add(item, "LastModified", _iso_millis(info.last_modified))
+        _add(item, "ETag", etag)
+        _add(item, "Size", str(info.size))
+        _add(item, "StorageClass", "STANDARD")
+    for common in page.prefixes:
+        _add(ET.SubElement(root, "CommonPrefixes"), "Prefix", enc(common))
+
+
+def _encode_token(last: str) -> str:
+    return base64.urlsafe_b64encode(last.encode("utf-8")).decode("ascii")
+
+
+def _decode_token(token: str) -> str:
+    try:
+        after = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
+        if not after:
+            raise ValueError("empty continuation token")
+        return after
+    except (binascii.Error, UnicodeError, ValueError) as e:
+        raise _S3Error(400, "InvalidArgument", "The continuation token provided is incorrect; "
+                       "pass NextContinuationToken from the previous page unchanged.",
+                       ArgumentName="continuation-token") from e
+
+
+def _encoder(url: bool) -> Callable[[str], str]:
+    if not url:
+        return lambda text: text
+    # quote, not quote_plus: botocore decodes with unquote_plus, and %2B/%20 survive that.
+    return lambda text: urllib.parse.quote(text, safe="/")
+
+
+# ---- buckets ----
+
+def _list_buckets(service: Service) -> S3Response:
+    created: dict[str, datetime] = {}
+    for trail in service.trails.all():
+        when = trail.created or datetime.fromtimestamp(0, UTC)
+        bucket = trail.config.bucket
+        created[bucket] = min(created.get(bucket, when), when)
+    root = ET.Element("ListAllMyBucketsResult", xmlns=S3_NS)
+    owner = ET.SubElement(root, "Owner")
+    _add(owner, "ID", service.account.account_id)
+    _add(owner, "DisplayName", service.account.account_id)
+    listed = ET.SubElement(root, "Buckets")
+    for name in sorted(created):
+        bucket_el = ET.SubElement(listed, "Bucket")
+        _add(bucket_el, "Name", name)
+        _add(bucket_el, "CreationDate", _iso_millis(created[name]))
+    return _xml(root)
+
+
+def _location(region: str) -> ET.Element:
+    root = ET.Element("LocationConstraint", xmlns=S3_NS)
+    if region != DEFAULT_S3_REGION:
+        root.text = region
+    return root
+
+
+# ---- XML and formats ----
+
+def _add(parent: ET.Element, tag: str, text: str) -> None:
+    ET.SubElement(parent, tag).text = text
+
+
+def _xml(root: ET.Element) -> S3Response:
+    return S3Response(200, [("content-type", XML_TYPE)], _serialize(root))
+
+
+def _serialize(root: ET.Element) -> bytes:
+    return XML_DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")
+
+
+def _error_response(error: _S3Error, method: str, request_id: str) -> S3Response:
+    if method.upper() == "HEAD":
+        # HEAD responses have no body; clients read the status alone.
+        return S3Response(error.status, [], b"")
+    root = ET.Element("Error")
+    _add(root, "Code", error.code)
+    _add(root, "Message", str(error))
+    for name, value in error.extra.items():
+        _add(root, name, value)
+    _add(root, "RequestId", request_id)
+    return S3Response(error.status, [("content-type", XML_TYPE)], _serialize(root))
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _iso_millis(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _http_date(when: datetime) -> str:
+    return format_datetime(when.astimezone(UTC), usegmt=True)
