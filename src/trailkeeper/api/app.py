@@ -254,6 +254,13 @@ class App:
             raise HttpError(400, "SerializationException", f"request body is not JSON: {e}") from e
         if not isinstance(params, dict):
             raise HttpError(400, "SerializationException", "request body must be a JSON object")
+        return 200, orjson.dumps(self._call_operation(principal, name, params, scope))
+
+    def _call_operation(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope) -> dict[str, Any]:
+        """Authorise, run and audit one operation; every protocol adapter ends here."""
+        op = operations.OPERATIONS.get(name)
+        if op is None:
+            raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
         ctx = self._call_context(scope)
         identity = principal_identity(principal)
         request_params = {k: v for k, v in params.items() if k not in {"SecretAccessKey"}}
@@ -273,7 +280,7 @@ class App:
         resources = _resources_for(self.service, name, params)
         self.service.emit(audit.api_call_record(ctx, identity, name, request_params,
                                                 operations.redact_response(name, response), resources=resources))
-        return 200, orjson.dumps(response)
+        return response
 
 
 def _resources_for(service: Service, name: str, params: dict[str, Any]) -> list[dict[str, str]] | None:
