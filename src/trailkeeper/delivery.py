@@ -25,7 +25,7 @@ from trailkeeper.clock import Clock, floor_to, iso_seconds, parse_iso_seconds
 from trailkeeper.errors import ObjectExistsError, StorageError, TrailkeeperError
 from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.storage.base import ObjectStore
-from trailkeeper.trails import ChainHead, DeliveredFile, Trail, TrailState, TrailStore, selects
+from trailkeeper.trails import ChainHead, DeliveredFile, Trail, TrailState, TrailStore
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class TrailWorker(threading.Thread):
                 if seq >= seq_to:
                     break
                 record = orjson.loads(body)
-                if selects(trail.config.selectors, record):
+                if trail.config.selects(record):
                     raw.append(body)
                     parsed.append(record)
             offset = chunk[-1][0] + 1

@@ -11,6 +11,7 @@ from typing import Any
 
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.errors import TrailError
+from trailkeeper.selectors import selects_advanced
 
 READ_WRITE_TYPES = ("ReadOnly", "WriteOnly", "All")
 DEFAULT_SELECTORS: tuple[dict[str, Any], ...] = (
@@ -60,6 +61,8 @@ class TrailConfig:
     selectors: tuple[dict[str, Any], ...] = DEFAULT_SELECTORS
     include_global_service_events: bool = True
     is_multi_region: bool = False
+    advanced_selectors: tuple[dict[str, Any], ...] = ()  # when set, they replace `selectors`
+    tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def flush_interval(self) -> timedelta:
@@ -72,13 +75,22 @@ class TrailConfig:
     def to_json(self) -> str:
         data = asdict(self)
         data["selectors"] = list(self.selectors)
+        data["advanced_selectors"] = list(self.advanced_selectors)
+        data["tags"] = [list(t) for t in self.tags]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrailConfig:
         data = json.loads(text)
         data["selectors"] = tuple(data["selectors"])
+        data["advanced_selectors"] = tuple(data.get("advanced_selectors", ()))
+        data["tags"] = tuple(tuple(t) for t in data.get("tags", ()))
         return cls(**data)
+
+    def selects(self, record: dict[str, Any]) -> bool:
+        if self.advanced_selectors:
+            return selects_advanced(self.advanced_selectors, record)
+        return selects(self.selectors, record)
 
 
 @dataclass

@@ -230,3 +230,116 @@ def test_s3_ls_and_cp_of_a_delivered_log(served: Served, tmp_path: Path) -> None
     refused = served.aws("s3", "rm", f"s3://{BUCKET}/{key}")
     assert refused.returncode != 0 and "AccessDenied" in refused.stderr
     assert served.files("log")[0].exists()
+
+
+def test_boto3_trail_life_cycle_selectors_and_tags(served: Served, tmp_path: Path) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("cloudtrail", endpoint_url=served.server.endpoint, region_name="us-east-1",
+                          aws_access_key_id=served.server.creds["rootAccessKeyId"],
+                          aws_secret_access_key=served.server.creds["rootSecretAccessKey"])
+    created = client.create_trail(Name="boto-trail", S3BucketName="boto-bucket", EnableLogFileValidation=True,
+                                  TagsList=[{"Key": "team", "Value": "audit"}])
+    arn = created["TrailARN"]
+    try:
+        assert created["LogFileValidationEnabled"] is True
+        client.add_tags(ResourceId=arn, TagsList=[{"Key": "env", "Value": "prod"}])
+        client.remove_tags(ResourceId=arn, TagsList=[{"Key": "team"}])
+        [tags] = client.list_tags(ResourceIdList=[arn])["ResourceTagList"]
+        assert tags["TagsList"] == [{"Key": "env", "Value": "prod"}]
+        basic = client.get_event_selectors(TrailName="boto-trail")
+        assert basic["EventSelectors"][0]["ReadWriteType"] == "All"
+        client.put_event_selectors(TrailName="boto-trail", AdvancedEventSelectors=[
+            {"Name": "writes", "FieldSelectors": [{"Field": "readOnly", "Equals": ["false"]}]}])
+        advanced = client.get_event_selectors(TrailName="boto-trail")["AdvancedEventSelectors"]
+        assert advanced[0]["FieldSelectors"][0]["Field"] == "readOnly"
+        client.start_logging(Name=arn)
+        assert client.get_trail_status(Name="boto-trail")["IsLogging"] is True
+        client.stop_logging(Name="boto-trail")
+        with pytest.raises(ClientError) as bad:
+            client.put_event_selectors(TrailName="boto-trail", EventSelectors=[{"ReadWriteType": "Sometimes"}])
+        assert bad.value.response["Error"]["Code"] == "InvalidEventSelectorsException"
+        with pytest.raises(ClientError) as unknown:
+            client.get_trail(Name="no-such-trail")
+        assert unknown.value.response["Error"]["Code"] == "TrailNotFoundException"
+        with pytest.raises(ClientError) as badname:
+            client.create_trail(Name="a..b", S3BucketName="boto-bucket")
+        assert badname.value.response["Error"]["Code"] == "InvalidTrailNameException"
+        pages = list(client.get_paginator("lookup_events").paginate(
+            LookupAttributes=[{"AttributeKey": "EventSource", "AttributeValue": "app.example.com"}],
+            PaginationConfig={"PageSize": 7}))
+        events = [e["EventId"] for page in pages for e in page["Events"]]
+        assert len(pages) > 1 and len(events) == len(set(events)) == 30
+    finally:
+        client.delete_trail(Name="boto-trail")
+    assert [t["Name"] for t in client.describe_trails()["trailList"]] == [TRAIL]
+
+
+def test_iam_through_the_aws_cli(served: Served) -> None:
+    created = served.aws("iam", "create-user", "--user-name", "eve", "--tags", "Key=trailkeeper:role,Value=auditor")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["User"]["UserName"] == "eve"
+    key = json.loads(served.aws("iam", "create-access-key", "--user-name", "eve").stdout)["AccessKey"]
+    assert key["AccessKeyId"].startswith("AKIA") and len(key["SecretAccessKey"]) == 40
+    users = json.loads(served.aws("iam", "list-users").stdout)["Users"]
+    assert "eve" in [u["UserName"] for u in users]
+    listed = json.loads(served.aws("iam", "list-access-keys", "--user-name", "eve").stdout)["AccessKeyMetadata"]
+    assert [k["AccessKeyId"] for k in listed] == [key["AccessKeyId"]]
+    assert served.aws("iam", "update-access-key", "--user-name", "eve", "--access-key-id", key["AccessKeyId"],
+                      "--status", "Inactive").returncode == 0
+    conflict = served.aws("iam", "delete-user", "--user-name", "eve")
+    assert conflict.returncode != 0 and "DeleteConflict" in conflict.stderr
+    assert served.aws("iam", "delete-access-key", "--user-name", "eve", "--access-key-id",
+                      key["AccessKeyId"]).returncode == 0
+    assert served.aws("iam", "delete-user", "--user-name", "eve").returncode == 0
+    lookup = json.loads(served.aws("cloudtrail", "lookup-events", "--lookup-attributes",
+                                   "AttributeKey=EventName,AttributeValue=CreateUser").stdout)["Events"]
+    assert any(e["EventSource"] == "iam.amazonaws.com" for e in lookup)
+
+
+def test_put_audit_events_through_boto3(served: Served) -> None:
+    import base64
+    import hashlib
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    kw = {"endpoint_url": served.server.endpoint, "region_name": "us-east-1",
+          "aws_access_key_id": served.server.creds["rootAccessKeyId"],
+          "aws_secret_access_key": served.server.creds["rootSecretAccessKey"]}
+    control, data = boto3.client("cloudtrail", **kw), boto3.client("cloudtrail-data", **kw)
+    channel = control.create_channel(Name="app-events", Source="Custom",
+                                     Destinations=[{"Type": "EVENT_DATA_STORE", "Location": "trailkeeper"}])["ChannelArn"]
+
+    def event(uid: str, **extra: object) -> str:
+        return json.dumps({"version": "1.0", "userIdentity": {"type": "AppUser", "principalId": "carol"},
+                           "eventSource": "shop.example.com", "eventName": "Checkout", "UID": uid,
+                           "eventTime": _iso(datetime.now(UTC)), **extra})
+
+    good = event("u-1")
+    checksum = base64.b64encode(hashlib.sha256(good.encode()).digest()).decode()
+    answer = data.put_audit_events(channelArn=channel, auditEvents=[
+        {"id": "e1", "eventData": good, "eventDataChecksum": checksum},
+        {"id": "e2", "eventData": event("u-2"), "eventDataChecksum": "AAAA"},
+        {"id": "e3", "eventData": "{not json"},
+        {"id": "e4", "eventData": event("u-4", requestParameters={"blob": "x" * 300_000})},
+    ])
+    assert [s["id"] for s in answer["successful"]] == ["e1"]
+    failed = {f["id"]: f["errorCode"] for f in answer["failed"]}
+    assert failed == {"e2": "InvalidChecksum", "e3": "InvalidData", "e4": "FieldTooLong"}
+    again = data.put_audit_events(channelArn=channel, auditEvents=[{"id": "e1", "eventData": good}])
+    assert again["successful"][0]["eventID"] == answer["successful"][0]["eventID"]  # a retry stores nothing
+    with pytest.raises(ClientError) as duplicate:
+        data.put_audit_events(channelArn=channel, auditEvents=[{"id": "d", "eventData": good},
+                                                               {"id": "d", "eventData": good}])
+    assert duplicate.value.response["Error"]["Code"] == "DuplicatedAuditEventId"
+    with pytest.raises(ClientError) as unknown:
+        data.put_audit_events(channelArn=channel.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000",
+                              auditEvents=[{"id": "x", "eventData": good}])
+    assert unknown.value.response["Error"]["Code"] == "ChannelNotFound"
+    event_id = answer["successful"][0]["eventID"]
+    found = json.loads(served.aws("cloudtrail", "lookup-events", "--lookup-attributes",
+                                  f"AttributeKey=EventId,AttributeValue={event_id}").stdout)["Events"]
+    assert json.loads(found[0]["CloudTrailEvent"])["eventCategory"] == "ActivityAuditLog"
+    control.delete_channel(Channel=channel)

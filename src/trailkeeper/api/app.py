@@ -14,8 +14,8 @@ from xml.sax.saxutils import escape as xml_escape
 
 import orjson
 
-from trailkeeper import audit, records
-from trailkeeper.api import operations
+from trailkeeper import audit, lake, records
+from trailkeeper.api import iam_query, operations
 from trailkeeper.api.s3 import S3Request, handle_s3
 from trailkeeper.api.sigv4 import SignedRequest, verify
 from trailkeeper.errors import (
@@ -40,7 +40,9 @@ Send = Callable[[Message], Awaitable[None]]
 SIGNING_SERVICE = "trailkeeper"
 CLOUDTRAIL_SERVICE = "cloudtrail"
 S3_SERVICE = "s3"
-SIGNING_SERVICES = frozenset({SIGNING_SERVICE, CLOUDTRAIL_SERVICE, S3_SERVICE})
+IAM_SERVICE = "iam"
+CLOUDTRAIL_DATA_SERVICE = "cloudtrail-data"
+SIGNING_SERVICES = frozenset({SIGNING_SERVICE, CLOUDTRAIL_SERVICE, S3_SERVICE, IAM_SERVICE, CLOUDTRAIL_DATA_SERVICE})
 CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 JSON_TYPE = "application/json"
 JSON11_TYPE = "application/x-amz-json-1.1"
@@ -118,6 +120,10 @@ class App:
             return await self._cloudtrail_json(request, scope)
         if service == S3_SERVICE:
             return await self._s3(request, scope)
+        if service == IAM_SERVICE:
+            return await self._iam(request, scope)
+        if service == CLOUDTRAIL_DATA_SERVICE:
+            return await self._put_audit_events(request, scope)
         operation = INGEST_OPERATION if path == INGEST_PATH else path[len(OPS_PREFIX):] if path.startswith(OPS_PREFIX) else ""
         principal = await self._authenticate(request, operation, scope)
         if path == INGEST_PATH and method == "POST":
@@ -142,6 +148,45 @@ class App:
             # JSON 1.1 clients read errors from the body; CloudTrail answers them with 400.
             raise HttpError(400 if e.status < 500 else e.status, e.code, str(e), e.extra) from e
         return int(status), bytes(response), [("content-type", JSON11_TYPE)]
+
+    async def _put_audit_events(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """cloudtrail-data PutAuditEvents (rest-json): events from non-AWS sources via a channel."""
+        principal = await self._authenticate(request, "PutAuditEvents", scope)
+        if scope["method"] != "POST" or scope["path"] != "/PutAuditEvents":
+            raise HttpError(404, "UnknownOperationException", "cloudtrail-data answers POST /PutAuditEvents only.")
+        if not allowed(principal.role, "events:write"):
+            await self._run(self._record_denied, principal, "PutAuditEvents", scope)
+            raise HttpError(403, "ChannelInsufficientPermission", f"User {principal.arn} may not write events.")
+        query = urllib.parse.parse_qs(request.query)
+        channel = query.get("channelArn", [""])[0]
+        external_id = query.get("externalId", [None])[0]
+        try:
+            status, response = await self._run(
+                lake.put_audit_events, self.service, caller_of(principal), channel, external_id, request.body,
+                _client_ip(scope), request.headers.get("user-agent", "unknown"))
+        except TrailError as e:
+            body = orjson.dumps({"message": str(e)})
+            return e.status, body, [("content-type", JSON_TYPE), ("x-amzn-errortype", e.code)]
+        return status, orjson.dumps(response), [("content-type", JSON_TYPE)]
+
+    async def _iam(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """The IAM subset over the Query protocol (XML answers)."""
+        try:
+            action, _ = iam_query.parse_query(request.body, request.query)
+        except iam_query.QueryError:
+            action = "Unknown"
+        principal = await self._authenticate(request, action, scope)
+
+        def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return self._call_operation(principal, operation, params, scope)
+            except HttpError as e:
+                code = "AccessDenied" if e.code == "AccessDeniedException" else e.code  # IAM's spelling
+                raise iam_query.QueryError(code, str(e), e.status) from e
+
+        status, headers, body = await self._run(iam_query.handle_iam, request.body, request.query, call,
+                                                str(uuid.uuid4()))
+        return status, body, headers
 
     async def _s3(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
         """The read-only S3 gateway over trail destinations; reads of audit logs are audited."""

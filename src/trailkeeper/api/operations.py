@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailkeeper import audit
+from trailkeeper import audit, lake
 from trailkeeper.errors import HistoryError, TrailError
 from trailkeeper.history.base import LookupQuery
 from trailkeeper.identity import Principal
 from trailkeeper.keys.signing import PublicKeyInfo
+from trailkeeper.selectors import validate_advanced
 from trailkeeper.service import Service
 from trailkeeper.trails import (
     DEFAULT_SELECTORS,
@@ -104,7 +105,7 @@ def trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
         "HomeRegion": service.account.region,
         "TrailARN": service.trail_arn(config.name),
         "LogFileValidationEnabled": config.validation,
-        "HasCustomEventSelectors": config.selectors != DEFAULT_SELECTORS,
+        "HasCustomEventSelectors": config.selectors != DEFAULT_SELECTORS or bool(config.advanced_selectors),
         "HasInsightSelectors": False,
         "IsOrganizationTrail": False,
         "Destination": config.destination,
@@ -154,6 +155,11 @@ def _bucket_from_folder(folder: Path) -> str:
 
 def create_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
     config = _config_from_params(service, params, None)
+    if params.get("TagsList"):
+        tags = dict(_tags_param(params, "TagsList", need_values=True))
+        if len(tags) > MAX_TAGS:
+            raise TrailError("TagsLimitExceededException", f"A trail can have at most {MAX_TAGS} tags.")
+        config = replace(config, tags=tuple(sorted(tags.items())))
     trail = service.create_trail(config)
     shape = trail_shape(service, trail.config)
     for field in ("HomeRegion", "HasCustomEventSelectors", "HasInsightSelectors"):
@@ -226,17 +232,86 @@ def stop_logging(service: Service, _: Principal, params: Params) -> dict[str, An
 
 def put_event_selectors(service: Service, _: Principal, params: Params) -> dict[str, Any]:
     trail = service.get_trail(_str_param(params, "TrailName"))
-    selectors = params.get("EventSelectors")
-    if not isinstance(selectors, list):
-        raise TrailError("InvalidEventSelectorsException", "EventSelectors must be a list of selectors.")
-    config = replace(trail.config, selectors=validate_selectors(selectors))
+    basic, advanced = params.get("EventSelectors"), params.get("AdvancedEventSelectors")
+    if (basic is None) == (advanced is None):
+        raise TrailError("InvalidParameterCombinationException",
+                         "Give either EventSelectors or AdvancedEventSelectors, not both and not neither.")
+    if advanced is not None:
+        config = replace(trail.config, advanced_selectors=validate_advanced(advanced), selectors=DEFAULT_SELECTORS)
+    else:
+        if not isinstance(basic, list):
+            raise TrailError("InvalidEventSelectorsException", "EventSelectors must be a list of selectors.")
+        config = replace(trail.config, selectors=validate_selectors(basic), advanced_selectors=())
     service.update_trail(config)
-    return {"TrailARN": service.trail_arn(config.name), "EventSelectors": list(config.selectors)}
+    return _selectors_shape(service, config)
+
+
+def _selectors_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"TrailARN": service.trail_arn(config.name)}
+    if config.advanced_selectors:
+        out["AdvancedEventSelectors"] = list(config.advanced_selectors)
+    else:
+        out["EventSelectors"] = list(config.selectors)
+    return out
 
 
 def get_event_selectors(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    trail = service.get_trail(_str_param(params, "TrailName"))
-    return {"TrailARN": service.trail_arn(trail.config.name), "EventSelectors": list(trail.config.selectors)}
+    return _selectors_shape(service, service.get_trail(_str_param(params, "TrailName")).config)
+
+
+# ---- tags ----
+MAX_TAGS = 50
+
+
+def _tags_param(params: Params, name: str, need_values: bool) -> list[tuple[str, str]]:
+    tags = params.get(name)
+    if not isinstance(tags, list):
+        raise TrailError("InvalidTagParameterException", f"{name} must be a list of {{Key, Value}}.")
+    out = []
+    for i, tag in enumerate(tags):
+        key = tag.get("Key") if isinstance(tag, dict) else None
+        value = tag.get("Value", "") if isinstance(tag, dict) else None
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or not isinstance(value, str) or len(value) > 256:
+            raise TrailError("InvalidTagParameterException",
+                             f"{name}[{i}]: Key must be 1-128 characters and Value at most 256.")
+        out.append((key, value if need_values else ""))
+    return out
+
+
+def _trail_for_resource(service: Service, arn: object) -> Any:
+    if not isinstance(arn, str) or not arn.startswith("arn:"):
+        raise TrailError("CloudTrailARNInvalidException", "ResourceId must be a trail ARN.")
+    trail = service.trails.find(service.resolve_trail_name(arn))
+    if trail is None:
+        raise TrailError("ResourceNotFoundException", f"Resource {arn} does not exist.")
+    return trail
+
+
+def add_tags(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    trail = _trail_for_resource(service, params.get("ResourceId"))
+    tags = dict(trail.config.tags)
+    tags.update(_tags_param(params, "TagsList", need_values=True))
+    if len(tags) > MAX_TAGS:
+        raise TrailError("TagsLimitExceededException", f"A trail can have at most {MAX_TAGS} tags.")
+    service.update_trail(replace(trail.config, tags=tuple(sorted(tags.items()))))
+    return {}
+
+
+def remove_tags(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    trail = _trail_for_resource(service, params.get("ResourceId"))
+    drop = {k for k, _ in _tags_param(params, "TagsList", need_values=False)}
+    service.update_trail(replace(trail.config, tags=tuple(t for t in trail.config.tags if t[0] not in drop)))
+    return {}
+
+
+def list_tags(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+    ids = params.get("ResourceIdList")
+    if not isinstance(ids, list) or not ids:
+        raise TrailError("InvalidParameterException", "ResourceIdList must be a non-empty list of trail ARNs.")
+    return {"ResourceTagList": [
+        {"ResourceId": arn, "TagsList": [{"Key": k, "Value": v} for k, v in _trail_for_resource(service, arn).config.tags]}
+        for arn in ids
+    ]}
 
 
 def list_public_keys(service: Service, _: Principal, params: Params) -> dict[str, Any]:
@@ -386,6 +461,13 @@ OPERATIONS: dict[str, Operation] = {
     "ListTrails": Operation(list_trails, "trails:read"),
     "GetTrailStatus": Operation(get_trail_status, "trails:read"),
     "GetEventSelectors": Operation(get_event_selectors, "trails:read"),
+    "CreateChannel": Operation(lake.create_channel, "trails:write"),
+    "GetChannel": Operation(lake.get_channel, "trails:read"),
+    "ListChannels": Operation(lake.list_channels, "trails:read"),
+    "DeleteChannel": Operation(lake.delete_channel, "trails:write"),
+    "AddTags": Operation(add_tags, "trails:write"),
+    "RemoveTags": Operation(remove_tags, "trails:write"),
+    "ListTags": Operation(list_tags, "trails:read"),
     "ListPublicKeys": Operation(list_public_keys, "trails:read"),
     "LookupEvents": Operation(lookup_events, "events:read"),
     "CreateUser": Operation(create_user, "identity:write"),
