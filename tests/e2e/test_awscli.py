@@ -343,3 +343,47 @@ def test_put_audit_events_through_boto3(served: Served) -> None:
                                   f"AttributeKey=EventId,AttributeValue={event_id}").stdout)["Events"]
     assert json.loads(found[0]["CloudTrailEvent"])["eventCategory"] == "ActivityAuditLog"
     control.delete_channel(Channel=channel)
+
+
+def _as(served: Served, key: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_ENDPOINT_URL": served.server.endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    return subprocess.run([AWS, *args], capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def _user_key(served: Served, name: str, role: str) -> dict[str, str]:
+    served.server.cli_json("user", "create", name, "--role", role)
+    key: dict[str, str] = served.server.cli_json("key", "create", name)
+    return key
+
+
+def test_auditor_reads_and_validates_but_cannot_stop_a_trail(served: Served) -> None:
+    key = _user_key(served, "olivia", "auditor")
+    assert _as(served, key, "cloudtrail", "describe-trails").returncode == 0
+    assert _as(served, key, "s3", "ls", f"s3://{BUCKET}/", "--recursive").returncode == 0
+    validated = _as(served, key, "cloudtrail", "validate-logs", "--trail-arn", served.arn,
+                    "--start-time", _iso(served.start), "--end-time", _iso(served.end))
+    assert validated.returncode == 0, validated.stderr
+    refused = _as(served, key, "cloudtrail", "stop-logging", "--name", TRAIL)
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr
+    denials = [json.loads(e["CloudTrailEvent"]) for e in json.loads(served.aws(
+        "cloudtrail", "lookup-events", "--lookup-attributes", "AttributeKey=Username,AttributeValue=olivia").stdout)["Events"]]
+    assert any(d["eventName"] == "StopLogging" and d.get("errorCode") == "AccessDenied" for d in denials)
+    reads = [d for d in denials if d["eventSource"] == "s3.amazonaws.com"]
+    assert reads, "reads of the audit logs were not recorded"
+
+
+def test_writer_ingests_but_cannot_read_logs(served: Served) -> None:
+    key = _user_key(served, "walter", "writer")
+    writer = served.server.client(key["AccessKeyId"], key["SecretAccessKey"])
+    assert writer.put_events([app_event(0, datetime.now(UTC), "WriterEvent")])
+    key_name = served.files("log")[0].relative_to(served.dest).as_posix()
+    refused = _as(served, key, "s3", "cp", f"s3://{BUCKET}/{key_name}", "/dev/null")
+    assert refused.returncode != 0 and ("AccessDenied" in refused.stderr or "403" in refused.stderr)
+    lookup = _as(served, key, "cloudtrail", "lookup-events")
+    assert lookup.returncode != 0 and "AccessDenied" in lookup.stderr
+    denials = [json.loads(e["CloudTrailEvent"]) for e in json.loads(served.aws(
+        "cloudtrail", "lookup-events", "--lookup-attributes", "AttributeKey=Username,AttributeValue=walter").stdout)["Events"]]
+    refused_ops = {d["eventName"] for d in denials if d.get("errorCode") == "AccessDenied"}
+    assert {"LookupEvents"} <= refused_ops and refused_ops & {"GetObject", "HeadObject"}
