@@ -14,11 +14,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from trailkeeper import audit, lake
 from trailkeeper.errors import HistoryError, TrailError
 from trailkeeper.history.base import LookupQuery
 from trailkeeper.identity import Principal
 from trailkeeper.keys.signing import PublicKeyInfo
+from trailkeeper.records import lookup_pairs, parse_event_time
 from trailkeeper.selectors import validate_advanced
 from trailkeeper.service import Service
 from trailkeeper.trails import (
@@ -362,23 +365,21 @@ def lookup_events(service: Service, _: Principal, params: Params) -> dict[str, A
 
 
 def lookup_event_shape(body: bytes) -> dict[str, Any]:
-    import orjson
-
-    from trailkeeper.records import lookup_values, parse_event_time
-
     record = orjson.loads(body)
-    values = lookup_values(record)
+    first: dict[str, str] = {}
+    for attribute, value in lookup_pairs(record):
+        first.setdefault(attribute, value)
     shape: dict[str, Any] = {
         "EventId": record.get("eventID"),
         "EventName": record.get("eventName"),
         "ReadOnly": "true" if record.get("readOnly") is True else "false",
     }
-    if values.get("AccessKeyId"):
-        shape["AccessKeyId"] = values["AccessKeyId"][0]
+    if "AccessKeyId" in first:
+        shape["AccessKeyId"] = first["AccessKeyId"]
     shape["EventTime"] = parse_event_time(record.get("eventTime")).timestamp()
     shape["EventSource"] = record.get("eventSource")
-    if values.get("Username"):
-        shape["Username"] = values["Username"][0]
+    if "Username" in first:
+        shape["Username"] = first["Username"]
     shape["Resources"] = [
         {"ResourceType": r.get("type"), "ResourceName": r.get("ARN") or r.get("name")}
         for r in record.get("resources") or [] if isinstance(r, dict)
