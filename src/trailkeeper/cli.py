@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 from click.core import ParameterSource
-from rich.progress import Progress
 
 from trailkeeper._internal.output import (
     print_json,
@@ -28,9 +27,9 @@ from trailkeeper._internal.output import (
     print_table,
     stderr_console,
 )
-from trailkeeper.client import MAX_BATCH_RECORDS, Client
 from trailkeeper.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, load_config
 from trailkeeper.errors import ConfigError, RecordError, TrailkeeperError
+from trailkeeper.records import MAX_BATCH_RECORDS
 
 DEFAULT_ENDPOINT = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 # Below this many records an upload is quick enough that a progress bar is only noise.
@@ -138,6 +137,7 @@ def _load_ndjson(text: bytes, source: str) -> list[dict[str, Any]]:
 
 
 if TYPE_CHECKING:
+    from trailkeeper.client import Client
     _ParamBase = click.ParamType[Any]
 else:
     # click < 8.4 has no subscriptable ParamType; pyproject allows click >= 8.1.
@@ -280,6 +280,9 @@ def _make_client(ctx: click.Context) -> Client:
                 "(`trailkeeper init` prints the root key; `trailkeeper key create` makes more)"
             ),
         )
+    # Imported here: httpx and botocore cost ~90 ms that offline commands (validate) never need.
+    from trailkeeper.client import Client
+
     client = Client(str(endpoint), key_id, secret, region=str(region) if region else None)
     ctx.call_on_close(client.close)
     return client
@@ -467,6 +470,8 @@ def _send_records(
 ) -> list[str]:
     if len(records) <= PROGRESS_BAR_MIN_RECORDS or not sys.stdout.isatty():
         return client.put_events_batched(records, batch_size, prefix)
+    from rich.progress import Progress
+
     with Progress(console=stderr_console(), transient=True) as progress:
         task = progress.add_task("recording", total=len(records))
         return client.put_events_batched(
