@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -347,6 +347,7 @@ class TrailWorker(threading.Thread):
                                           previous.signature if previous else None,
                                           lambda msg: self.ctx.keys.sign(fingerprint, msg))
         try:
+            # zlib, not ISA-L: a retried digest must reproduce the stored bytes exactly.
             store.put_exclusive(key, gzip_single(body, GZIP_LEVEL), digestfmt.digest_metadata(signature))
         except ObjectExistsError as e:
             raise StorageError(f"digest {key} exists with other content: {e}", "the destination was modified by someone else; investigate") from e
@@ -392,7 +393,3 @@ class TrailWorker(threading.Thread):
             "durationSeconds": int((now - started).total_seconds()),
         })
         return replace(state, failing_since=None)
-
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -387,17 +388,4 @@ class Service:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
-
-
-def now_epoch(clock: Clock) -> float:
-    return clock.now().timestamp()
-
-
-ServiceFactory = Callable[[Config], Service]
-
-
-def seconds(when: datetime | None) -> float | None:
-    return when.timestamp() if when else None

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from trailkeeper._internal.sqlite import Database
@@ -327,11 +326,3 @@ class TrailStore:
             (name,),
         )
         return [DeliveredFile(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), _req_dt(r[5]), r[6]) for r in rows]
-
-
-def with_state(trail: Trail, **changes: Any) -> TrailState:
-    return replace(trail.state, **changes)
-
-
-def destination_path(config: TrailConfig) -> Path:
-    return Path(config.destination)
