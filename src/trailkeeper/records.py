@@ -577,6 +577,18 @@ def lookup_values(record: dict[str, Any]) -> dict[str, list[str]]:
     return values
 
 
+def lookup_has(record: dict[str, Any], attribute: str, value: str) -> bool:
+    """Does the record hold this LookupEvents attribute value? (Checks one attribute only:
+    the history calls it for every candidate row of a lookup page.)"""
+    if attribute == "EventName":
+        return record.get("eventName") == value
+    if attribute == "EventSource":
+        return record.get("eventSource") == value
+    if attribute == "EventId":
+        return record.get("eventID") == value
+    return (attribute, value) in lookup_pairs(record)
+
+
 def lookup_pairs(record: dict[str, Any]) -> list[tuple[str, str]]:
     """(attribute, value) for each of the eight LookupEvents attributes a record has, without
     duplicates. Written flat: the history indexer calls it for every event it ingests."""

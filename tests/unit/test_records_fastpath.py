@@ -117,3 +117,17 @@ def test_fields_come_out_in_cloudtrail_order_with_unknown_fields_last() -> None:
                     "eventType", "managementEvent", "recipientAccountId", "eventCategory", "zeta", "alpha"]
     assert orjson.loads(body)["eventTime"] == "2026-11-27T09:59:00Z"
     assert orjson.loads(body)["readOnly"] is True
+
+
+def test_lookup_has_agrees_with_lookup_pairs_on_real_samples() -> None:
+    from trailkeeper.records import lookup_has, lookup_pairs
+
+    checked = 0
+    for path in sorted(SAMPLES.glob("*.json")):
+        for record in json.loads(path.read_text()):
+            pairs = lookup_pairs(record)
+            for attribute, value in pairs:
+                assert lookup_has(record, attribute, value)
+                assert not lookup_has(record, attribute, value + "x")
+                checked += 1
+    assert checked > 1000

@@ -48,7 +48,7 @@ from trailkeeper.history.base import (
     LookupRequestError,
     check_query,
 )
-from trailkeeper.records import lookup_pairs, parse_event_time
+from trailkeeper.records import lookup_has, lookup_pairs, parse_event_time
 
 FORMAT_VERSION = "3"
 ALL_KEY = 0
@@ -448,7 +448,7 @@ def _take(
 
 
 def _holds(body: bytes, attribute: str, value: str | None) -> bool:
-    return value is not None and (attribute, value) in lookup_pairs(orjson.loads(body))
+    return value is not None and lookup_has(orjson.loads(body), attribute, value)
 
 
 def _query_digest(query: LookupQuery) -> bytes:
