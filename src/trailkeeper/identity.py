@@ -6,8 +6,8 @@ so a copied database file authenticates nobody. Deleted keys stay in the table (
 `Deleted`, secret erased) so audit records can still name their owner.
 
 `resolve` runs on every request, so it answers from an in-memory map that is rebuilt after
-any change made through this store and, via SQLite's `data_version`, after any change made
-by another process (e.g. `trailkeeper user` commands while the server runs).
+any change made through this store and, via a version row bumped by every identity write,
+after any change made by another process (e.g. `trailkeeper user` commands while the server runs).
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS identity_access_keys (
     created_us INTEGER NOT NULL,
     status_changed_us INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS identity_version (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO identity_version VALUES (1, 0);
 """
 
 
@@ -225,6 +230,9 @@ class IdentityStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            # Bumped with every identity change, so key caches (in any process) reload only
+            # then, not whenever another table of the shared state database is written.
+            self._conn.execute("UPDATE identity_version SET version = version + 1")
             self._conn.execute("COMMIT")
             self._cache = None
 
@@ -380,7 +388,7 @@ class IdentityStore:
     def resolve(self, access_key_id: str) -> tuple[Principal, str] | None:
         """The owner and secret of a non-deleted key (Active or Inactive), else None."""
         with self._lock:
-            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+            version = int(self._conn.execute("SELECT version FROM identity_version").fetchone()[0])
             if self._cache is None or version != self._cache_version:
                 self._cache = self._load_keys()
                 self._cache_version = version
@@ -389,13 +397,15 @@ class IdentityStore:
     def secret_for(self, access_key_id: str) -> str | None:
         """A sigv4 `lookup_secret`: None for unknown or deleted keys; an inactive key raises
         the same InvalidClientTokenId AWS answers for it, so callers cannot tell the two apart."""
+        found = self.active_key(access_key_id)
+        return found[1] if found is not None else None
+
+    def active_key(self, access_key_id: str) -> tuple[Principal, str] | None:
+        """Owner and secret of an Active key; None if unknown or deleted; AuthError if inactive."""
         found = self.resolve(access_key_id)
-        if found is None:
-            return None
-        principal, secret = found
-        if principal.key_status != ACTIVE:
+        if found is not None and found[0].key_status != ACTIVE:
             raise AuthError("InvalidClientTokenId", MSG_INVALID_TOKEN, 403)
-        return secret
+        return found
 
     def _load_keys(self) -> dict[str, tuple[Principal, str]]:
         account = self._conn.execute("SELECT account_id FROM identity_account").fetchone()

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from trailkeeper import audit, validate_report
 from trailkeeper._internal.fsutil import fsync_dir
 from trailkeeper._internal.sqlite import Database
+from trailkeeper.clock import SystemClock
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ValidationRunError
 from trailkeeper.identity import IdentityStore
@@ -48,7 +49,7 @@ def run_validation(config: Config, trail_name: str, start: datetime, end: dateti
     if not config.state_db.exists():
         raise ValidationRunError(f"no trailkeeper data in {config.data_dir}", "pass --data-dir pointing at the server's data directory")
     keyring = LocalKeyring.open(config.keyring_dir)
-    account = IdentityStore(config.state_db, keyring, _Clock()).account()
+    account = IdentityStore(config.state_db, keyring, SystemClock()).account()
     db = Database(config.state_db)
     try:
         trails = TrailStore(db)
@@ -70,11 +71,6 @@ def run_validation(config: Config, trail_name: str, start: datetime, end: dateti
         state.save()
     record_validation_run(config, account.account_id, account.region, info, start, end or now, report, mode)
     return report, info
-
-
-class _Clock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 class _progress:

@@ -127,9 +127,6 @@ class Service:
         self.wait_indexed(self.spool.next_seq() - 1, max(0.0, deadline - time.monotonic()))
 
     # ---- recording ----
-    def append_records(self, bodies: list[bytes], idem_key: str | None = None, idem_hash: bytes | None = None) -> Any:
-        return self.spool.append(bodies, idem_key=idem_key, idem_hash=idem_hash)
-
     def emit(self, record: dict[str, Any]) -> None:
         """Append one self-audit record durably (blocks until fsynced)."""
         self.spool.append([orjson.dumps(record)])

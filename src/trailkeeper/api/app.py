@@ -213,13 +213,20 @@ class App:
     # ---- authentication (every refusal is recorded: PCI DSS 10.2.1.4) ----
     async def _authenticate(self, request: SignedRequest, operation: str, scope: Scope) -> Principal:
         svc = self.service
+        owner: list[Principal] = []
+
+        def lookup_secret(key_id: str) -> str | None:
+            # One key lookup per request: the owner found here is the authenticated principal.
+            found = svc.identity.active_key(key_id)
+            if found is None:
+                return None
+            owner.append(found[0])
+            return found[1]
+
         try:
-            verified = verify(request, svc.identity.secret_for, svc.clock.now(), svc.account.region,
-                              SIGNING_SERVICES, svc.config.max_clock_skew)
-            resolved = svc.identity.resolve(verified.access_key_id)
-            if resolved is None:
-                raise AuthError("InvalidClientTokenId", "The security token included in the request is invalid.", 403)
-            return resolved[0]
+            verify(request, lookup_secret, svc.clock.now(), svc.account.region, SIGNING_SERVICES,
+                   svc.config.max_clock_skew)
+            return owner[0]
         except AuthError as e:
             key_id = _claimed_key(request)
             await self._run(self._record_refusal, operation or scope["path"], key_id, e.code, str(e), scope)

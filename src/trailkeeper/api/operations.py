@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from trailkeeper import audit, lake
+from trailkeeper.clock import iso_seconds
 from trailkeeper.errors import HistoryError, TrailError
 from trailkeeper.history.base import LookupQuery
 from trailkeeper.identity import Principal
@@ -220,7 +221,7 @@ def get_trail_status(service: Service, _: Principal, params: Params) -> dict[str
 
 
 def _iso(when: datetime | None) -> str | None:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+    return iso_seconds(when) if when else None
 
 
 def start_logging(service: Service, _: Principal, params: Params) -> dict[str, Any]:
