@@ -3,14 +3,23 @@
 Builds (once, cached under bench/out/validate-vs-awscli/) a trail written by the real delivery
 pipeline in-process with a frozen clock about two hours in the past: >= 26 one-minute digest
 periods, ~12,000 records of ~1 KB each per period (>= 300 MB of uncompressed logs). Then it
-serves that data directory with a real server process and measures, in the same run and
-interleaved, the best wall time of:
+serves that data directory with a real server process, copies the trail's destination objects
+(same bucket, keys, bytes and metadata) into a real SeaweedFS S3 server, and measures, in the
+same run and interleaved, the best wall time of:
 
   aws     `aws cloudtrail validate-logs` (awscli 1.x) through the server's S3/CloudTrail gateway;
+  plain   the same AWS CLI command with CloudTrail calls (DescribeTrails, ListPublicKeys) still
+          answered by the server but S3 reads served by SeaweedFS ("plain files served
+          statically"), so aws/plain is the cost of the gateway (SigV4, audit record per read);
   full    `trailkeeper validate --mode full` straight from the data directory;
   stored  `trailkeeper validate --mode stored`.
 
-Issue #3 goals: aws/full >= 3x, aws/stored >= 20x.
+Before timing, `python -m compileall -q` runs over src/: this environment sets
+PYTHONDONTWRITEBYTECODE=1, so without it every trailkeeper process (server and CLI) would
+compile its modules from source on each start, which an installed wheel would not do (pip
+compiled awscli's modules when it installed them).
+
+Issue #3 goals: aws/full >= 3x, aws/stored >= 20x, aws/plain <= 1.2 (gateway slowdown <= 20 %).
 Usage: python -m bench.bench_validate_vs_awscli [--periods 26] [--events 12000] [--repeat 3] [--rebuild]
 """
 
@@ -24,9 +33,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,8 +49,10 @@ if str(ROOT) not in sys.path:
 
 from tests.e2e.harness import BIN, Server  # noqa: E402
 from tests.pipeline import open_pipeline  # noqa: E402
+from tests.seaweed import IDENTITY_NAME, SeaweedS3  # noqa: E402
 
 from trailkeeper.layout import trail_arn  # noqa: E402
+from trailkeeper.storage.folder import FolderStore  # noqa: E402
 from trailkeeper.trails import TrailConfig  # noqa: E402
 
 AWS = str(BIN / "aws")
@@ -51,6 +64,8 @@ CHUNKS_PER_PERIOD = 6
 META = "bench-meta.json"
 GOAL_FULL = 3.0
 GOAL_STORED = 20.0
+GOAL_GATEWAY_SLOWDOWN = 0.20
+UPLOAD_THREADS = 4
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
           "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
@@ -147,6 +162,30 @@ def warm(data_dir: Path) -> None:
             path.read_bytes()
 
 
+def compile_sources() -> None:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
+
+
+def upload_plain(dest: Path, bucket: str, s3: SeaweedS3) -> int:
+    """Copy every object of the trail's folder store (bytes and metadata) into SeaweedFS."""
+    store = FolderStore(dest, bucket)
+    client = s3.client()
+    client.create_bucket(Bucket=bucket)
+
+    def put(key: str) -> int:
+        obj = store.get(key)
+        client.put_object(Bucket=bucket, Key=key, Body=obj.data, Metadata=dict(obj.metadata))
+        return len(obj.data)
+
+    keys = [info.key for info in store.list()]
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+        sizes = list(pool.map(put, keys))
+    listed = sum(page.get("KeyCount", 0) for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket))
+    if listed != len(keys):
+        raise SystemExit(f"SeaweedFS lists {listed} objects in {bucket}, {len(keys)} were uploaded")
+    return sum(sizes)
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=3600)
@@ -154,6 +193,13 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.Compl
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:3])} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return elapsed, proc
+
+
+def check_s3_endpoint(name: str, env: dict[str, str], owner: str) -> None:
+    """The AWS CLI's S3 calls reach the intended server (each reports its own bucket owner)."""
+    _, proc = timed([AWS, "s3api", "list-buckets", "--query", "Owner.ID", "--output", "text"], env)
+    if proc.stdout.strip() != owner:
+        raise SystemExit(f"{name}: the AWS CLI's S3 endpoint reports owner {proc.stdout.strip()!r}, expected {owner!r}")
 
 
 def check_aws(stdout: str, facts: dict[str, float]) -> str:
@@ -185,48 +231,77 @@ def main() -> None:
         built = load(args.out)
     facts = trail_facts(built.dest)
     warm(built.data_dir)
+    compile_sources()
     print(f"trail: {facts['digests']:.0f} digest files, {facts['logs']:.0f} log files, "
           f"{facts['raw_mb']:.1f} MB uncompressed logs, {facts['stored_mb']:.1f} MB stored; "
           f"window {built.start} .. {built.end}")
 
+    with tempfile.TemporaryDirectory(prefix="bench-seaweed-") as scratch:
+        plain = SeaweedS3(Path(scratch), built.creds["rootAccessKeyId"], built.creds["rootSecretAccessKey"])
+        plain.start()
+        try:
+            t0 = time.perf_counter()
+            uploaded = upload_plain(built.dest, BUCKET, plain)
+            print(f"SeaweedFS {plain.endpoint}: started in {plain.startup_s:.2f} s, "
+                  f"{uploaded / 1e6:.1f} MB uploaded in {time.perf_counter() - t0:.1f} s", flush=True)
+            best, summaries, code = run_rounds(built, facts, plain, args.repeat)
+        finally:
+            plain.stop()
+    report(best, facts, summaries, code)
+
+
+def aws_env(built: Built, cloudtrail: str, s3: str) -> dict[str, str]:
+    return {**os.environ, "AWS_ENDPOINT_URL_CLOUDTRAIL": cloudtrail, "AWS_ENDPOINT_URL_S3": s3,
+            "AWS_DEFAULT_REGION": built.creds["region"], "AWS_ACCESS_KEY_ID": built.creds["rootAccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": built.creds["rootSecretAccessKey"],
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
+def run_rounds(built: Built, facts: dict[str, float], plain: SeaweedS3,
+               repeat: int) -> tuple[dict[str, float], dict[str, str], int]:
     server = Server(built.data_dir)
     server.creds = built.creds
     server.start()
     try:
-        aws_env = {**os.environ, "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": built.creds["region"],
-                   "AWS_ACCESS_KEY_ID": built.creds["rootAccessKeyId"],
-                   "AWS_SECRET_ACCESS_KEY": built.creds["rootSecretAccessKey"],
-                   "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
         window = ["--start-time", built.start, "--end-time", built.end]
+        validate_logs = [AWS, "cloudtrail", "validate-logs", "--trail-arn", built.arn, *window]
+        local = [TRAILKEEPER, "validate", "--data-dir", str(built.data_dir), "--trail", TRAIL, *window]
         commands: dict[str, tuple[list[str], dict[str, str]]] = {
-            "aws": ([AWS, "cloudtrail", "validate-logs", "--trail-arn", built.arn, *window], aws_env),
-            "full": ([TRAILKEEPER, "validate", "--data-dir", str(built.data_dir), "--trail", TRAIL, *window,
-                      "--mode", "full"], dict(os.environ)),
-            "stored": ([TRAILKEEPER, "validate", "--data-dir", str(built.data_dir), "--trail", TRAIL, *window,
-                        "--mode", "stored"], dict(os.environ)),
+            "aws": (validate_logs, aws_env(built, server.endpoint, server.endpoint)),
+            "plain": (validate_logs, aws_env(built, server.endpoint, plain.endpoint)),
+            "full": ([*local, "--mode", "full"], dict(os.environ)),
+            "stored": ([*local, "--mode", "stored"], dict(os.environ)),
         }
+        check_s3_endpoint("aws", commands["aws"][1], built.creds["accountId"])
+        check_s3_endpoint("plain", commands["plain"][1], IDENTITY_NAME)
         best = {name: float("inf") for name in commands}
-        summary = ""
-        for round_ in range(args.repeat):
+        summaries: dict[str, str] = {}
+        for round_ in range(repeat):
             for name, (argv, env) in commands.items():
                 elapsed, proc = timed(argv, env)
-                if name == "aws":
-                    summary = check_aws(proc.stdout, facts)
+                if argv[0] == AWS:
+                    summaries[name] = check_aws(proc.stdout, facts)
                 best[name] = min(best[name], elapsed)
                 print(f"  round {round_ + 1} {name:<6} {elapsed:8.2f} s", flush=True)
     finally:
         code = server.terminate()
-    report(best, facts, summary, code)
+    return best, summaries, code
 
 
-def report(best: dict[str, float], facts: dict[str, float], summary: str, server_exit: int) -> None:
+def report(best: dict[str, float], facts: dict[str, float], summaries: dict[str, str], server_exit: int) -> None:
     rate: Callable[[str], float] = lambda name: facts["raw_mb"] / best[name]  # noqa: E731
-    print(f"AWS CLI: {summary}; server exited {server_exit}")
+    for name, summary in summaries.items():
+        print(f"AWS CLI ({name}): {summary}")
+    print(f"server exited {server_exit}")
     for name in best:
         print(f"{name:<6} best {best[name]:8.2f} s  {rate(name):9.1f} MB/s uncompressed")
     full, stored = best["aws"] / best["full"], best["aws"] / best["stored"]
+    slowdown = best["aws"] / best["plain"] - 1
     print(f"aws/full   = {full:6.1f}x  (goal >= {GOAL_FULL:.0f}x: {'met' if full >= GOAL_FULL else 'NOT met'})")
     print(f"aws/stored = {stored:6.1f}x  (goal >= {GOAL_STORED:.0f}x: {'met' if stored >= GOAL_STORED else 'NOT met'})")
+    met = "met" if slowdown <= GOAL_GATEWAY_SLOWDOWN else "NOT met"
+    print(f"aws via gateway / aws via plain S3 = {best['aws'] / best['plain']:.3f}: gateway slowdown {slowdown:+.1%} "
+          f"(goal <= {GOAL_GATEWAY_SLOWDOWN:.0%}: {met})")
 
 
 if __name__ == "__main__":

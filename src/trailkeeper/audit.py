@@ -15,19 +15,30 @@ SERVICE_SOURCE = "trailkeeper.amazonaws.com"
 CLOUDTRAIL_SOURCE = "cloudtrail.amazonaws.com"
 IAM_SOURCE = "iam.amazonaws.com"
 S3_SOURCE = "s3.amazonaws.com"
+KMS_SOURCE = "kms.amazonaws.com"
 
 # Operations of the native API and the AWS event source each one is recorded under.
 _IAM_OPS = {"CreateUser", "DeleteUser", "ListUsers", "GetUser", "CreateAccessKey", "ListAccessKeys",
             "UpdateAccessKey", "DeleteAccessKey"}
+# KMS operation names (none is also a CloudTrail or IAM operation name in botocore's models).
+_KMS_OPS = frozenset({"CreateKey", "DescribeKey", "ListKeys", "ListResourceTags", "CreateAlias",
+                      "ListAliases", "DeleteAlias", "EnableKey", "DisableKey", "ScheduleKeyDeletion",
+                      "CancelKeyDeletion", "EnableKeyRotation", "DisableKeyRotation",
+                      "GetKeyRotationStatus", "RotateKeyOnDemand", "Encrypt", "Decrypt",
+                      "GenerateDataKey", "ReEncrypt"})
+# CloudTrail records KMS cryptographic operations as read-only: they change no resource.
+_KMS_READ_ONLY = frozenset({"Encrypt", "Decrypt", "GenerateDataKey", "ReEncrypt"})
 _READ_PREFIXES = ("Get", "List", "Describe", "Lookup", "Head")
 
 
 def event_source_for(operation: str) -> str:
-    return IAM_SOURCE if operation in _IAM_OPS else CLOUDTRAIL_SOURCE
+    if operation in _IAM_OPS:
+        return IAM_SOURCE
+    return KMS_SOURCE if operation in _KMS_OPS else CLOUDTRAIL_SOURCE
 
 
 def is_read_only(operation: str) -> bool:
-    return operation.startswith(_READ_PREFIXES)
+    return operation in _KMS_READ_ONLY or operation.startswith(_READ_PREFIXES)
 
 
 @dataclass(frozen=True)

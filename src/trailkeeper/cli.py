@@ -802,5 +802,42 @@ def trail_list(ctx: click.Context, as_json: bool) -> None:
     print_table(["Name", "HomeRegion", "TrailARN"], trails, title="Trails")
 
 
+# -- storage --------------------------------------------------------------------------------
+
+
+@main.group()
+def storage() -> None:
+    """Check S3-compatible destinations."""
+
+
+@storage.command("probe")
+@_data_dir_option
+@_config_option
+@click.option("--bucket", required=True, help="Bucket to probe (Object Lock must be enabled on it).")
+@_json_option
+@click.pass_context
+def storage_probe(ctx: click.Context, bucket: str, as_json: bool) -> None:
+    """Run the WORM conformance probe; exit 0 only if the bucket behaves as WORM storage.
+
+    Writes only under trailkeeper-probe/<uuid>/ in the bucket; versions locked by the probe
+    stay for one day (they cannot be removed: that is what is being tested).
+    """
+    from trailkeeper.storage.probe import run_probe
+    from trailkeeper.storage.s3 import S3Settings, s3_client
+
+    config = load_config(_data_dir(ctx), _config_path(ctx))
+    report = run_probe(s3_client(config.s3 or S3Settings()), bucket, datetime.now(UTC))
+    rows = [{"Step": s.name, "Result": ("PASS" if s.passed else "FAIL") + ("" if s.required else " (info)"),
+             "Detail": s.detail} for s in report.steps]
+    if as_json:
+        print_json({"Bucket": bucket, "Worm": report.worm, "Steps": rows, "Leftovers": report.leftovers})
+    else:
+        print_table(["Step", "Result", "Detail"], rows, title=f"WORM probe of {bucket}")
+        for left in report.leftovers:
+            print_note(f"kept (locked by the probe): {left}")
+        print_message("WORM verified" if report.worm else "NOT WORM: do not rely on this bucket to refuse deletion")
+    ctx.exit(0 if report.worm else 1)
+
+
 if __name__ == "__main__":
     main()

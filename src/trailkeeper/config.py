@@ -7,9 +7,13 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trailkeeper.errors import ConfigError
+from trailkeeper.keys.roots import RootOfTrustConfig
+
+if TYPE_CHECKING:
+    from trailkeeper.storage.s3 import S3Settings
 
 DEFAULT_DATA_DIR = Path("trailkeeper-data")
 DEFAULT_HOST = "127.0.0.1"
@@ -34,6 +38,11 @@ DEFAULT_RETRY_MAX_BACKOFF = timedelta(seconds=30)
 # second of indexing here), so "acknowledged → searchable within 1 s" holds under load.
 DEFAULT_MAX_INDEX_LAG_EVENTS = 12_000
 MAX_TRAILS = 5  # CloudTrail's per-region limit
+# While a destination or its KMS key is out, events wait in the spool. Past this many
+# undelivered events on any logging trail (about 5 GB of 1 KB events) the backlog policy acts.
+DEFAULT_MAX_BACKLOG_EVENTS = 5_000_000
+FAIL_CLOSED, FAIL_OPEN = "fail-closed", "fail-open"
+BACKLOG_POLICIES = (FAIL_CLOSED, FAIL_OPEN)
 
 ENV_DATA_DIR = "TRAILKEEPER_DATA_DIR"
 ENV_CONFIG = "TRAILKEEPER_CONFIG"
@@ -58,7 +67,11 @@ class Config:
     idempotency_window: timedelta = DEFAULT_IDEMPOTENCY_WINDOW
     retry_max_backoff: timedelta = DEFAULT_RETRY_MAX_BACKOFF
     max_index_lag_events: int = DEFAULT_MAX_INDEX_LAG_EVENTS
+    max_backlog_events: int = DEFAULT_MAX_BACKLOG_EVENTS
+    backlog_policy: str = FAIL_CLOSED
     default_bucket_root: Path | None = field(default=None)
+    root_of_trust: RootOfTrustConfig = field(default_factory=RootOfTrustConfig)
+    s3: S3Settings | None = None  # connection to S3-compatible destinations; None: boto3's defaults
 
     # Derived locations inside the data directory.
     @property
@@ -110,6 +123,10 @@ class Config:
             problems.append("max_clock_skew must be in (0, 15 min]")
         if self.max_index_lag_events < 100:
             problems.append("max_index_lag_events must be at least 100")
+        if self.max_backlog_events < 1:
+            problems.append("max_backlog_events must be at least 1")
+        if self.backlog_policy not in BACKLOG_POLICIES:
+            problems.append(f"backlog_policy {self.backlog_policy!r} is not one of {', '.join(BACKLOG_POLICIES)}")
         if self.spool_segment_bytes < 1024 * 1024:
             problems.append("spool_segment_bytes must be at least 1 MiB")
         if problems:
@@ -119,7 +136,7 @@ class Config:
 
 _DURATION_FIELDS = {f.name for f in fields(Config) if f.type in ("timedelta",)}
 _INT_FIELDS = {f.name for f in fields(Config) if f.type in ("int",)}
-_STR_FIELDS = {"host", "region"}
+_STR_FIELDS = {"host", "region", "backlog_policy"}
 _PATH_FIELDS = {"data_dir", "default_bucket_root"}
 
 
@@ -168,6 +185,44 @@ def _flatten(table: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _sections(raw: dict[str, Any]) -> dict[str, Any]:
+    """Tables that are settings of their own (not flattened); removed from `raw`."""
+    out: dict[str, Any] = {}
+    section = raw.pop("root_of_trust", None)
+    if section is not None:
+        if not isinstance(section, dict):
+            raise ConfigError("root_of_trust: expected a table [root_of_trust]", "see docs/operations.md")
+        out["root_of_trust"] = RootOfTrustConfig.from_toml(section)
+    s3 = raw.pop("s3", None)
+    if s3 is not None:
+        out["s3"] = _s3_settings(s3)
+    return out
+
+
+_S3_KEYS = {"endpoint_url", "region", "access_key_id", "secret_access_key", "addressing_style",
+            "connect_timeout", "read_timeout", "max_attempts"}
+
+
+def _s3_settings(section: object) -> S3Settings:
+    # Imported here: boto3 costs ~150 ms, paid only by installations with S3 destinations.
+    from trailkeeper.storage.s3 import S3Settings
+
+    if not isinstance(section, dict):
+        raise ConfigError("s3: expected a table [s3]", "see docs/operations.md")
+    unknown = sorted(set(section) - _S3_KEYS)
+    if unknown:
+        raise ConfigError(f"[s3] has unknown settings {', '.join(unknown)}", f"known: {', '.join(sorted(_S3_KEYS))}")
+    try:
+        return S3Settings(
+            endpoint_url=section.get("endpoint_url"), region=section.get("region"),
+            access_key_id=section.get("access_key_id"), secret_access_key=section.get("secret_access_key"),
+            addressing_style=section.get("addressing_style", "path"),
+            connect_timeout=float(section.get("connect_timeout", 5)), read_timeout=float(section.get("read_timeout", 30)),
+            max_attempts=int(section.get("max_attempts", 3)))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"[s3] has a value of the wrong type: {e}") from e
+
+
 def load_config(data_dir: Path | None = None, config_path: Path | None = None, **overrides: Any) -> Config:
     """Defaults < TOML file (explicit, or data_dir/trailkeeper.toml) < env < explicit overrides."""
     values: dict[str, Any] = {}
@@ -180,6 +235,7 @@ def load_config(data_dir: Path | None = None, config_path: Path | None = None, *
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"cannot read config file {path}: {e}") from e
+        values.update(_sections(raw))
         for key, value in _flatten(raw).items():
             values[key] = _convert(key, value)
     elif config_path is not None:

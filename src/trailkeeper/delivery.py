@@ -19,10 +19,17 @@ from typing import Any, Protocol
 import orjson
 
 from trailkeeper import digest as digestfmt
-from trailkeeper import layout
+from trailkeeper import envelope, layout
 from trailkeeper._internal.gzipio import GzipFormatError, gunzip_strict, gzip_fast, gzip_single
 from trailkeeper.clock import Clock, floor_to, iso_seconds, parse_iso_seconds
-from trailkeeper.errors import ObjectExistsError, StorageError, TrailkeeperError
+from trailkeeper.errors import (
+    EnvelopeError,
+    KeyProviderUnavailableError,
+    KmsError,
+    ObjectExistsError,
+    StorageError,
+    TrailkeeperError,
+)
 from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.trails import ChainHead, DeliveredFile, Trail, TrailState, TrailStore
@@ -54,6 +61,7 @@ class DeliveryContext:
     max_batch_events: int
     max_batch_bytes: int
     max_backoff: timedelta
+    data_keys: envelope.DataKeys | None = None  # the KMS, for trails with a KmsKeyId
 
 
 def build_log_file(records: list[bytes]) -> bytes:
@@ -80,18 +88,42 @@ def _ceil_seconds(when: datetime) -> datetime:
     return floor if floor == when else floor + timedelta(seconds=1)
 
 
-def _put_log_once(store: ObjectStore, key: str, inflated: bytes) -> bytes:
+@dataclass(frozen=True)
+class LogSealer:
+    """Encrypts a trail's log files under its KMS key (envelope encryption, one data key each)."""
+
+    keys: envelope.DataKeys
+    key_ref: str
+    trail_arn: str
+
+    def seal(self, bucket: str, key: str, gzipped: bytes) -> bytes:
+        try:
+            return envelope.seal(self.keys, self.key_ref, gzipped, envelope.log_context(self.trail_arn, bucket, key))
+        except KmsError as e:
+            # A disabled or deleted key is an outage of the key, not of the events: wait and retry.
+            raise KeyProviderUnavailableError(f"KMS key {self.key_ref} cannot encrypt log file {key}: {e.code}: {e}",
+                                              "enable the key (aws kms enable-key) or point the trail at another "
+                                              "key; events wait in the spool meanwhile") from e
+
+    def open(self, bucket: str, key: str, stored: bytes) -> bytes:
+        return envelope.open_(self.keys, stored, envelope.log_context(self.trail_arn, bucket, key))
+
+
+def _put_log_once(store: ObjectStore, key: str, inflated: bytes, sealer: LogSealer | None = None) -> bytes:
     """Write a log file create-exclusive; a retry finding the same *content* already stored
-    (compressed by an earlier attempt, perhaps with another compressor) adopts it."""
+    (compressed or encrypted by an earlier attempt, so other bytes) adopts it."""
     stored = gzip_fast(inflated)
+    if sealer is not None:
+        stored = sealer.seal(store.bucket, key, stored)
     try:
         store.put_exclusive(key, stored, {})
         return stored
     except ObjectExistsError as e:
         existing = store.get(key).data
         try:
-            same = gunzip_strict(existing) == inflated
-        except GzipFormatError:
+            opened = sealer.open(store.bucket, key, existing) if sealer is not None else existing
+            same = gunzip_strict(opened) == inflated
+        except (GzipFormatError, EnvelopeError):
             same = False
         if not same:
             raise StorageError(f"log file {key} exists with other content: {e}",
@@ -161,6 +193,15 @@ class TrailWorker(threading.Thread):
         self._wake.clear()
 
     # ---- one unit of work ----
+    def attempt(self) -> bool:
+        """`step`, with a storage or key failure recorded as the background loop records it
+        (foreground pumping in tests and tools); False when it failed or nothing was due."""
+        try:
+            return self.step()
+        except StorageError as e:
+            self._on_failure(e)
+            return False
+
     def step(self) -> bool:
         """Do the next due piece of work; return False when nothing was due."""
         trail = self.ctx.trails.get(self.trail_name)
@@ -259,7 +300,7 @@ class TrailWorker(threading.Thread):
             return
         inflated = build_log_file(raw)
         store = self.ctx.open_store(trail)
-        stored = _put_log_once(store, key, inflated)
+        stored = _put_log_once(store, key, inflated, self._sealer(trail))
         newest, oldest = _event_time_bounds(parsed)
         file = DeliveredFile(
             key=key, hash_value=hashlib.sha256(inflated).hexdigest(), stored_hash=hashlib.sha256(stored).hexdigest(),
@@ -268,6 +309,16 @@ class TrailWorker(threading.Thread):
         done = replace(done, latest_delivery_time=now, latest_delivery_error="")
         done = self._recovered(trail, done, now)
         self.ctx.trails.record_delivery(trail.config.name, done, file, seq_from, seq_to)
+
+    def _sealer(self, trail: Trail) -> LogSealer | None:
+        key_ref = trail.config.kms_key_id
+        if not key_ref:
+            return None
+        if self.ctx.data_keys is None:
+            raise KeyProviderUnavailableError(f"trail {trail.config.name} names KMS key {key_ref}, but no KMS is "
+                                              "configured", "start the server with its KMS (the default)")
+        arn = layout.trail_arn(self.ctx.region, self.ctx.account_id, trail.config.name)
+        return LogSealer(self.ctx.data_keys, key_ref, arn)
 
     # ---- digests ----
     def _maybe_start_chain(self, trail: Trail, now: datetime) -> bool:

@@ -96,3 +96,32 @@ class TrailError(TrailkeeperError):
 
 class ValidationRunError(TrailkeeperError):
     """The validator could not run at all (unknown trail, unreadable data dir)."""
+
+
+class KeyProviderUnavailableError(StorageError):
+    """A remote root of trust (OpenBao/Vault Transit, AWS KMS) is unreachable or refuses.
+
+    A StorageError so that delivery treats it like a store outage: wait, retry, report."""
+
+
+class BacklogFullError(TrailkeeperError):
+    """Too many undelivered events wait for a failing destination; the fail-closed policy refuses more."""
+
+
+class KmsError(TrailkeeperError):
+    """A KMS operation failed; `code` is the AWS KMS exception name (NotFoundException, ...)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(message)
+
+
+class EnvelopeError(TrailkeeperError):
+    """An encrypted log file cannot be opened: tampered, moved, or its key is unusable.
+
+    `reason` is a short machine-readable cause (e.g. CIPHERTEXT_TAMPERED, CONTEXT_MISMATCH)."""
+
+    def __init__(self, reason: str, message: str, hint: str = "") -> None:
+        self.reason = reason
+        super().__init__(message, hint)

@@ -22,11 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trailkeeper.clock import Clock
 from trailkeeper.errors import AuthError, IdentityError
-from trailkeeper.keys.keyring import KeyProvider
+
+if TYPE_CHECKING:
+    from trailkeeper.keys.keyring import KeyProvider
 
 ROLES = ("administrator", "auditor", "writer", "forwarder")
 PERMISSIONS: Mapping[str, frozenset[str]] = {
@@ -39,6 +41,12 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "trails:write": frozenset({"administrator"}),
     "identity:read": frozenset({"auditor", "administrator"}),
     "identity:write": frozenset({"administrator"}),
+    # KMS: administrators manage keys; auditors may read key metadata and decrypt (reading
+    # encrypted logs needs both logs:read and kms:decrypt, as in AWS: the store and the key).
+    "kms:read": frozenset({"auditor", "administrator"}),
+    "kms:write": frozenset({"administrator"}),
+    "kms:encrypt": frozenset({"administrator"}),
+    "kms:decrypt": frozenset({"auditor", "administrator"}),
 }
 MAX_KEYS_PER_USER = 2
 ACTIVE, INACTIVE, DELETED = "Active", "Inactive", "Deleted"
@@ -179,6 +187,22 @@ def _from_us(us: int) -> datetime:
 
 def _context(access_key_id: str) -> bytes:
     return _CONTEXT_PREFIX + access_key_id.encode()
+
+
+def read_account(db_path: Path) -> Account:
+    """The account, read through a read-only connection (offline tools; no keyring needed)."""
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_SECONDS)
+        try:
+            rows = conn.execute("SELECT account_id, region, created_us FROM identity_account").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise IdentityError("InvalidState", f"cannot read the account from {db_path}: {e}", status=500) from e
+    if not rows:
+        raise _not_initialised()
+    account_id, region, created_us = rows[0]
+    return Account(account_id, region, _from_us(created_us))
 
 
 def _not_initialised() -> IdentityError:

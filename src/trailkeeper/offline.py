@@ -7,23 +7,25 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trailkeeper import audit, validate_report
 from trailkeeper._internal.fsutil import fsync_dir
 from trailkeeper._internal.sqlite import Database
-from trailkeeper.clock import SystemClock
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ValidationRunError
-from trailkeeper.identity import IdentityStore
-from trailkeeper.keys.keyring import LocalKeyring
+from trailkeeper.identity import read_account
 from trailkeeper.keys.signing import load_public_keys
 from trailkeeper.storage.folder import FolderStore
 from trailkeeper.trails import Trail, TrailStore
 from trailkeeper.validate import TrailInfo, ValidationReport, VerifiedState, validate_trail
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from trailkeeper.kms import Kms
 
 INBOX_DIR = "inbox"
 PROGRESS_MIN_FILES = 200
@@ -48,8 +50,7 @@ def run_validation(config: Config, trail_name: str, start: datetime, end: dateti
                    now: datetime | None = None) -> tuple[ValidationReport, TrailInfo]:
     if not config.state_db.exists():
         raise ValidationRunError(f"no trailkeeper data in {config.data_dir}", "pass --data-dir pointing at the server's data directory")
-    keyring = LocalKeyring.open(config.keyring_dir)
-    account = IdentityStore(config.state_db, keyring, SystemClock()).account()
+    account = read_account(config.state_db)
     db = Database(config.state_db)
     try:
         trails = TrailStore(db)
@@ -63,14 +64,27 @@ def run_validation(config: Config, trail_name: str, start: datetime, end: dateti
     now = now or datetime.now(UTC)
     state = VerifiedState.load(state_path(config, trail_name))
     keys = load_public_keys(config.state_db)
+    data_keys = _kms(config, account.account_id, account.region) if trail.config.kms_key_id and mode == "full" else None
     with _progress(show_progress) as progress:
         report = validate_trail(store, info, keys, start, end or now, now, mode=mode,  # type: ignore[arg-type]
-                                state=state, workers=max(2, os.cpu_count() or 2), progress=progress)
+                                state=state, workers=max(2, os.cpu_count() or 2), progress=progress,
+                                data_keys=data_keys)
     if state.advance(report):
         config.validation_state_dir.mkdir(parents=True, exist_ok=True)
         state.save()
     record_validation_run(config, account.account_id, account.region, info, start, end or now, report, mode)
     return report, info
+
+
+def _kms(config: Config, account_id: str, region: str) -> Kms:
+    """The installation's KMS, opened with its root of trust: full mode decrypts encrypted logs
+    (stored mode never needs it, so an auditor without key access can still prove them unchanged)."""
+    from trailkeeper.clock import SystemClock
+    from trailkeeper.keys.roots import open_root_of_trust
+    from trailkeeper.kms import Kms
+
+    return Kms(config.state_db, open_root_of_trust(config.root_of_trust, config.keyring_dir), SystemClock(),
+               account_id, region)
 
 
 class _progress:
@@ -84,6 +98,15 @@ class _progress:
     def __enter__(self) -> Any:
         if not self.enabled:
             return None
+        # Imported only for a terminal: scripted runs should not pay rich's start-up cost.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self._bar = Progress(TextColumn("validating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                              transient=True)
         self._bar.__enter__()

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -22,15 +23,16 @@ import orjson
 from trailkeeper import audit, layout, records
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import Clock, SystemClock, iso_seconds
-from trailkeeper.config import MAX_TRAILS, Config
+from trailkeeper.config import FAIL_CLOSED, MAX_TRAILS, Config
 from trailkeeper.delivery import DeliveryContext, TrailWorker
-from trailkeeper.errors import TrailError
+from trailkeeper.errors import BacklogFullError, TrailError, TrailkeeperError
 from trailkeeper.history.indexer import SERVER_CACHE_KIB, IndexerProcess
 from trailkeeper.history.sqlite import SqliteHistory
 from trailkeeper.identity import IdentityStore
-from trailkeeper.keys.keyring import LocalKeyring
+from trailkeeper.keys.roots import open_root_of_trust
 from trailkeeper.keys.signing import SigningKeys
-from trailkeeper.spool import Spool
+from trailkeeper.kms import Kms
+from trailkeeper.spool import AppendResult, Spool
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.folder import FolderStore
 from trailkeeper.trails import Trail, TrailConfig, TrailStore
@@ -38,10 +40,15 @@ from trailkeeper.trails import Trail, TrailConfig, TrailStore
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 2000
+# At most this much extra delay before a record is searchable (target: 1 s), in exchange for
+# at most 1 / INDEX_COALESCE_S indexer round trips per second while records trickle in.
+INDEX_COALESCE_S = 0.05
 IN_PROCESS_ORIGIN = "127.0.0.1"
 IN_PROCESS_AGENT = "trailkeeper-in-process"
 INDEX_MAX_BYTES = 16 * 1024 * 1024
 MAINTENANCE_EVERY_S = 5.0
+# The backlog (undelivered events of logging trails) is re-measured at most this often on ingest.
+BACKLOG_RECHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,13 +65,16 @@ class Service:
         self.config = config
         self.background = background
         self.clock: Clock = clock or SystemClock()
-        self.keyring = LocalKeyring.open_or_create(config.keyring_dir)
+        # The root of trust seals access-key secrets, signing keys and KMS key material alike.
+        self.keyring = open_root_of_trust(config.root_of_trust, config.keyring_dir)
         self.identity = IdentityStore(config.state_db, self.keyring, self.clock)
         acct = self.identity.account()
         self.account = Account(acct.account_id, acct.region)
         self.state_db = Database(config.state_db)
         self.trails = TrailStore(self.state_db)
         self.keys = SigningKeys(config.state_db, self.keyring, self.clock, config.key_rotation)
+        self.kms = Kms(config.state_db, self.keyring, self.clock, self.account.account_id, self.account.region,
+                       in_use=self.trails_using_key)
         self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
                            idempotency_window=config.idempotency_window)
         self.history = SqliteHistory(config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
@@ -75,6 +85,9 @@ class Service:
         self._indexed_seq = max(0, self.history.last_indexed_seq())  # seqs start at 1
         self._index_cond = threading.Condition()
         self._last_purge = 0.0
+        self._backlog_checked = -BACKLOG_RECHECK_S
+        self._backlog_over = False
+        self._backlog_lock = threading.Lock()
 
     # ---- life cycle ----
     def start(self) -> None:
@@ -131,6 +144,11 @@ class Service:
         """Append one self-audit record durably (blocks until fsynced)."""
         self.spool.append([orjson.dumps(record)])
 
+    def submit(self, record: dict[str, Any]) -> Future[AppendResult]:
+        """Queue one self-audit record for the next group commit; the future resolves once it
+        is fsynced (for callers that must not block a thread while they wait)."""
+        return self.spool.submit([orjson.dumps(record)])
+
     def emit_service(self, name: str, details: dict[str, Any], resources: list[dict[str, str]] | None = None,
                      source: str = audit.SERVICE_SOURCE) -> None:
         self.emit(audit.service_event_record(self.account.account_id, self.account.region, self.clock.now(),
@@ -166,6 +184,7 @@ class Service:
         """Feed the indexer process; while it indexes one batch, read the next (pipelined)."""
         indexer = IndexerProcess(self.config.history_db)
         in_flight = 0  # last seq of the batch being indexed, 0 if none
+        sent_at = 0.0
         try:
             while not self._stop.is_set():
                 try:
@@ -179,8 +198,11 @@ class Service:
                     if not batch:
                         self.spool.wait_for(self._indexed_seq + 1, 0.5)
                         continue
+                    if self._coalesce(len(batch), sent_at):
+                        continue  # read again: a fuller batch, nothing in flight now
                     indexer.send(batch)
                     in_flight = batch[-1][0]
+                    sent_at = time.monotonic()
                 except Exception:
                     log.exception("history indexing failed; retrying")
                     in_flight = 0
@@ -190,6 +212,16 @@ class Service:
                     indexer = IndexerProcess(self.config.history_db)
         finally:
             indexer.close()
+
+    def _coalesce(self, batch_size: int, sent_at: float) -> bool:
+        """Under a trickle of records (each API call writes its own audit record), wait a
+        little so that one indexer round trip carries many of them: a round trip costs both
+        processes far more than a record does. A full batch goes at once. True if it waited."""
+        left = sent_at + INDEX_COALESCE_S - time.monotonic()
+        if left <= 0 or batch_size >= INDEX_BATCH:
+            return False
+        self._stop.wait(left)
+        return True
 
     @property
     def indexed_seq(self) -> int:
@@ -216,7 +248,7 @@ class Service:
             for name in list(self._workers):
                 worker = self._workers[name]
                 if self.trails.find(name) is not None:
-                    progressed = worker.step() or progressed
+                    progressed = worker.attempt() or progressed
             if not progressed:
                 return
 
@@ -237,8 +269,21 @@ class Service:
                 self.drain_inbox()
                 self._trim_spool()
                 self._maybe_purge()
+                self.maintain_keys()
             except Exception:
                 log.exception("maintenance failed; will retry")
+
+    def maintain_keys(self) -> None:
+        """KMS key rotation and deletion when due; each change is recorded as a KMS event."""
+        done = self.kms.maintain(self.clock.now())
+        for arn in done.rotated:
+            self.emit_service("RotateKey", {"keyId": arn, "rotationType": "AUTOMATIC"},
+                              [{"ARN": arn, "accountId": self.account.account_id, "type": "AWS::KMS::Key"}],
+                              source=audit.KMS_SOURCE)
+        for arn in done.deleted:
+            self.emit_service("DeleteKey", {"keyId": arn},
+                              [{"ARN": arn, "accountId": self.account.account_id, "type": "AWS::KMS::Key"}],
+                              source=audit.KMS_SOURCE)
 
     def _trim_spool(self) -> None:
         needed = self._indexed_seq + 1
@@ -281,12 +326,68 @@ class Service:
         return trail
 
     def open_store(self, trail: Trail) -> ObjectStore:
-        key = f"{trail.config.destination}|{trail.config.bucket}"
+        key = f"{trail.config.destination}|{trail.config.bucket}|{trail.config.object_lock_days}"
         store = self._stores.get(key)
         if store is None:
-            store = FolderStore(Path(trail.config.destination), trail.config.bucket)
+            store = self._new_store(trail.config)
             self._stores[key] = store
         return store
+
+    def _new_store(self, config: TrailConfig) -> ObjectStore:
+        if not config.destination.startswith("s3://"):
+            return FolderStore(Path(config.destination), config.bucket)
+        # Imported here: boto3 is paid for only by installations with S3 destinations.
+        from trailkeeper.storage.s3 import ObjectLockPolicy, S3Settings, S3Store, s3_client
+
+        lock = ObjectLockPolicy(days=config.object_lock_days) if config.object_lock_days else None
+        return S3Store(s3_client(self.config.s3 or S3Settings()), config.bucket, lock=lock, clock=self.clock)
+
+    def trails_using_key(self, key_arn: str) -> list[str]:
+        """Logging trails whose KmsKeyId names this key (a key they use must not be deleted)."""
+        using = []
+        for trail in self.trails.all():
+            ref = trail.config.kms_key_id
+            if not ref or not trail.state.is_logging:
+                continue
+            try:
+                resolved = self.kms.resolve(ref)
+            except TrailkeeperError:
+                continue
+            if resolved == key_arn:
+                using.append(trail.config.name)
+        return using
+
+    # ---- backlog policy (integrity-and-compliance.md §8) ----
+    def backlog(self) -> int:
+        """The most undelivered events any logging trail has waiting in the spool."""
+        top = self.spool.next_seq()
+        return max((top - t.state.offset_seq for t in self.trails.all() if t.state.is_logging), default=0)
+
+    def admit(self) -> None:
+        """Called before new events are accepted. Past `max_backlog_events`, fail-closed refuses
+        them (BacklogFullError → 503) and fail-open accepts them; either way the crossing and
+        its end are recorded as events (the alarm), once each."""
+        now = time.monotonic()
+        with self._backlog_lock:
+            if now - self._backlog_checked < BACKLOG_RECHECK_S:
+                over = self._backlog_over
+            else:
+                self._backlog_checked = now
+                over = self._backlog_transition(self.backlog())
+        if over and self.config.backlog_policy == FAIL_CLOSED:
+            raise BacklogFullError(
+                f"{self.config.max_backlog_events} undelivered events are waiting for a failing destination; "
+                "new events are refused (backlog_policy = fail-closed)",
+                "fix the destination or KMS key shown by `trailkeeper status`; retry later")
+
+    def _backlog_transition(self, backlog: int) -> bool:
+        over = backlog >= self.config.max_backlog_events
+        if over != self._backlog_over:
+            name = "BacklogLimitReached" if over else "BacklogLimitCleared"
+            self.emit_service(name, {"backlogEvents": backlog, "maxBacklogEvents": self.config.max_backlog_events,
+                                     "policy": self.config.backlog_policy})
+            self._backlog_over = over
+        return over
 
     def create_trail(self, config: TrailConfig) -> Trail:
         layout.validate_trail_name(config.name)
@@ -355,6 +456,7 @@ class Service:
             trails=self.trails, keys=self.keys, clock=self.clock, open_store=self.open_store,
             emit=self._emit_trail_event, max_batch_events=self.config.max_batch_events,
             max_batch_bytes=self.config.max_batch_bytes, max_backoff=self.config.retry_max_backoff,
+            data_keys=self.kms,
         )
         worker = TrailWorker(name, ctx)
         self._workers[name] = worker
@@ -371,6 +473,7 @@ class Service:
                user_agent: str = IN_PROCESS_AGENT, idem_key: str | None = None) -> list[str]:
         """The in-process API: validate a whole batch of record objects, append it durably
         (fsynced before this returns), and return the event IDs. Same rules as the HTTP API."""
+        self.admit()
         ids = records.EventIdLog()
         ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now(), ids)
         bodies = records.normalize_batch(list(batch), ctx)

@@ -62,6 +62,9 @@ class TrailConfig:
     is_multi_region: bool = False
     advanced_selectors: tuple[dict[str, Any], ...] = ()  # when set, they replace `selectors`
     tags: tuple[tuple[str, str], ...] = ()
+    kms_key_id: str = ""  # KMS key ARN encrypting the trail's log files ("" = not encrypted)
+    # COMPLIANCE-mode Object Lock retention put on every log and digest file (0: none; S3 only).
+    object_lock_days: int = 0
 
     @property
     def flush_interval(self) -> timedelta:

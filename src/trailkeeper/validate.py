@@ -15,24 +15,27 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from trailkeeper import digest as digestfmt
-from trailkeeper import layout
+from trailkeeper import envelope, layout
 from trailkeeper._internal import gzipio
 from trailkeeper.clock import floor_to, iso_seconds, parse_iso_seconds
-from trailkeeper.errors import ConfigError, ObjectNotFoundError, ValidationRunError
+from trailkeeper.errors import ConfigError, EnvelopeError, ObjectNotFoundError, ValidationRunError
 from trailkeeper.keys.signing import PublicKeyInfo
-from trailkeeper.storage.base import ObjectStore
+from trailkeeper.storage.base import ObjectStore, ObjectVersion, VersionedStore
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+# cryptography (~30 ms to import) is imported at the first signature check, by which time
+# the pool is already hashing log files: start-up overlaps with I/O instead of preceding it.
 
 # A log is delivered at most one flush interval after its events, and a digest
 # shortly after its window ends; this covers both with room for a slow store.
@@ -66,6 +69,9 @@ class Code(StrEnum):
     TRAILING_DATA = "TRAILING_DATA"
     MULTI_MEMBER_GZIP = "MULTI_MEMBER_GZIP"
     INVALID_FORMAT = "INVALID_FORMAT"
+    LOG_DECRYPT_FAILED = "LOG_DECRYPT_FAILED"
+    DELETE_MARKER = "DELETE_MARKER"
+    OVERWRITTEN = "OVERWRITTEN"
 
 
 class Status(StrEnum):
@@ -421,6 +427,9 @@ def _iso_or_open(when: datetime | None) -> str:
 
 def _load_pkcs1(der: bytes) -> rsa.RSAPublicKey | None:
     """The key if `der` is exactly a DER PKCS#1 RSAPublicKey, else None."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         key = serialization.load_der_public_key(der)
     except ValueError:
@@ -432,24 +441,23 @@ def _load_pkcs1(der: bytes) -> rsa.RSAPublicKey | None:
     return key if pkcs1 == der else None
 
 
-def _check_digest(store: ObjectStore, d: _Digest, keys: _KeyRing, region: str, allowance: timedelta) -> None:
-    """Run the per-file checks in the AWS CLI's order; stop at the first failure of this file."""
+def _check_digest_file(store: ObjectStore, d: _Digest) -> bool:
+    """The checks before the signature, in the AWS CLI's order; False at the first failure."""
     try:
         obj = store.get(d.key)
     except ObjectNotFoundError:
         d.fail(Code.DIGEST_MISSING, "not found (deleted while validating)")
-        return
+        return False
     if not _parse_digest(d, obj.data) or not _check_metadata(d, obj.metadata):
-        return
+        return False
     assert d.doc is not None
     if d.doc.bucket != store.bucket or d.doc.key != d.key:
         d.fail(Code.DIGEST_MOVED, f"has been moved from its original location s3://{d.doc.bucket}/{d.doc.key}")
-        return
+        return False
     if d.doc_end != d.end:
         d.fail(Code.INVALID_FORMAT, f"invalid format: digestEndTime {d.doc.end_time} differs from the time in the key")
-        return
-    if _check_signature(d, keys, region, allowance):
-        d.trusted = True
+        return False
+    return True
 
 
 def _parse_digest(d: _Digest, data: bytes) -> bool:
@@ -505,6 +513,10 @@ def _check_signature(d: _Digest, keys: _KeyRing, region: str, allowance: timedel
     message = digestfmt.string_to_sign(
         d.doc.end_time, d.doc.bucket, d.doc.key, d.inflated_sha, d.doc.previous_signature
     )
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     try:
         public.verify(bytes.fromhex(d.signature), message, padding.PKCS1v15(), hashes.SHA256())
     except (InvalidSignature, ValueError):
@@ -595,7 +607,23 @@ class _LogResult:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _check_log(store: ObjectStore, entry: digestfmt.DigestLogFile, mode: Mode) -> _LogResult:
+@dataclass(frozen=True)
+class _Opener:
+    """Decrypts envelope-encrypted log files of one trail (None keys: no KMS at hand)."""
+
+    keys: envelope.DataKeys | None
+    trail_arn: str
+
+    def open(self, bucket: str, key: str, data: bytes) -> bytes:
+        if self.keys is None:
+            header = envelope.read_header(data)
+            raise EnvelopeError(envelope.KEY_UNAVAILABLE, f"encrypted with {header.key_arn} version "
+                                f"{header.key_version} and no KMS was given to decrypt it",
+                                "validate on the server's data directory (its KMS), or use --mode stored")
+        return envelope.open_(self.keys, data, envelope.log_context(self.trail_arn, bucket, key))
+
+
+def _check_log(store: ObjectStore, entry: digestfmt.DigestLogFile, mode: Mode, opener: _Opener) -> _LogResult:
     result = _LogResult(entry.s3_bucket, entry.s3_object)
     if entry.s3_bucket != store.bucket:
         result.problems.append((Code.LOG_MISSING, f"not found: bucket {entry.s3_bucket} is not the store being validated"))
@@ -611,6 +639,12 @@ def _check_log(store: ObjectStore, entry: digestfmt.DigestLogFile, mode: Mode) -
         result.problems.append((Code.LOG_MISSING, "not found"))
         return result
     stored_ok = entry.stored_hash_value is None or hashlib.sha256(data).hexdigest() == entry.stored_hash_value
+    if envelope.is_envelope(data):
+        try:
+            data = opener.open(entry.s3_bucket, entry.s3_object, data)
+        except EnvelopeError as e:
+            result.problems.append((Code.LOG_DECRYPT_FAILED, f"{e.reason}: {e}"))
+            return result
     try:
         inflated_sha, _ = gzipio.gunzip_strict_sha256(data)
     except gzipio.GzipFormatError as e:
@@ -639,6 +673,7 @@ class _Run:
     workers: int
     progress: Callable[[int, int], None] | None
     report: ValidationReport
+    opener: _Opener
     done: int = 0
     total: int = 0
 
@@ -661,17 +696,20 @@ def validate_trail(
     state: VerifiedState | None = None,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    data_keys: envelope.DataKeys | None = None,
 ) -> ValidationReport:
     """Validate the trail's digests and logs delivered in [start, end], as seen at `now`.
 
     `mode="stored"` checks log files against `storedHashValue` only (no
     decompression). `state` is read, never written: call `state.advance(report)`
     and `state.save()` afterwards. `progress(done, total)` is called after each
-    file; `total` grows once the digests have been read.
+    file; `total` grows once the digests have been read. `data_keys` (the KMS) decrypts
+    envelope-encrypted log files in full mode; stored mode never needs it.
     """
     _check_args(trail, start, end, now, mode, workers)
     report = ValidationReport(trail.arn, start, end, now, mode)
-    run = _Run(store, trail, _KeyRing(public_keys), start, end, now, mode, state, workers, progress, report)
+    run = _Run(store, trail, _KeyRing(public_keys), start, end, now, mode, state, workers, progress, report,
+               _Opener(data_keys, trail.arn))
     for region in trail.source_regions:
         _validate_region(run, region)
     return report
@@ -714,8 +752,14 @@ def _validate_region(run: _Run, region: str) -> None:
     # log-folder listing and the report are worked out on this thread.
     with ThreadPoolExecutor(max_workers=run.workers) as pool:
         hashing = _LogHashing(run, pool)
+        readable = []
         for d in digests:
-            _check_digest(run.store, d, run.keys, keyring_region, t.delivery_allowance)
+            if _check_digest_file(run.store, d):
+                readable.append(d)
+                hashing.prefetch(d)
+        for d in readable:
+            d.trusted = _check_signature(d, run.keys, keyring_region, t.delivery_allowance)
+        for d in digests:
             run.tick(done=1)
             hashing.add(d)
         for d in unexpected:
@@ -727,6 +771,8 @@ def _validate_region(run: _Run, region: str) -> None:
         stray = _stray_logs(run, region, in_range, slots, digests, cutoff)
         log_results = hashing.results()
     _assemble(run, region, in_range, unexpected, chain_items, log_results, stray)
+    if isinstance(run.store, VersionedStore):
+        _version_findings(run, run.store, region, min([run.start, *(s.window.start for s in in_range)]))
 
 
 def _list_digests(run: _Run, region: str, windows: list[Window]) -> dict[str, layout.DigestKey]:
@@ -833,12 +879,26 @@ def _state_findings(run: _Run, region: str, slots: list[_Slot]) -> list[ReportEn
 
 
 class _LogHashing:
-    """Every log a trusted digest lists, hashed once on the pool, keyed by log key."""
+    """Every log a trusted digest lists, hashed once on the pool, keyed by log key.
+
+    Hashing starts as soon as a digest parses (`prefetch`), before its signature is checked,
+    so that the pool works while the signatures are verified; only what a trusted digest
+    lists (`add`) is reported. A prefetched entry is reused only if a trusted digest lists
+    the very same entry (key, hashes and bucket), so nothing an untrusted digest claims
+    can stand in for what a trusted one says.
+    """
 
     def __init__(self, run: _Run, pool: ThreadPoolExecutor) -> None:
         self._run = run
         self._pool = pool
+        self._started: dict[tuple[str | None, ...], Future[_LogResult]] = {}
         self._jobs: dict[str, Future[_LogResult]] = {}
+
+    def prefetch(self, d: _Digest) -> None:
+        assert d.doc is not None
+        for entry in d.doc.log_files:
+            if _claim(entry) not in self._started:
+                self._started[_claim(entry)] = self._pool.submit(_check_log, self._run.store, entry, self._run.mode, self._run.opener)
 
     def add(self, d: _Digest) -> None:
         if not d.trusted or d.doc is None:
@@ -846,7 +906,9 @@ class _LogHashing:
         fresh = [e for e in d.doc.log_files if e.s3_object not in self._jobs]
         self._run.tick(added_total=len(fresh))
         for entry in fresh:
-            self._jobs[entry.s3_object] = self._pool.submit(_check_log, self._run.store, entry, self._run.mode)
+            started = self._started.get(_claim(entry))
+            self._jobs[entry.s3_object] = started if started is not None else self._pool.submit(
+                _check_log, self._run.store, entry, self._run.mode, self._run.opener)
 
     def results(self) -> dict[str, _LogResult]:
         out: dict[str, _LogResult] = {}
@@ -855,6 +917,11 @@ class _LogHashing:
             out[result.key] = result
             self._run.tick(done=1)
         return out
+
+
+def _claim(entry: digestfmt.DigestLogFile) -> tuple[str | None, ...]:
+    """Everything `_check_log` reads from a digest entry."""
+    return (entry.s3_bucket, entry.s3_object, entry.hash_value, entry.stored_hash_value)
 
 
 def _stray_logs(
@@ -877,6 +944,57 @@ def _stray_logs(
             if verdict is not None:
                 items.append(_invalid("log", run.store.bucket, info.key, verdict[0], verdict[1], region))
     return items
+
+
+def _version_findings(run: _Run, store: VersionedStore, region: str, lo: datetime) -> None:
+    """Delete markers and overwrites on this trail's keys (tamper catalogue rows 20-21).
+
+    A GET sees neither: behind a delete marker the locked version is still there (the GET says
+    404), and an overwrite leaves only the newest bytes visible. Create-only writes mean an
+    honest writer never makes a second version, so any is reported, even with identical bytes.
+    A finding replaces the plain "missing" entry of the same key.
+    """
+    t = run.trail
+    found: dict[str, list[ObjectVersion]] = {}
+    for base in (layout.digest_prefix(t.prefix, t.account_id, region), layout.log_prefix(t.prefix, t.account_id, region)):
+        for day in _days(lo - t.digest_interval, run.end + t.digest_interval):
+            for version in store.list_versions(f"{base}{day:%Y/%m/%d}/"):
+                found.setdefault(version.key, []).append(version)
+    findings = {key: f for key, versions in found.items() if (f := _version_problem(key, versions, t, region))}
+    if not findings:
+        return
+    items = run.report.items
+    missing = (Code.DIGEST_MISSING, Code.LOG_MISSING)
+    replaced = set()
+    for i, item in enumerate(items):
+        if isinstance(item, ReportEntry) and item.key in findings and item.code in missing:
+            kind, code, message = findings[item.key]
+            items[i] = replace(item, code=code, message=message)
+            replaced.add(item.key)
+    for key, (kind, code, message) in sorted(findings.items()):
+        if key not in replaced:
+            items.append(_invalid(kind, run.store.bucket, key, code, message, region))
+
+
+def _version_problem(key: str, versions: list[ObjectVersion], t: TrailInfo,
+                     region: str) -> tuple[Kind, Code, str] | None:
+    kind: Kind
+    if _parse_own_digest_key(key, t, region) is not None:
+        kind = "digest"
+    elif _log_delivery(key, t, region) is not None:
+        kind = "log"
+    else:
+        return None
+    markers = [v for v in versions if v.is_delete_marker]
+    kept = [v for v in versions if not v.is_delete_marker]
+    if markers:
+        ids = ", ".join(v.version_id for v in kept) or "none"
+        return kind, Code.DELETE_MARKER, (f"deleted: {len(markers)} delete marker(s) hide the key; the stored "
+                                          f"version(s) {ids} are still present (locked)")
+    if len(kept) > 1:
+        return kind, Code.OVERWRITTEN, (f"overwritten: the key has {len(kept)} versions; create-only writes "
+                                        "never make a second one")
+    return None
 
 
 def _log_delivery(key: str, t: TrailInfo, region: str) -> datetime | None:

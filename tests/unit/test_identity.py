@@ -44,6 +44,10 @@ trails:read             y              y        n       n
 trails:write            y              n        n       n
 identity:read           y              y        n       n
 identity:write          y              n        n       n
+kms:read                y              y        n       n
+kms:write               y              n        n       n
+kms:encrypt             y              n        n       n
+kms:decrypt             y              y        n       n
 """
 
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from trailkeeper.clock import iso_seconds
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich is imported where it is used: it costs ~40 ms at start-up, which scripted commands
+# printing JSON or plain lines (validate in CI jobs) should not pay.
 
 # API answers carry times as epoch seconds; these key suffixes mark them for display.
 _TIME_KEY_SUFFIXES = ("Time", "Date", "Timestamp")
@@ -24,10 +28,14 @@ def print_json(document: object) -> None:
 
 def stdout_console() -> Console:
     # A fresh console per call binds to the current sys.stdout (pytest and CliRunner swap it).
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=False)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
@@ -55,6 +63,8 @@ def print_table(
     columns: Sequence[str], rows: Iterable[Mapping[str, Any]], title: str | None = None
 ) -> None:
     """One row per mapping, showing the named keys as columns."""
+    from rich.table import Table
+
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -65,6 +75,8 @@ def print_table(
 
 def print_mapping(document: Mapping[str, Any], title: str | None = None) -> None:
     """A two-column Field/Value table of one mapping."""
+    from rich.table import Table
+
     table = Table(title=title, show_header=True)
     table.add_column("Field", style="bold")
     table.add_column("Value", overflow="fold")

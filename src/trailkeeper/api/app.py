@@ -9,6 +9,7 @@ import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
@@ -16,12 +17,15 @@ import orjson
 
 from trailkeeper import audit, lake, records
 from trailkeeper.api import iam_query, operations
+from trailkeeper.api import kms as kms_api
 from trailkeeper.api.s3 import S3Request, handle_s3
 from trailkeeper.api.sigv4 import SignedRequest, verify
 from trailkeeper.errors import (
     AuthError,
+    BacklogFullError,
     HistoryError,
     IdentityError,
+    KmsError,
     RecordError,
     SpoolError,
     TrailError,
@@ -41,8 +45,12 @@ SIGNING_SERVICE = "trailkeeper"
 CLOUDTRAIL_SERVICE = "cloudtrail"
 S3_SERVICE = "s3"
 IAM_SERVICE = "iam"
+KMS_SERVICE = "kms"
 CLOUDTRAIL_DATA_SERVICE = "cloudtrail-data"
-SIGNING_SERVICES = frozenset({SIGNING_SERVICE, CLOUDTRAIL_SERVICE, S3_SERVICE, IAM_SERVICE, CLOUDTRAIL_DATA_SERVICE})
+SIGNING_SERVICES = frozenset({SIGNING_SERVICE, CLOUDTRAIL_SERVICE, S3_SERVICE, IAM_SERVICE, CLOUDTRAIL_DATA_SERVICE,
+                              KMS_SERVICE})
+# Every operation the native API and `_call_operation` know; CloudTrail's target only names its own.
+ALL_OPERATIONS: dict[str, operations.Operation] = {**operations.OPERATIONS, **kms_api.KMS_OPERATIONS}
 CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 JSON_TYPE = "application/json"
 JSON11_TYPE = "application/x-amz-json-1.1"
@@ -53,6 +61,9 @@ OPS_PREFIX = "/v1/ops/"
 INGEST_OPERATION = "PutEvents"
 BACKPRESSURE_MAX_WAIT_S = 5.0
 BACKPRESSURE_POLL_S = 0.01
+# Run on the event loop rather than the pool: bounded work (one indexed page of at most 50
+# records, read from the server's warm history cache) that the API serves at high rates.
+INLINE_OPERATIONS = frozenset({"LookupEvents"})
 
 
 class HttpError(Exception):
@@ -122,6 +133,8 @@ class App:
             return await self._s3(request, scope)
         if service == IAM_SERVICE:
             return await self._iam(request, scope)
+        if service == KMS_SERVICE:
+            return await self._kms(request, scope)
         if service == CLOUDTRAIL_DATA_SERVICE:
             return await self._put_audit_events(request, scope)
         operation = INGEST_OPERATION if path == INGEST_PATH else path[len(OPS_PREFIX):] if path.startswith(OPS_PREFIX) else ""
@@ -143,7 +156,10 @@ class App:
         if op is None or audit.event_source_for(operation) != audit.CLOUDTRAIL_SOURCE:
             raise HttpError(400, "UnknownOperationException", f"Unknown CloudTrail operation {target!r}.")
         try:
-            status, response = await self._run(self._operation, principal, operation, request.body, scope)
+            if operation in INLINE_OPERATIONS:
+                status, response = 200, await self._operation_inline(principal, operation, request.body, scope)
+            else:
+                status, response = await self._run(self._operation, principal, operation, request.body, scope)
         except HttpError as e:
             # JSON 1.1 clients read errors from the body; CloudTrail answers them with 400.
             raise HttpError(400 if e.status < 500 else e.status, e.code, str(e), e.extra) from e
@@ -157,6 +173,11 @@ class App:
         if not allowed(principal.role, "events:write"):
             await self._run(self._record_denied, principal, "PutAuditEvents", scope)
             raise HttpError(403, "ChannelInsufficientPermission", f"User {principal.arn} may not write events.")
+        try:
+            self.service.admit()
+        except BacklogFullError as e:
+            body = orjson.dumps({"message": f"events were not stored: {e}"})
+            return 503, body, [("content-type", JSON_TYPE), ("x-amzn-errortype", "ServiceUnavailableException")]
         query = urllib.parse.parse_qs(request.query)
         channel = query.get("channelArn", [""])[0]
         external_id = query.get("externalId", [None])[0]
@@ -188,11 +209,26 @@ class App:
                                                 str(uuid.uuid4()))
         return status, body, headers
 
+    async def _kms(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """The KMS over AWS JSON 1.1 (X-Amz-Target TrentService.<Op>); every call is audited."""
+        target = request.headers.get("x-amz-target", "")
+        principal = await self._authenticate(request, kms_api.operation_of(target) or "Unknown", scope)
+
+        def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return self._call_operation(principal, operation, params, scope)
+            except HttpError as e:
+                raise KmsError(e.code, str(e), e.status) from e
+
+        status, headers, body = await self._run(kms_api.handle_kms, target, request.body, call)
+        return status, body, headers
+
     async def _s3(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
         """The read-only S3 gateway over trail destinations; reads of audit logs are audited."""
         operation = _s3_operation(scope["method"], request.path)
         principal = await self._authenticate(request, operation, scope)
-        s3_request = S3Request(scope["method"], request.path, request.query, request.headers)
+        s3_request = S3Request(scope["method"], request.path, request.query, request.headers,
+                               can_decrypt=allowed(principal.role, "kms:decrypt"))
         if scope["method"] in ("GET", "HEAD") and not allowed(principal.role, "logs:read"):
             await self._run(self._record_denied, principal, operation, scope)
             return _s3_denied(f"User {principal.arn} may not read audit logs (role {principal.role}).")
@@ -252,6 +288,7 @@ class App:
         if not allowed(principal.role, "events:write"):
             await self._run(self._record_denied, principal, INGEST_OPERATION, scope)
             raise HttpError(403, "AccessDenied", f"User {principal.arn} is not authorized to write events (role {principal.role}).")
+        self._admit()
         await self._wait_for_indexer()
         issued = records.EventIdLog()
         ctx = records.IngestContext(caller_of(principal), svc.account.region, _client_ip(scope),
@@ -279,6 +316,12 @@ class App:
             ids = issued.issued
         return 200, orjson.dumps({"EventIds": ids, "Duplicate": result.duplicate})
 
+    def _admit(self) -> None:
+        try:
+            self.service.admit()
+        except BacklogFullError as e:
+            raise HttpError(503, "ServiceUnavailable", f"events were not stored: {e}") from e
+
     async def _wait_for_indexer(self) -> None:
         """Back-pressure: an acknowledged event must be searchable within about a second, so
         while the history indexer is too far behind, new batches wait (bounded) before they
@@ -295,44 +338,90 @@ class App:
                                        "AccessDenied", f"role {principal.role} may not call {operation}")
         self.service.emit(record)
 
-    # ---- operations (blocking; run on the pool) ----
+    # ---- operations ----
     def _operation(self, principal: Principal, name: str, body: bytes, scope: Scope) -> tuple[int, bytes]:
-        op = operations.OPERATIONS.get(name)
-        if op is None:
-            raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
-        try:
-            params = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError as e:
-            raise HttpError(400, "SerializationException", f"request body is not JSON: {e}") from e
-        if not isinstance(params, dict):
-            raise HttpError(400, "SerializationException", "request body must be a JSON object")
-        return 200, orjson.dumps(self._call_operation(principal, name, params, scope))
+        """Blocking (runs on the pool): run, audit durably, answer."""
+        outcome = self._execute(principal, name, _params_of(name, body), scope)
+        self.service.emit(outcome.record)
+        return 200, orjson.dumps(outcome.result())
+
+    async def _operation_inline(self, principal: Principal, name: str, body: bytes, scope: Scope) -> bytes:
+        """Run a short, bounded operation on the event loop; only the wait for its audit
+        record's group commit is asynchronous. Skipping the pool saves two thread hand-offs
+        per request, and with them most of the GIL contention of a busy server."""
+        outcome = self._execute(principal, name, _params_of(name, body), scope)
+        await asyncio.wrap_future(self.service.submit(outcome.record))
+        return orjson.dumps(outcome.result())
 
     def _call_operation(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope) -> dict[str, Any]:
         """Authorise, run and audit one operation; every protocol adapter ends here."""
-        op = operations.OPERATIONS.get(name)
+        outcome = self._execute(principal, name, params, scope)
+        self.service.emit(outcome.record)
+        return outcome.result()
+
+    def _execute(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope) -> _Outcome:
+        """Authorise and run one operation; the caller makes the audit record durable before
+        it answers (an answer, or an error, is never sent for an unrecorded call)."""
+        op = ALL_OPERATIONS.get(name)
         if op is None:
             raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
         ctx = self._call_context(scope)
         identity = principal_identity(principal)
-        request_params = {k: v for k, v in params.items() if k not in {"SecretAccessKey"}}
+        is_kms = name in kms_api.KMS_OPERATIONS
+        # Secrets never reach the audit record: access-key secrets, KMS plaintext and ciphertext.
+        request_params = kms_api.redact(name, params, None)[0] if is_kms else {
+            k: v for k, v in params.items() if k != "SecretAccessKey"}
         if not allowed(principal.role, op.permission):
             message = f"User: {principal.arn} is not authorized to perform: {name}"
-            self.service.emit(audit.api_call_record(ctx, identity, name, request_params, None, "AccessDenied", message))
-            raise HttpError(403, "AccessDeniedException", message)
+            record = audit.api_call_record(ctx, identity, name, request_params, None, "AccessDenied", message)
+            return _Outcome(record, error=HttpError(403, "AccessDeniedException", message))
         try:
             response = op.handler(self.service, principal, params)
-        except (TrailError, IdentityError) as e:
-            self.service.emit(audit.api_call_record(ctx, identity, name, request_params, None, e.code, str(e)))
-            raise HttpError(e.status, e.code, str(e)) from e
+        except (TrailError, IdentityError, KmsError) as e:
+            return _failed(audit.api_call_record(ctx, identity, name, request_params, None, e.code, str(e)),
+                           HttpError(e.status, e.code, str(e)), e)
         except (HistoryError, TrailkeeperError) as e:
             code = getattr(e, "code", "InvalidParameterException")
-            self.service.emit(audit.api_call_record(ctx, identity, name, request_params, None, code, str(e)))
-            raise HttpError(400, code, str(e)) from e
-        resources = _resources_for(self.service, name, params)
-        self.service.emit(audit.api_call_record(ctx, identity, name, request_params,
-                                                operations.redact_response(name, response), resources=resources))
-        return response
+            return _failed(audit.api_call_record(ctx, identity, name, request_params, None, code, str(e)),
+                           HttpError(400, code, str(e)), e)
+        if is_kms:
+            resources = kms_api.audit_resources(self.service.kms, name, params, response)
+            kept = kms_api.redact(name, params, response)[1]
+        else:
+            resources, kept = _resources_for(self.service, name, params), operations.redact_response(name, response)
+        record = audit.api_call_record(ctx, identity, name, request_params, kept, resources=resources)
+        return _Outcome(record, response=response)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One operation's answer (or error) and the audit record to make durable before it."""
+
+    record: dict[str, Any]
+    response: dict[str, Any] | None = None
+    error: HttpError | None = None
+
+    def result(self) -> dict[str, Any]:
+        if self.error is not None:
+            raise self.error
+        return self.response if self.response is not None else {}
+
+
+def _failed(record: dict[str, Any], error: HttpError, cause: Exception) -> _Outcome:
+    error.__cause__ = cause
+    return _Outcome(record, error=error)
+
+
+def _params_of(name: str, body: bytes) -> dict[str, Any]:
+    if name not in ALL_OPERATIONS:
+        raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
+    try:
+        params = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError as e:
+        raise HttpError(400, "SerializationException", f"request body is not JSON: {e}") from e
+    if not isinstance(params, dict):
+        raise HttpError(400, "SerializationException", "request body must be a JSON object")
+    return params
 
 
 def _resources_for(service: Service, name: str, params: dict[str, Any]) -> list[dict[str, str]] | None:

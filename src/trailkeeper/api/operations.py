@@ -7,6 +7,7 @@ Query) only translate the wire format.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -14,15 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from trailkeeper import audit, lake
 from trailkeeper.clock import iso_seconds
-from trailkeeper.errors import HistoryError, TrailError
+from trailkeeper.errors import HistoryError, KmsError, TrailError, TrailkeeperError
 from trailkeeper.history.base import LookupQuery
 from trailkeeper.identity import Principal
 from trailkeeper.keys.signing import PublicKeyInfo
-from trailkeeper.records import lookup_pairs, parse_event_time
+from trailkeeper.layout import validate_trail_name
+from trailkeeper.records import username_of
 from trailkeeper.selectors import validate_advanced
 from trailkeeper.service import Service
 from trailkeeper.trails import (
@@ -38,6 +38,9 @@ Handler = Callable[[Service, Principal, Params], dict[str, Any]]
 LOOKUP_ATTRIBUTES = ("EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
                      "EventSource", "AccessKeyId")
 MAX_LOOKUP_RESULTS = 50
+# AWS pages ListTrails without documenting the page size (or taking MaxResults).
+LIST_TRAILS_PAGE_SIZE = 50
+_TRAILS_TOKEN_PREFIX = b"trails-v1:"
 OPEN_START = datetime(1970, 1, 1, tzinfo=UTC)
 OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -116,6 +119,10 @@ def trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
         "FlushIntervalSeconds": config.flush_interval_s,
         "DigestIntervalSeconds": config.digest_interval_s,
     })
+    if config.kms_key_id:
+        shape["KmsKeyId"] = config.kms_key_id
+    if config.object_lock_days:
+        shape["ObjectLockRetentionDays"] = config.object_lock_days
     return shape
 
 
@@ -124,15 +131,19 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     bucket = params.get("S3BucketName", base.bucket if base else None)
     destination = params.get("Destination", base.destination if base else None)
     if bucket is None and destination is None:
-        raise TrailError("InvalidParameterException", "Give S3BucketName or Destination (a folder path).")
+        raise TrailError("InvalidParameterException", "Give S3BucketName or Destination (a folder path or s3://bucket).")
     if destination is None:
         destination = str(service.config.buckets_dir / str(bucket))
     if bucket is None:
-        bucket = _bucket_from_folder(Path(str(destination)))
+        bucket = _bucket_of(str(destination))
     if not isinstance(bucket, str) or not isinstance(destination, str):
         raise TrailError("InvalidParameterException", "S3BucketName and Destination must be strings.")
     validate_bucket_name(bucket)
-    prefix = params.get("S3KeyPrefix", base.prefix if base else "") or ""
+    if destination.startswith("s3://") and _bucket_of(destination) != bucket:
+        raise TrailError("InvalidParameterCombinationException",
+                         f"S3BucketName {bucket} differs from the bucket of Destination {destination}.")
+    default_prefix = base.prefix if base else _s3_prefix(destination)
+    prefix = params.get("S3KeyPrefix", default_prefix) or ""
     if not isinstance(prefix, str) or len(prefix) > 200 or prefix.startswith("/") or prefix.endswith("/"):
         raise TrailError("InvalidS3PrefixException", "S3KeyPrefix must be a string of at most 200 characters, not starting or ending with '/'.")
     cfg = service.config
@@ -143,6 +154,9 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     if flush > digest:
         raise TrailError("InvalidParameterCombinationException", "FlushIntervalSeconds must not exceed DigestIntervalSeconds.")
     return TrailConfig(
+        kms_key_id=_kms_key_param(service, params, base.kms_key_id if base else ""),
+        object_lock_days=_lock_days_param(params, destination, base.object_lock_days if base else 0),
+        advanced_selectors=base.advanced_selectors if base else (), tags=base.tags if base else (),
         name=name, bucket=bucket, destination=destination, prefix=prefix,
         validation=_bool_param(params, "EnableLogFileValidation", base.validation if base else False),
         flush_interval_s=flush, digest_interval_s=digest,
@@ -150,6 +164,51 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
         include_global_service_events=_bool_param(params, "IncludeGlobalServiceEvents", base.include_global_service_events if base else True),
         is_multi_region=_bool_param(params, "IsMultiRegionTrail", base.is_multi_region if base else False),
     )
+
+
+def _kms_key_param(service: Service, params: Params, current: str) -> str:
+    """KmsKeyId as CloudTrail takes it (key id, key ARN, alias name or alias ARN), stored as
+    the key ARN; "" turns encryption off for files delivered from now on."""
+    ref = params.get("KmsKeyId", current)
+    if not isinstance(ref, str):
+        raise TrailError("InvalidKmsKeyIdException", "KmsKeyId must be a string.")
+    if not ref or ref == current:
+        return ref
+    try:
+        return service.kms.check_usable(ref)
+    except KmsError as e:
+        if e.code == "NotFoundException":
+            raise TrailError("KmsKeyNotFoundException", f"KMS key {ref} does not exist: {e}") from e
+        raise TrailError("KmsException", f"KMS key {ref} cannot encrypt: {e.code}: {e}") from e
+
+
+def _lock_days_param(params: Params, destination: str, current: int) -> int:
+    days = params.get("ObjectLockRetentionDays", current)
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 36500:
+        raise TrailError("InvalidParameterException", "ObjectLockRetentionDays must be a whole number of days (0-36500).")
+    if days and not destination.startswith("s3://"):
+        raise TrailError("InvalidParameterCombinationException",
+                         "ObjectLockRetentionDays needs an s3:// Destination on an Object Lock bucket.")
+    return days
+
+
+def _bucket_of(destination: str) -> str:
+    if destination.startswith("s3://"):
+        from trailkeeper.storage.s3 import parse_destination
+
+        try:
+            return parse_destination(destination)[0]
+        except TrailkeeperError as e:
+            raise TrailError("InvalidParameterException", str(e)) from e
+    return _bucket_from_folder(Path(destination))
+
+
+def _s3_prefix(destination: str) -> str:
+    if not destination.startswith("s3://"):
+        return ""
+    from trailkeeper.storage.s3 import parse_destination
+
+    return parse_destination(destination)[1]
 
 
 def _bucket_from_folder(folder: Path) -> str:
@@ -196,8 +255,45 @@ def describe_trails(service: Service, _: Principal, params: Params) -> dict[str,
 
 
 def list_trails(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    return {"Trails": [{"TrailARN": service.trail_arn(t.config.name), "Name": t.config.name,
-                        "HomeRegion": service.account.region} for t in service.trails.all()]}
+    names, token = trails_page([t.config.name for t in service.trails.all()], params.get("NextToken"),
+                               LIST_TRAILS_PAGE_SIZE)
+    out: dict[str, Any] = {"Trails": [{"TrailARN": service.trail_arn(name), "Name": name,
+                                       "HomeRegion": service.account.region} for name in names]}
+    if token is not None:
+        out["NextToken"] = token
+    return out
+
+
+def trails_page(names: list[str], token: object, size: int) -> tuple[list[str], str | None]:
+    """One ListTrails page: trail names in name order after the one `token` carries (from the
+    start when None), and the token of the next page (None on the last). A name rather than
+    an offset keeps paging exact while trails are created or deleted between calls."""
+    after = None if token is None else _open_trails_token(token)
+    remaining = sorted(n for n in names if after is None or n > after)
+    page = remaining[:size]
+    return page, _seal_trails_token(page[-1]) if len(remaining) > size else None
+
+
+def _seal_trails_token(after: str) -> str:
+    return base64.urlsafe_b64encode(_TRAILS_TOKEN_PREFIX + after.encode()).decode().rstrip("=")
+
+
+def _open_trails_token(token: object) -> str:
+    if not isinstance(token, str):
+        raise _bad_trails_token("it is not a string")
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        name = raw.removeprefix(_TRAILS_TOKEN_PREFIX).decode("ascii") if raw.startswith(_TRAILS_TOKEN_PREFIX) else ""
+        validate_trail_name(name)
+    except (ValueError, TrailError) as e:
+        raise _bad_trails_token("it was not returned by ListTrails") from e
+    return name
+
+
+def _bad_trails_token(why: str) -> TrailError:
+    return TrailError("InvalidNextTokenException",
+                      f"NextToken is invalid: {why}; repeat ListTrails without NextToken, or pass the "
+                      "NextToken value the previous ListTrails call returned.")
 
 
 def get_trail_status(service: Service, _: Principal, params: Params) -> dict[str, Any]:
@@ -359,32 +455,38 @@ def lookup_events(service: Service, _: Principal, params: Params) -> dict[str, A
         page = service.history.lookup(LookupQuery(key, value, start, end, max_results, token if isinstance(token, str) else None))
     except HistoryError as e:
         raise TrailError(getattr(e, "code", "InvalidParameterException"), str(e)) from e
-    out: dict[str, Any] = {"Events": [lookup_event_shape(body) for body in page.events]}
+    events = [lookup_event_shape(record, body, t)
+              for record, body, t in zip(page.records, page.events, page.times, strict=True)]
+    out: dict[str, Any] = {"Events": events}
     if page.next_token:
         out["NextToken"] = page.next_token
     return out
 
 
-def lookup_event_shape(body: bytes) -> dict[str, Any]:
-    record = orjson.loads(body)
-    first: dict[str, str] = {}
-    for attribute, value in lookup_pairs(record):
-        first.setdefault(attribute, value)
+def lookup_event_shape(record: dict[str, Any], body: bytes, event_time: int) -> dict[str, Any]:
+    """One LookupEvents `Event` from a stored record, its bytes and its eventTime in epoch
+    seconds (the history's index value). `Username` and `AccessKeyId` are the values the
+    history indexes the record under (records.lookup_pairs), so what a lookup finds by an
+    attribute is what the answer shows for it."""
+    identity = record.get("userIdentity")
     shape: dict[str, Any] = {
         "EventId": record.get("eventID"),
         "EventName": record.get("eventName"),
         "ReadOnly": "true" if record.get("readOnly") is True else "false",
     }
-    if "AccessKeyId" in first:
-        shape["AccessKeyId"] = first["AccessKeyId"]
-    shape["EventTime"] = parse_event_time(record.get("eventTime")).timestamp()
+    key_id = identity.get("accessKeyId") if isinstance(identity, dict) else None
+    if isinstance(key_id, str) and key_id:
+        shape["AccessKeyId"] = key_id
+    shape["EventTime"] = float(event_time)
     shape["EventSource"] = record.get("eventSource")
-    if "Username" in first:
-        shape["Username"] = first["Username"]
+    user = username_of(identity)
+    if user:
+        shape["Username"] = user
+    resources = record.get("resources")
     shape["Resources"] = [
         {"ResourceType": r.get("type"), "ResourceName": r.get("ARN") or r.get("name")}
-        for r in record.get("resources") or [] if isinstance(r, dict)
-    ]
+        for r in resources if isinstance(r, dict)
+    ] if isinstance(resources, list) else []
     shape["CloudTrailEvent"] = body.decode()
     return shape
 

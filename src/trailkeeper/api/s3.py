@@ -10,6 +10,10 @@ caller's `record` callback, which appends an S3 data event to the spool. That ca
 itself: trail delivery writes its folders directly and nothing in trailkeeper reads a
 trail's files back through this gateway, so recording a read never causes another read.
 
+Encrypted log files (trails with a KmsKeyId) are served decrypted, as S3 serves SSE-KMS
+objects: only to callers who may also decrypt with the key (kms:Decrypt), with the
+`x-amz-server-side-encryption` headers naming the key; others get 403 AccessDenied, recorded.
+
 Encoding: when a listing asks for `encoding-type=url`, exactly the fields that botocore
 URL-decodes (`botocore.handlers.decode_list_object[_v2]`) are percent-encoded, so a
 botocore client sees every key exactly as stored, '+' and spaces included.
@@ -29,7 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from trailkeeper.errors import ObjectNotFoundError, StorageError
+from trailkeeper import envelope
+from trailkeeper.errors import EnvelopeError, ObjectNotFoundError, StorageError
 from trailkeeper.service import Service
 from trailkeeper.storage.base import ObjectInfo, ObjectStore
 from trailkeeper.storage.folder import validate_key
@@ -39,6 +44,9 @@ XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 XML_TYPE = "application/xml"
 OBJECT_TYPE = "application/octet-stream"
 MAX_KEYS = 1000
+# S3's wording when an SSE-KMS object's key may not be used by the caller.
+KMS_DENIED_MESSAGE = ("The ciphertext refers to a customer master key that does not exist, does not exist in "
+                      "this region, or you are not allowed to access.")
 READ_ONLY_MESSAGE = "trailkeeper's S3 gateway is read-only: audit logs cannot be changed through it"
 # us-east-1 is the one region S3 reports as an empty LocationConstraint.
 DEFAULT_S3_REGION = "us-east-1"
@@ -58,6 +66,7 @@ class S3Request:
     query: str  # raw query string, without '?'
     headers: Mapping[str, str]  # lowercase names
     request_id: str = field(default="")  # reused in x-amz-request-id and error bodies when given
+    can_decrypt: bool = False  # the caller holds kms:Decrypt (needed for encrypted log files)
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ def _dispatch(service: Service, request: S3Request, record: Recorder, request_id
     if not bucket:
         return _list_buckets(service)
     if key:
-        return _read_object(service, method, bucket, key, record)
+        return _read_object(service, request, bucket, key, record)
     store = _find_bucket(service, bucket)
     if method == "HEAD":
         return S3Response(200, [("x-amz-bucket-region", service.account.region)], b"")
@@ -178,12 +187,12 @@ def _resources(service: Service, bucket: str, key: str) -> list[dict[str, str]]:
 
 # ---- objects ----
 
-def _read_object(service: Service, method: str, bucket: str, key: str, record: Recorder) -> S3Response:
-    operation = "HeadObject" if method == "HEAD" else "GetObject"
+def _read_object(service: Service, request: S3Request, bucket: str, key: str, record: Recorder) -> S3Response:
+    operation = "HeadObject" if request.method == "HEAD" else "GetObject"
     params: dict[str, object] = {"bucketName": bucket, "key": key}
     resources = _resources(service, bucket, key)
     try:
-        response = _object_response(service, method, bucket, key)
+        response = _object_response(service, request, bucket, key)
     except _S3Error as e:
         record(operation, params, e.code, str(e), resources)
         raise
@@ -191,7 +200,7 @@ def _read_object(service: Service, method: str, bucket: str, key: str, record: R
     return response
 
 
-def _object_response(service: Service, method: str, bucket: str, key: str) -> S3Response:
+def _object_response(service: Service, request: S3Request, bucket: str, key: str) -> S3Response:
     store = _find_bucket(service, bucket)
     try:
         validate_key(key)
@@ -202,15 +211,36 @@ def _object_response(service: Service, method: str, bucket: str, key: str) -> S3
         if _is_invalid_key(key):
             raise _no_such_key(key) from e
         raise
+    data, encryption = obj.data, list[tuple[str, str]]()
+    if envelope.is_envelope(data):
+        data, encryption = _decrypted(service, request, bucket, key, data)
     headers = [
         ("content-type", OBJECT_TYPE),
-        ("content-length", str(len(obj.data))),
-        ("etag", _etag(obj.data)),
+        ("content-length", str(len(data))),
+        ("etag", _etag(data)),
         ("last-modified", _http_date(obj.last_modified)),
         ("accept-ranges", "bytes"),
+        *encryption,
     ]
     headers += [(f"x-amz-meta-{name}", value) for name, value in obj.metadata.items()]
-    return S3Response(200, headers, b"" if method == "HEAD" else obj.data)
+    return S3Response(200, headers, b"" if request.method == "HEAD" else data)
+
+
+def _decrypted(service: Service, request: S3Request, bucket: str, key: str,
+               data: bytes) -> tuple[bytes, list[tuple[str, str]]]:
+    """The plaintext of an encrypted log file for a caller allowed to use its key."""
+    if not request.can_decrypt:
+        raise _S3Error(403, "AccessDenied", KMS_DENIED_MESSAGE)
+    try:
+        header = envelope.read_header(data)
+        trail_arn = header.context.get("aws:cloudtrail:arn", "")
+        plain = envelope.open_(service.kms, data, envelope.log_context(trail_arn, bucket, key))
+    except EnvelopeError as e:
+        if e.reason == envelope.KEY_UNAVAILABLE:
+            raise _S3Error(403, "AccessDenied", f"{KMS_DENIED_MESSAGE} ({e})") from e
+        raise _S3Error(500, "InternalError", f"the encrypted object cannot be opened: {e.reason}: {e}") from e
+    return plain, [("x-amz-server-side-encryption", "aws:kms"),
+                   ("x-amz-server-side-encryption-aws-kms-key-id", header.key_arn)]
 
 
 def _is_invalid_key(key: str) -> bool:

@@ -38,7 +38,7 @@ DEFAULT_MAX_SKEW = timedelta(minutes=5)
 S3 = "s3"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
-_AMZ_DATE_RE = re.compile(r"\d{8}T\d{6}Z")
+_AMZ_DATE_RE = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
 _QUERY_SAFE = "-_.~"  # RFC 3986 unreserved characters besides letters and digits
 _PRESIGN_PARAMS = (
     "X-Amz-Algorithm",
@@ -366,7 +366,9 @@ def _parse_amz_date(text: str) -> datetime:
             "See http://en.wikipedia.org/wiki/ISO_8601"
         )
     try:
-        return datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        # The regex fixed every position, so slicing is exact (and strptime costs ~10 µs).
+        return datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
+                        int(text[11:13]), int(text[13:15]), tzinfo=UTC)
     except ValueError as e:
         raise _incomplete(f"Date '{text}' is not a valid date.") from e
 

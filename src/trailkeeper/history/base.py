@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from trailkeeper.errors import HistoryError
 
@@ -50,10 +50,17 @@ class LookupQuery:
 
 @dataclass(frozen=True)
 class LookupPage:
-    """Full records (JSON bytes), newest first; `next_token` is None on the last page."""
+    """Full records (JSON bytes), newest first; `next_token` is None on the last page.
+
+    `records[i]` is `events[i]` decoded and `times[i]` its eventTime in epoch seconds. A store
+    decodes every candidate anyway (to rule out index hash collisions), so the API shapes its
+    answer from these instead of parsing each record a second time.
+    """
 
     events: list[bytes]
     next_token: str | None
+    records: list[dict[str, Any]]
+    times: list[int]
 
 
 class HistoryStore(Protocol):

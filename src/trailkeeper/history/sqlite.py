@@ -32,7 +32,7 @@ import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -299,22 +299,25 @@ class SqliteHistory:
             high_t, high_seq = self._open_token(query.next_token, digest)
         if query.attribute_key == "EventId" and query.attribute_value is not None:
             rows = self._event_id_rows(query.attribute_value, low, high_t, high_seq)
-            found = list(_take(rows, query, query.max_results + 1))
+            found = _take(rows, query, query.max_results + 1)
         else:
             key = ALL_KEY
             if query.attribute_key is not None and query.attribute_value is not None:
                 key = attr_key(query.attribute_key, query.attribute_value)
             cursor = self._reader().execute(_LOOKUP_SQL, (key, low, high_t, high_seq))
             try:
-                found = list(_take(cursor, query, query.max_results + 1))
+                found = _take(cursor, query, query.max_results + 1)
             finally:
                 # An unfinished statement pins its WAL snapshot and stalls checkpoints.
                 cursor.close()
         token = None
         if len(found) > query.max_results:
-            t, seq, _ = found[query.max_results - 1]
+            t, seq, _, _ = found[query.max_results - 1]
             token = self._seal_token(digest, t, seq - 1)
-        return LookupPage([body for _, _, body in found[: query.max_results]], token)
+            del found[query.max_results :]
+        return LookupPage(
+            [row[2] for row in found], token, [row[3] for row in found], [row[0] for row in found]
+        )
 
     def _event_id_rows(
         self, event_id: str, low: int, high_t: int, high_seq: int
@@ -434,21 +437,18 @@ def _event_epoch(seq: int, record: dict[str, Any]) -> int:
 
 def _take(
     rows: Iterable[tuple[int, int, bytes]], query: LookupQuery, limit: int
-) -> Iterator[tuple[int, int, bytes]]:
-    """Rows whose record really holds the attribute value (rules out hash collisions)."""
-    taken = 0
-    for row in rows:
-        if taken == limit:
-            return
-        if query.attribute_key is None or _holds(
-            row[2], query.attribute_key, query.attribute_value
-        ):
-            taken += 1
-            yield row
-
-
-def _holds(body: bytes, attribute: str, value: str | None) -> bool:
-    return value is not None and lookup_has(orjson.loads(body), attribute, value)
+) -> list[tuple[int, int, bytes, dict[str, Any]]]:
+    """Up to `limit` rows whose record really holds the attribute value (rules out hash
+    collisions), each with its decoded record."""
+    taken: list[tuple[int, int, bytes, dict[str, Any]]] = []
+    attribute, value = query.attribute_key, query.attribute_value
+    for t, seq, body in rows:
+        record = _decode(seq, body)
+        if attribute is None or (value is not None and lookup_has(record, attribute, value)):
+            taken.append((t, seq, body, record))
+            if len(taken) == limit:
+                break
+    return taken
 
 
 def _query_digest(query: LookupQuery) -> bytes:

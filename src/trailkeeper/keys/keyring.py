@@ -12,9 +12,6 @@ import struct
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from trailkeeper.errors import SigningKeyError
 
 _MAGIC = b"TKE1"
@@ -62,11 +59,18 @@ class _AesGcmKeyring:
         return self._key_id
 
     def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
+        # cryptography is imported on first use: importing config (every CLI command) pulls
+        # this module in, and most commands never seal anything.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = AESGCM(self._versions[self._current]).encrypt(nonce, plaintext, context)
         return _pack(self._key_id, self._current, nonce, sealed)
 
     def decrypt(self, envelope: bytes, context: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         kid, version, nonce, ciphertext = _unpack(envelope)
         if kid != self._key_id or version not in self._versions:
             raise SigningKeyError(
@@ -83,7 +87,7 @@ class MemoryKeyring(_AesGcmKeyring):
     """In-memory keyring for tests."""
 
     def __init__(self, key_id: str = "memory") -> None:
-        super().__init__(key_id, {1: AESGCM.generate_key(bit_length=256)})
+        super().__init__(key_id, {1: secrets.token_bytes(32)})
 
 
 class LocalKeyring(_AesGcmKeyring):
@@ -94,7 +98,7 @@ class LocalKeyring(_AesGcmKeyring):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / MASTER_KEY_FILE
         if not path.exists():
-            key = AESGCM.generate_key(bit_length=256)
+            key = secrets.token_bytes(32)
             key_id = "local-" + secrets.token_hex(8)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:

@@ -16,14 +16,18 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
-
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from typing import TYPE_CHECKING, Protocol
 
 from trailkeeper.clock import Clock
 from trailkeeper.errors import ConfigError, SigningKeyError
-from trailkeeper.keys.keyring import KeyProvider
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from trailkeeper.keys.keyring import KeyProvider
+
+# cryptography is imported where keys are made or used: the offline validator reads public
+# keys through this module and should not pay ~30 ms of start-up for what it never calls.
 
 KEY_BITS = 2048
 PUBLIC_EXPONENT = 65537
@@ -161,6 +165,9 @@ class SigningKeys:
     def _rotate(
         self, db: sqlite3.Connection, now: datetime, old: PublicKeyInfo | None
     ) -> PublicKeyInfo:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         private = rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=KEY_BITS)
         der = private.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.PKCS1
@@ -187,10 +194,16 @@ class SigningKeys:
 
     def sign(self, fingerprint: str, message: bytes) -> str:
         """Lowercase hex RSA PKCS#1 v1.5 / SHA-256 signature of `message` by key `fingerprint`."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         private = self._private_key(fingerprint)
         return private.sign(message, padding.PKCS1v15(), hashes.SHA256()).hex()
 
     def _private_key(self, fp: str) -> rsa.RSAPrivateKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         with self._lock:
             cached = self._private.get(fp)
             if cached is not None:

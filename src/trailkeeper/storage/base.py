@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -58,4 +58,26 @@ class ObjectStore(Protocol):
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Keys starting with `prefix` and strictly greater than `start_after`,
         in ascending byte-wise (UTF-8) order."""
+        ...
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One entry of a versioned bucket's history: a version of a key, or a delete marker."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    last_modified: datetime
+    size: int
+
+
+@runtime_checkable
+class VersionedStore(Protocol):
+    """An optional capability of stores on versioned buckets (S3 with Object Lock): the
+    validator lists versions to see delete markers and overwrites a plain GET cannot."""
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Every version and delete marker of keys starting with `prefix`, by key then newest first."""
         ...

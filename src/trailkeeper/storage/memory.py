@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 from trailkeeper.clock import Clock, SystemClock
 from trailkeeper.errors import ObjectExistsError, ObjectNotFoundError, StorageError
-from trailkeeper.storage.base import ObjectInfo, StoredObject
+from trailkeeper.storage.base import ObjectInfo, ObjectVersion, StoredObject
 from trailkeeper.storage.folder import validate_key, validate_metadata
 
 
@@ -83,3 +84,45 @@ class MemoryStore:
         return ObjectNotFoundError(
             f"object {key!r} not found in bucket {self._bucket!r}", "check the key and the prefix"
         )
+
+
+class VersionedMemoryStore(MemoryStore):
+    """A MemoryStore on a "versioned bucket": it keeps every version and delete marker, so
+    tests can play the two tamperings only versioned stores can show (catalogue rows 20-21):
+    `tamper_delete` (a delete without a version id adds a marker; GET then says not found)
+    and `tamper_overwrite` (a second version of a key, bypassing create-only writes)."""
+
+    def __init__(self, bucket: str, clock: Clock | None = None) -> None:
+        super().__init__(bucket, clock)
+        self._history: dict[str, list[ObjectVersion]] = {}
+        self._hidden: dict[str, StoredObject] = {}
+
+    def put_exclusive(self, key: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        fresh = key not in self._objects
+        super().put_exclusive(key, data, metadata)
+        if fresh:
+            self._add_version(key, len(data), marker=False)
+
+    def tamper_delete(self, key: str) -> None:
+        with self._lock:
+            self._hidden[key] = self._objects.pop(key)
+        self._add_version(key, 0, marker=True)
+
+    def tamper_overwrite(self, key: str, data: bytes) -> None:
+        with self._lock:
+            old = self._objects[key]
+            self._objects[key] = StoredObject(key, bytes(data), old.metadata, self._clock.now())
+        self._add_version(key, len(data), marker=False)
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        with self._lock:
+            keys = sorted((k for k in self._history if k.startswith(prefix)), key=lambda k: k.encode("utf-8"))
+            snapshot = [list(reversed(self._history[k])) for k in keys]
+        for versions in snapshot:
+            yield from versions
+
+    def _add_version(self, key: str, size: int, marker: bool) -> None:
+        with self._lock:
+            history = self._history.setdefault(key, [])
+            history[:] = [replace(v, is_latest=False) for v in history]
+            history.append(ObjectVersion(key, f"v{len(history) + 1}", True, marker, self._clock.now(), size))

@@ -1,0 +1,435 @@
+"""AWS KMS over JSON 1.1 (`X-Amz-Target: TrentService.<Op>`) onto `trailkeeper.kms`.
+
+Handlers take and return the wire shapes of botocore's KMS model: blobs are base64 strings,
+timestamps epoch seconds. `handle_kms` answers one request given a `call(operation, params)`
+that authorises, runs and audits (App._call_operation); `redact` keeps plaintext and
+ciphertext out of audit records; `audit_resources` names the keys a call touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import orjson
+
+from trailkeeper import audit
+from trailkeeper.api.operations import Operation
+from trailkeeper.errors import KmsError, TrailkeeperError
+from trailkeeper.identity import Principal
+from trailkeeper.kms import (
+    DEFAULT_LIMIT,
+    DEFAULT_PENDING_DAYS,
+    DEFAULT_ROTATION_DAYS,
+    PENDING_DELETION,
+    KeyMetadata,
+    Kms,
+    material_id,
+    unpack_blob,
+)
+
+if TYPE_CHECKING:
+    from trailkeeper.service import Service
+
+KMS_TARGET_PREFIX = "TrentService."
+JSON11_TYPE = "application/x-amz-json-1.1"
+SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
+DATA_KEY_BYTES = {"AES_256": 32, "AES_128": 16}
+KEY_USAGES = ("SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT", "ENCAPSULATE_DECAPSULATE")
+ENCRYPTION_ALGORITHMS = ("SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE")
+# Request members that carry secrets or data: never in an audit record (CloudTrail omits them).
+SECRET_FIELDS = frozenset({"Plaintext", "CiphertextBlob", "CiphertextForRecipient"})
+
+Params = dict[str, Any]
+Call = Callable[[str, Params], dict[str, Any]]
+
+
+class _HasKms(Protocol):
+    kms: Kms
+
+
+def _kms(service: Service) -> Kms:
+    return cast("_HasKms", service).kms
+
+
+# ---- request parameters ---------------------------------------------------------------------
+def _invalid(message: str) -> KmsError:
+    return KmsError("ValidationException", message)
+
+
+def _str(params: Params, name: str, required: bool = True) -> str | None:
+    value = params.get(name)
+    if value is None:
+        if required:
+            raise _invalid(f"1 validation error detected: Value null at '{name}' failed to satisfy "
+                           "constraint: Member must not be null")
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"{name} must be a string.")
+    return value
+
+
+def _key_id(params: Params, name: str = "KeyId") -> str:
+    return cast(str, _str(params, name))
+
+
+def _int(params: Params, name: str, default: int | None) -> int | None:
+    value = params.get(name, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _invalid(f"{name} must be an integer.")
+    return value
+
+
+def _blob(params: Params, name: str, required: bool = True) -> bytes | None:
+    text = _str(params, name, required)
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise KmsError("SerializationException", f"{name} is not valid base64: {e}") from e
+
+
+def _context(params: Params, name: str = "EncryptionContext") -> dict[str, str]:
+    value = params.get(name) or {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _invalid(f"{name} must be a map of strings to strings.")
+    return value
+
+
+def _algorithm(params: Params, name: str = "EncryptionAlgorithm") -> None:
+    value = _str(params, name, required=False)
+    if value is None or value == SYMMETRIC_DEFAULT:
+        return
+    if value not in ENCRYPTION_ALGORITHMS:
+        raise _invalid(f"{name} must be one of {', '.join(ENCRYPTION_ALGORITHMS)}.")
+    raise KmsError("InvalidKeyUsageException", f"{name} {value} is not supported by symmetric keys; "
+                   f"use {SYMMETRIC_DEFAULT}.")
+
+
+def _refuse_recipient(params: Params) -> None:
+    if params.get("Recipient") is not None:
+        raise KmsError("UnsupportedOperationException", "Recipient (Nitro Enclaves attestation) is not "
+                       "supported by trailkeeper's KMS; omit it.")
+
+
+def _dry_run(params: Params, check: Callable[[], str]) -> None:
+    """DryRun: the call was authorised and `check` found its keys usable, so it would have
+    succeeded; `check` runs only for a dry run so real calls keep their own error order."""
+    if params.get("DryRun") is True:
+        arn = check()
+        raise KmsError("DryRunOperationException",
+                       f"The request would have succeeded with key {arn}, but DryRun was set.", 412)
+
+
+# ---- response shapes ------------------------------------------------------------------------
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def key_metadata_shape(meta: KeyMetadata) -> dict[str, Any]:
+    shape: dict[str, Any] = {
+        "AWSAccountId": meta.account_id,
+        "KeyId": meta.key_id,
+        "Arn": meta.arn,
+        "CreationDate": meta.created.timestamp(),
+        "Enabled": meta.enabled,
+        "Description": meta.description,
+        "KeyUsage": ENCRYPT_DECRYPT,
+        "KeyState": meta.state,
+        "Origin": "AWS_KMS",
+        "KeyManager": "CUSTOMER",
+        "CustomerMasterKeySpec": SYMMETRIC_DEFAULT,
+        "KeySpec": SYMMETRIC_DEFAULT,
+        "EncryptionAlgorithms": [SYMMETRIC_DEFAULT],
+        "MultiRegion": False,
+        "CurrentKeyMaterialId": meta.current_material_id,
+    }
+    if meta.deletion_date is not None:
+        shape["DeletionDate"] = meta.deletion_date.timestamp()
+        shape["PendingDeletionWindowInDays"] = meta.pending_window_days
+    return shape
+
+
+def _page(items_name: str, items: list[dict[str, Any]], next_marker: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {items_name: items, "Truncated": next_marker is not None}
+    if next_marker is not None:
+        out["NextMarker"] = next_marker
+    return out
+
+
+# ---- key management -------------------------------------------------------------------------
+_UNSUPPORTED_CREATE = {
+    "Policy": "key policies (trailkeeper authorises KMS calls by role)",
+    "CustomKeyStoreId": "custom key stores",
+    "XksKeyId": "external key stores",
+}
+
+
+def _create_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    for name, what in _UNSUPPORTED_CREATE.items():
+        if params.get(name) is not None:
+            raise KmsError("UnsupportedOperationException", f"{name}: {what} are not supported; omit it.")
+    if params.get("MultiRegion") is True or params.get("Origin", "AWS_KMS") != "AWS_KMS":
+        raise KmsError("UnsupportedOperationException", "Only single-Region keys with Origin AWS_KMS are supported.")
+    _check_usage_and_spec(params)
+    tags = params.get("Tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, dict) for t in tags):
+        raise _invalid("Tags must be a list of {TagKey, TagValue}.")
+    tag_map = {t.get("TagKey"): t.get("TagValue") for t in tags}
+    if len(tag_map) != len(tags):
+        raise KmsError("TagException", "Tags must not repeat a TagKey.")
+    meta = _kms(service).create_key(_str(params, "Description", required=False) or "", tag_map)
+    return {"KeyMetadata": key_metadata_shape(meta)}
+
+
+def _check_usage_and_spec(params: Params) -> None:
+    usage = _str(params, "KeyUsage", required=False) or ENCRYPT_DECRYPT
+    spec = _str(params, "KeySpec", required=False)
+    legacy = _str(params, "CustomerMasterKeySpec", required=False)
+    if spec is not None and legacy is not None:
+        raise _invalid("Give KeySpec or the deprecated CustomerMasterKeySpec, not both.")
+    spec = spec or legacy or SYMMETRIC_DEFAULT
+    if usage not in KEY_USAGES:
+        raise _invalid(f"KeyUsage must be one of {', '.join(KEY_USAGES)}.")
+    if spec == SYMMETRIC_DEFAULT and usage != ENCRYPT_DECRYPT:
+        raise _invalid(f"KeyUsage {usage} is not compatible with KeySpec {SYMMETRIC_DEFAULT}.")
+    if spec != SYMMETRIC_DEFAULT or usage != ENCRYPT_DECRYPT:
+        raise KmsError("UnsupportedOperationException", f"KeySpec {spec} with KeyUsage {usage} is not "
+                       f"supported; trailkeeper's KMS makes {SYMMETRIC_DEFAULT} {ENCRYPT_DECRYPT} keys.")
+
+
+def _describe_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    return {"KeyMetadata": key_metadata_shape(_kms(service).describe_key(_key_id(params)))}
+
+
+def _list_keys(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    page = _kms(service).list_keys(cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
+                                   _str(params, "Marker", required=False))
+    return _page("Keys", [{"KeyId": k.key_id, "KeyArn": k.arn} for k in page.items], page.next_marker)
+
+
+def _list_resource_tags(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    tags = _kms(service).list_resource_tags(_key_id(params))
+    return {"Tags": [{"TagKey": k, "TagValue": v} for k, v in tags.items()], "Truncated": False}
+
+
+def _enable_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    _kms(service).enable_key(_key_id(params))
+    return {}
+
+
+def _disable_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    _kms(service).disable_key(_key_id(params))
+    return {}
+
+
+def _schedule_key_deletion(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    days = cast(int, _int(params, "PendingWindowInDays", DEFAULT_PENDING_DAYS))
+    meta = _kms(service).schedule_key_deletion(_key_id(params), days)
+    assert meta.deletion_date is not None  # set by scheduling
+    return {"KeyId": meta.arn, "DeletionDate": meta.deletion_date.timestamp(), "KeyState": PENDING_DELETION,
+            "PendingWindowInDays": days}
+
+
+def _cancel_key_deletion(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    return {"KeyId": _kms(service).cancel_key_deletion(_key_id(params)).arn}
+
+
+# ---- aliases ----------------------------------------------------------------------------------
+def _create_alias(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    _kms(service).create_alias(cast(str, _str(params, "AliasName")), _key_id(params, "TargetKeyId"))
+    return {}
+
+
+def _delete_alias(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    _kms(service).delete_alias(cast(str, _str(params, "AliasName")))
+    return {}
+
+
+def _list_aliases(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    page = _kms(service).list_aliases(_str(params, "KeyId", required=False),
+                                      cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
+                                      _str(params, "Marker", required=False))
+    aliases = [{"AliasName": a.name, "AliasArn": a.arn, "TargetKeyId": a.target_key_id,
+                "CreationDate": a.created.timestamp(), "LastUpdatedDate": a.updated.timestamp()}
+               for a in page.items]
+    return _page("Aliases", aliases, page.next_marker)
+
+
+# ---- rotation ---------------------------------------------------------------------------------
+def _enable_key_rotation(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    period = cast(int, _int(params, "RotationPeriodInDays", DEFAULT_ROTATION_DAYS))
+    _kms(service).enable_key_rotation(_key_id(params), period)
+    return {}
+
+
+def _disable_key_rotation(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    _kms(service).disable_key_rotation(_key_id(params))
+    return {}
+
+
+def _get_key_rotation_status(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    status = _kms(service).get_key_rotation_status(_key_id(params))
+    out: dict[str, Any] = {"KeyRotationEnabled": status.enabled, "KeyId": status.key_arn}
+    if status.period_days is not None:
+        out["RotationPeriodInDays"] = status.period_days
+    if status.next_rotation is not None:
+        out["NextRotationDate"] = status.next_rotation.timestamp()
+    return out
+
+
+def _rotate_key_on_demand(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    kms = _kms(service)
+    key_ref = _key_id(params)
+    kms.rotate_key_on_demand(key_ref)
+    return {"KeyId": kms.resolve(key_ref)}
+
+
+# ---- cryptographic operations -----------------------------------------------------------------
+def _encrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    kms, key_ref = _kms(service), _key_id(params)
+    plaintext, context = cast(bytes, _blob(params, "Plaintext")), _context(params)
+    _algorithm(params)
+    _dry_run(params, lambda: kms.check_usable(key_ref))
+    out = kms.encrypt(key_ref, plaintext, context)
+    return {"CiphertextBlob": _b64(out.blob), "KeyId": out.key_arn, "EncryptionAlgorithm": SYMMETRIC_DEFAULT}
+
+
+def _decrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    kms = _kms(service)
+    blob, key_ref = cast(bytes, _blob(params, "CiphertextBlob")), _str(params, "KeyId", required=False)
+    _algorithm(params)
+    _refuse_recipient(params)
+    _dry_run(params, lambda: kms.check_usable(key_ref or unpack_blob(blob).key_id))
+    out = kms.decrypt(blob, _context(params), key_ref)
+    return {"KeyId": out.key_arn, "Plaintext": _b64(out.plaintext), "EncryptionAlgorithm": SYMMETRIC_DEFAULT,
+            "KeyMaterialId": material_id(_key_uuid(out.key_arn), out.key_version)}
+
+
+def _generate_data_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    kms, key_ref = _kms(service), _key_id(params)
+    spec, count = _str(params, "KeySpec", required=False), _int(params, "NumberOfBytes", None)
+    if (spec is None) == (count is None):
+        raise _invalid("Please specify either number of bytes or key spec (not both).")
+    if spec is not None and spec not in DATA_KEY_BYTES:
+        raise _invalid(f"KeySpec must be one of {', '.join(DATA_KEY_BYTES)}.")
+    _refuse_recipient(params)
+    _dry_run(params, lambda: kms.check_usable(key_ref))
+    out = kms.generate_data_key(key_ref, _context(params), DATA_KEY_BYTES[spec] if spec else cast(int, count))
+    return {"CiphertextBlob": _b64(out.blob), "Plaintext": _b64(out.plaintext), "KeyId": out.key_arn,
+            "KeyMaterialId": material_id(_key_uuid(out.key_arn), out.key_version)}
+
+
+def _re_encrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    kms = _kms(service)
+    blob, destination = cast(bytes, _blob(params, "CiphertextBlob")), _key_id(params, "DestinationKeyId")
+    source = _str(params, "SourceKeyId", required=False)
+    _algorithm(params, "SourceEncryptionAlgorithm")
+    _algorithm(params, "DestinationEncryptionAlgorithm")
+    _dry_run(params, lambda: kms.check_usable(source or unpack_blob(blob).key_id)
+             and kms.check_usable(destination))
+    out = kms.re_encrypt(blob, destination, _context(params, "SourceEncryptionContext"),
+                         _context(params, "DestinationEncryptionContext"), source)
+    return {"CiphertextBlob": _b64(out.blob), "SourceKeyId": out.source_key_arn, "KeyId": out.key_arn,
+            "SourceEncryptionAlgorithm": SYMMETRIC_DEFAULT, "DestinationEncryptionAlgorithm": SYMMETRIC_DEFAULT,
+            "SourceKeyMaterialId": material_id(_key_uuid(out.source_key_arn), out.source_key_version),
+            "DestinationKeyMaterialId": material_id(_key_uuid(out.key_arn), out.key_version)}
+
+
+def _key_uuid(arn: str) -> str:
+    return arn.rpartition("/")[2]
+
+
+KMS_OPERATIONS: dict[str, Operation] = {
+    "CreateKey": Operation(_create_key, "kms:write"),
+    "DescribeKey": Operation(_describe_key, "kms:read"),
+    "ListKeys": Operation(_list_keys, "kms:read"),
+    "ListResourceTags": Operation(_list_resource_tags, "kms:read"),
+    "CreateAlias": Operation(_create_alias, "kms:write"),
+    "ListAliases": Operation(_list_aliases, "kms:read"),
+    "DeleteAlias": Operation(_delete_alias, "kms:write"),
+    "EnableKey": Operation(_enable_key, "kms:write"),
+    "DisableKey": Operation(_disable_key, "kms:write"),
+    "ScheduleKeyDeletion": Operation(_schedule_key_deletion, "kms:write"),
+    "CancelKeyDeletion": Operation(_cancel_key_deletion, "kms:write"),
+    "EnableKeyRotation": Operation(_enable_key_rotation, "kms:write"),
+    "DisableKeyRotation": Operation(_disable_key_rotation, "kms:write"),
+    "GetKeyRotationStatus": Operation(_get_key_rotation_status, "kms:read"),
+    "RotateKeyOnDemand": Operation(_rotate_key_on_demand, "kms:write"),
+    "Encrypt": Operation(_encrypt, "kms:encrypt"),
+    "Decrypt": Operation(_decrypt, "kms:decrypt"),
+    "GenerateDataKey": Operation(_generate_data_key, "kms:encrypt"),
+    "ReEncrypt": Operation(_re_encrypt, "kms:encrypt"),
+}
+
+
+# ---- auditing ---------------------------------------------------------------------------------
+def redact(name: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
+           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(requestParameters, responseElements) for the audit record of a KMS call: no plaintext
+    or ciphertext; like CloudTrail, no response for read-only calls (crypto ones included)."""
+    request = {k: v for k, v in params.items() if k not in SECRET_FIELDS}
+    if response is None or audit.is_read_only(name):
+        return request, None
+    return request, {k: v for k, v in response.items() if k not in SECRET_FIELDS}
+
+
+def audit_resources(kms: Kms, name: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
+                    ) -> list[dict[str, str]] | None:
+    """CloudTrail `resources` of a KMS call: every key it used, as AWS::KMS::Key entries."""
+    arns: list[str] = []
+    answer = response or {}
+    for value in (answer.get("KeyMetadata", {}).get("Arn"), answer.get("SourceKeyId"), answer.get("KeyId")):
+        if isinstance(value, str) and value.startswith("arn:") and value not in arns:
+            arns.append(value)
+    if not arns:
+        for field_name in ("KeyId", "TargetKeyId", "DestinationKeyId", "SourceKeyId"):
+            ref = params.get(field_name)
+            if isinstance(ref, str):
+                try:
+                    arns.append(kms.resolve(ref))
+                except KmsError:
+                    continue
+    return [{"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in arns] or None
+
+
+# ---- the JSON 1.1 exchange ---------------------------------------------------------------------
+def operation_of(target: str) -> str | None:
+    """The operation an X-Amz-Target names, if it is one of ours."""
+    if not target.startswith(KMS_TARGET_PREFIX):
+        return None
+    name = target[len(KMS_TARGET_PREFIX):]
+    return name if name in KMS_OPERATIONS else None
+
+
+def error_response(code: str, message: str, status: int = 400) -> tuple[int, list[tuple[str, str]], bytes]:
+    return status, [("content-type", JSON11_TYPE)], orjson.dumps({"__type": code, "message": message})
+
+
+def handle_kms(target: str, body: bytes, call: Call) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Answer one KMS JSON 1.1 request: (HTTP status, headers, body).
+
+    Errors carrying an AWS `code` (KmsError, or what `call` raises for refusals) become
+    `{"__type", "message"}` bodies; any other exception propagates to the app's handler.
+    """
+    operation = operation_of(target)
+    if operation is None:
+        return error_response("UnknownOperationException", f"Unknown KMS operation {target!r}.")
+    try:
+        params = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError as e:
+        return error_response("SerializationException", f"request body is not JSON: {e}")
+    if not isinstance(params, dict):
+        return error_response("SerializationException", "request body must be a JSON object")
+    try:
+        response = call(operation, params)
+    except TrailkeeperError as e:
+        code, status = getattr(e, "code", None), getattr(e, "status", 400)
+        if not isinstance(code, str):
+            raise
+        return error_response(code, str(e), status if isinstance(status, int) else 400)
+    return 200, [("content-type", JSON11_TYPE)], orjson.dumps(response)
