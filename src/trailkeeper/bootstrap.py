@@ -7,8 +7,8 @@ from pathlib import Path
 from trailkeeper.clock import Clock, SystemClock
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import IdentityError
-from trailkeeper.identity import IdentityStore, RootCredentials
-from trailkeeper.keys.keyring import LocalKeyring
+from trailkeeper.identity import IdentityStore, RootCredentials, read_account
+from trailkeeper.keys.roots import open_root_of_trust
 from trailkeeper.keys.signing import SigningKeys
 
 
@@ -20,7 +20,8 @@ def init_data_dir(data_dir: Path, region: str | None = None, config_path: Path |
 def init_with_config(config: Config, clock: Clock | None = None) -> RootCredentials:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     clock = clock or SystemClock()
-    keyring = LocalKeyring.open_or_create(config.keyring_dir)
+    # The configured root of trust seals the root's secret and the first signing key.
+    keyring = open_root_of_trust(config.root_of_trust, config.keyring_dir)
     identity = IdentityStore(config.state_db, keyring, clock)
     creds = identity.init_account(config.region)
     SigningKeys(config.state_db, keyring, clock, config.key_rotation).current()
@@ -31,7 +32,7 @@ def is_initialised(config: Config) -> bool:
     if not config.state_db.exists():
         return False
     try:
-        IdentityStore(config.state_db, LocalKeyring.open_or_create(config.keyring_dir), SystemClock()).account()
+        read_account(config.state_db)
     except IdentityError:
         return False
     return True

@@ -532,7 +532,7 @@ def user() -> None:
 @click.option(
     "--role",
     required=True,
-    help="What the user may do: administrator, auditor, writer or forwarder.",
+    help="What the user may do: administrator, auditor, writer, forwarder or log-reader.",
 )
 @_json_option
 @click.pass_context
@@ -648,7 +648,10 @@ def key_delete(ctx: click.Context, key_id: str, user_name: str | None) -> None:
 
 def _trail_settings_options(f: _F) -> _F:
     options = [
-        click.option("--destination", help="Folder the trail delivers log and digest files to."),
+        click.option("--destination", help="Folder, or s3://bucket[/prefix], the trail delivers files to."),
+        click.option("--kms-key-id", help="KMS key (id, ARN or alias) encrypting the log files; '' for none."),
+        click.option("--object-lock-days", type=click.IntRange(0, 36500),
+                     help="COMPLIANCE retention on every file (s3:// destinations with Object Lock)."),
         click.option("--prefix", help="Key prefix inside the destination (S3KeyPrefix)."),
         click.option(
             "--validation/--no-validation",
@@ -673,6 +676,10 @@ def _trail_settings_options(f: _F) -> _F:
     return f
 
 
+def _absolute_destination(destination: str) -> str:
+    return destination if destination.startswith("s3://") else os.path.abspath(destination)
+
+
 def _save_trail(
     ctx: click.Context, operation: str, name: str, options: dict[str, Any], as_json: bool
 ) -> None:
@@ -680,11 +687,13 @@ def _save_trail(
     destination = options["destination"]
     settings: dict[str, Any] = {
         # The server may run in another working directory: send an unambiguous path.
-        "destination": os.path.abspath(destination) if destination else None,
+        "destination": _absolute_destination(destination) if destination else None,
         "s3_key_prefix": options["prefix"],
         "enable_log_file_validation": options["validation"],
         "flush_interval_seconds": options["flush_interval"],
         "digest_interval_seconds": options["digest_interval"],
+        "kms_key_id": options["kms_key_id"],
+        "object_lock_days": options["object_lock_days"],
     }
     save = client.create_trail if operation == "create" else client.update_trail
     answer = save(name, **settings)

@@ -143,6 +143,8 @@ def _trail_settings(
     enable_log_file_validation: bool | None,
     flush_interval_seconds: int | None,
     digest_interval_seconds: int | None,
+    kms_key_id: str | None = None,
+    object_lock_days: int | None = None,
 ) -> dict[str, Any]:
     return _compact(
         {
@@ -151,6 +153,8 @@ def _trail_settings(
             "EnableLogFileValidation": enable_log_file_validation,
             "FlushIntervalSeconds": flush_interval_seconds,
             "DigestIntervalSeconds": digest_interval_seconds,
+            "KmsKeyId": kms_key_id,
+            "ObjectLockRetentionDays": object_lock_days,
         }
     )
 
@@ -346,6 +350,8 @@ class Client:
         enable_log_file_validation: bool | None = None,
         flush_interval_seconds: int | None = None,
         digest_interval_seconds: int | None = None,
+        kms_key_id: str | None = None,
+        object_lock_days: int | None = None,
     ) -> dict[str, Any]:
         settings = _trail_settings(
             destination,
@@ -353,6 +359,8 @@ class Client:
             enable_log_file_validation,
             flush_interval_seconds,
             digest_interval_seconds,
+            kms_key_id,
+            object_lock_days,
         )
         return self.call("CreateTrail", Name=name, **settings)
 
@@ -364,6 +372,8 @@ class Client:
         enable_log_file_validation: bool | None = None,
         flush_interval_seconds: int | None = None,
         digest_interval_seconds: int | None = None,
+        kms_key_id: str | None = None,
+        object_lock_days: int | None = None,
     ) -> dict[str, Any]:
         settings = _trail_settings(
             destination,
@@ -371,6 +381,8 @@ class Client:
             enable_log_file_validation,
             flush_interval_seconds,
             digest_interval_seconds,
+            kms_key_id,
+            object_lock_days,
         )
         return self.call("UpdateTrail", Name=name, **settings)
 

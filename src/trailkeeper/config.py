@@ -41,6 +41,8 @@ MAX_TRAILS = 5  # CloudTrail's per-region limit
 # While a destination or its KMS key is out, events wait in the spool. Past this many
 # undelivered events on any logging trail (about 5 GB of 1 KB events) the backlog policy acts.
 DEFAULT_MAX_BACKLOG_EVENTS = 5_000_000
+# Unsealed KMS key material is reused this long before the root of trust is asked again.
+DEFAULT_KMS_MATERIAL_TTL = timedelta(minutes=5)
 FAIL_CLOSED, FAIL_OPEN = "fail-closed", "fail-open"
 BACKLOG_POLICIES = (FAIL_CLOSED, FAIL_OPEN)
 
@@ -69,6 +71,7 @@ class Config:
     max_index_lag_events: int = DEFAULT_MAX_INDEX_LAG_EVENTS
     max_backlog_events: int = DEFAULT_MAX_BACKLOG_EVENTS
     backlog_policy: str = FAIL_CLOSED
+    kms_material_ttl: timedelta = DEFAULT_KMS_MATERIAL_TTL
     default_bucket_root: Path | None = field(default=None)
     root_of_trust: RootOfTrustConfig = field(default_factory=RootOfTrustConfig)
     s3: S3Settings | None = None  # connection to S3-compatible destinations; None: boto3's defaults
@@ -123,6 +126,8 @@ class Config:
             problems.append("max_clock_skew must be in (0, 15 min]")
         if self.max_index_lag_events < 100:
             problems.append("max_index_lag_events must be at least 100")
+        if not timedelta(0) <= self.kms_material_ttl <= timedelta(hours=24):
+            problems.append("kms_material_ttl must be in 0s..24h")
         if self.max_backlog_events < 1:
             problems.append("max_backlog_events must be at least 1")
         if self.backlog_policy not in BACKLOG_POLICIES:
@@ -199,6 +204,7 @@ def _sections(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SECTION_FIELDS = frozenset({"root_of_trust", "s3"})  # given as their dataclasses by callers
 _S3_KEYS = {"endpoint_url", "region", "access_key_id", "secret_access_key", "addressing_style",
             "connect_timeout", "read_timeout", "max_attempts"}
 
@@ -243,5 +249,6 @@ def load_config(data_dir: Path | None = None, config_path: Path | None = None, *
     values["data_dir"] = base_dir
     for key, value in overrides.items():
         if value is not None:
-            values[key] = _convert(key, value) if not isinstance(value, timedelta | Path) else value
+            structured = isinstance(value, timedelta | Path) or key in _SECTION_FIELDS
+            values[key] = value if structured else _convert(key, value)
     return replace(Config(), **values).check()

@@ -30,14 +30,16 @@ from trailkeeper.errors import AuthError, IdentityError
 if TYPE_CHECKING:
     from trailkeeper.keys.keyring import KeyProvider
 
-ROLES = ("administrator", "auditor", "writer", "forwarder")
+# log-reader may fetch stored log and digest files but holds no key: encrypted logs stay
+# closed to it (reading them needs the store and the key, as with S3 and KMS in AWS).
+ROLES = ("administrator", "auditor", "writer", "forwarder", "log-reader")
 PERMISSIONS: Mapping[str, frozenset[str]] = {
     "events:write": frozenset({"writer", "forwarder", "administrator"}),
     "events:write-on-behalf": frozenset({"forwarder"}),
     "events:read": frozenset({"auditor", "administrator"}),
-    "logs:read": frozenset({"auditor", "administrator"}),
-    "validate": frozenset({"auditor", "administrator"}),
-    "trails:read": frozenset({"auditor", "administrator"}),
+    "logs:read": frozenset({"auditor", "administrator", "log-reader"}),
+    "validate": frozenset({"auditor", "administrator", "log-reader"}),
+    "trails:read": frozenset({"auditor", "administrator", "log-reader"}),
     "trails:write": frozenset({"administrator"}),
     "identity:read": frozenset({"auditor", "administrator"}),
     "identity:write": frozenset({"administrator"}),

@@ -3,8 +3,9 @@ states, rotation and the symmetric operations, with AWS KMS semantics and error 
 
 Key material is 32 random bytes per version, stored only sealed by the root of trust
 (`keys.keyring.KeyProvider`) with context b"kms-key:<key-id>:<version>". Unsealed material
-is cached in memory: a version never changes once written, and the key's state is read
-from the database on every call, so a disabled key stops working at once.
+is cached in memory for `material_ttl_s` (a version never changes once written); the key's
+state is read from the database on every call, so a key disabled here stops working at once,
+and a root-of-trust key disabled in OpenBao/Vault/AWS stops it within the cache lifetime.
 
 Ciphertext blob (`pack_blob` / `unpack_blob`, integers big-endian):
 
@@ -28,6 +29,7 @@ import secrets
 import sqlite3
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -334,9 +336,15 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
 
 
 # ---- the service ----------------------------------------------------------------------------
+# How long unsealed key material is reused before the root of trust is asked again: bounds
+# how long a key disabled at the root (OpenBao/Vault/AWS KMS) keeps working here.
+DEFAULT_MATERIAL_TTL_S = 300.0
+
+
 class Kms:
     def __init__(self, db_path: Path, root: KeyProvider, clock: Clock, account_id: str, region: str,
-                 in_use: Callable[[str], list[str]] = lambda arn: []) -> None:
+                 in_use: Callable[[str], list[str]] = lambda arn: [],
+                 material_ttl_s: float = DEFAULT_MATERIAL_TTL_S) -> None:
         self._db = Database(db_path)
         # Pages freed by deleting sealed key material are zeroed, not left in the file.
         self._db.conn.execute("PRAGMA secure_delete=ON")
@@ -346,8 +354,9 @@ class Kms:
         self.account_id = account_id
         self.region = region
         self._in_use = in_use
-        self._cache: dict[tuple[str, int], bytes] = {}
+        self._cache: dict[tuple[str, int], tuple[bytes, float]] = {}  # -> (material, expires, monotonic)
         self._cache_lock = threading.Lock()
+        self._ttl = material_ttl_s
 
     def close(self) -> None:
         self._db.close()
@@ -440,8 +449,8 @@ class Kms:
     def _material(self, key_id: str, version: int) -> bytes:
         with self._cache_lock:
             cached = self._cache.get((key_id, version))
-        if cached is not None:
-            return cached
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         rows = self._db.query("SELECT sealed FROM kms_key_material WHERE key_id = ? AND version = ?",
                               (key_id, version))
         if not rows:
@@ -450,9 +459,12 @@ class Kms:
         sealed = bytes(rows[0][0])
         material = self._root_call(f"unseal key material {version} of key {key_id}",
                                    lambda: self._root.decrypt(sealed, _seal_context(key_id, version)))
-        with self._cache_lock:
-            self._cache[(key_id, version)] = material
+        self._remember(key_id, version, material)
         return material
+
+    def _remember(self, key_id: str, version: int, material: bytes) -> None:
+        with self._cache_lock:
+            self._cache[(key_id, version)] = (material, time.monotonic() + self._ttl)
 
     # --- keys -----------------------------------------------------------------------------
     def create_key(self, description: str = "", tags: Mapping[str, str] | None = None) -> KeyMetadata:
@@ -468,8 +480,7 @@ class Kms:
             conn.execute("INSERT INTO kms_key_material VALUES (?, 1, ?, ?, 0)", (key_id, sealed, now_us))
             conn.executemany("INSERT INTO kms_tags VALUES (?, ?, ?)",
                              [(key_id, k, v) for k, v in checked.items()])
-        with self._cache_lock:
-            self._cache[(key_id, 1)] = material
+        self._remember(key_id, 1, material)
         return self.describe_key(key_id)
 
     def describe_key(self, key_ref: str) -> KeyMetadata:
@@ -573,8 +584,7 @@ class Kms:
             anchor = ", rotation_anchor_us = ?" if automatic else ""
             conn.execute(f"UPDATE kms_keys SET current_version = ?{anchor} WHERE key_id = ?",
                          (version, now_us, key_id) if automatic else (version, key_id))
-        with self._cache_lock:
-            self._cache[(key_id, version)] = material
+        self._remember(key_id, version, material)
         return version
 
     def rotate_due(self, now: datetime) -> list[str]:

@@ -14,11 +14,12 @@ import orjson
 from trailkeeper import audit, validate_report
 from trailkeeper._internal.fsutil import fsync_dir
 from trailkeeper._internal.sqlite import Database
+from trailkeeper.clock import SystemClock
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ValidationRunError
 from trailkeeper.identity import read_account
 from trailkeeper.keys.signing import load_public_keys
-from trailkeeper.storage.folder import FolderStore
+from trailkeeper.storage.destinations import open_destination
 from trailkeeper.trails import Trail, TrailStore
 from trailkeeper.validate import TrailInfo, ValidationReport, VerifiedState, validate_trail
 
@@ -60,7 +61,7 @@ def run_validation(config: Config, trail_name: str, start: datetime, end: dateti
         info = trail_info(trails, trail, account.account_id, account.region)
     finally:
         db.close()
-    store = FolderStore(Path(trail.config.destination), trail.config.bucket)
+    store = open_destination(trail.config.destination, trail.config.bucket, 0, config.s3, SystemClock())
     now = now or datetime.now(UTC)
     state = VerifiedState.load(state_path(config, trail_name))
     keys = load_public_keys(config.state_db)
@@ -79,7 +80,6 @@ def run_validation(config: Config, trail_name: str, start: datetime, end: dateti
 def _kms(config: Config, account_id: str, region: str) -> Kms:
     """The installation's KMS, opened with its root of trust: full mode decrypts encrypted logs
     (stored mode never needs it, so an auditor without key access can still prove them unchanged)."""
-    from trailkeeper.clock import SystemClock
     from trailkeeper.keys.roots import open_root_of_trust
     from trailkeeper.kms import Kms
 

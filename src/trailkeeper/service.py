@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,7 +33,7 @@ from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.kms import Kms
 from trailkeeper.spool import AppendResult, Spool
 from trailkeeper.storage.base import ObjectStore
-from trailkeeper.storage.folder import FolderStore
+from trailkeeper.storage.destinations import open_destination
 from trailkeeper.trails import Trail, TrailConfig, TrailStore
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class Service:
         self.trails = TrailStore(self.state_db)
         self.keys = SigningKeys(config.state_db, self.keyring, self.clock, config.key_rotation)
         self.kms = Kms(config.state_db, self.keyring, self.clock, self.account.account_id, self.account.region,
-                       in_use=self.trails_using_key)
+                       in_use=self.trails_using_key, material_ttl_s=config.kms_material_ttl.total_seconds())
         self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
                            idempotency_window=config.idempotency_window)
         self.history = SqliteHistory(config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
@@ -334,13 +333,7 @@ class Service:
         return store
 
     def _new_store(self, config: TrailConfig) -> ObjectStore:
-        if not config.destination.startswith("s3://"):
-            return FolderStore(Path(config.destination), config.bucket)
-        # Imported here: boto3 is paid for only by installations with S3 destinations.
-        from trailkeeper.storage.s3 import ObjectLockPolicy, S3Settings, S3Store, s3_client
-
-        lock = ObjectLockPolicy(days=config.object_lock_days) if config.object_lock_days else None
-        return S3Store(s3_client(self.config.s3 or S3Settings()), config.bucket, lock=lock, clock=self.clock)
+        return open_destination(config.destination, config.bucket, config.object_lock_days, self.config.s3, self.clock)
 
     def trails_using_key(self, key_arn: str) -> list[str]:
         """Logging trails whose KmsKeyId names this key (a key they use must not be deleted)."""

@@ -34,20 +34,20 @@ SECRET_RE = re.compile(r"[A-Za-z0-9+/]{40}")
 
 # y = allowed. The root (no role) holds every permission.
 PERMISSION_MATRIX = """
-permission              administrator  auditor  writer  forwarder
-events:write            y              n        y       y
-events:write-on-behalf  n              n        n       y
-events:read             y              y        n       n
-logs:read               y              y        n       n
-validate                y              y        n       n
-trails:read             y              y        n       n
-trails:write            y              n        n       n
-identity:read           y              y        n       n
-identity:write          y              n        n       n
-kms:read                y              y        n       n
-kms:write               y              n        n       n
-kms:encrypt             y              n        n       n
-kms:decrypt             y              y        n       n
+permission              administrator  auditor  writer  forwarder  log-reader
+events:write            y              n        y       y          n
+events:write-on-behalf  n              n        n       y          n
+events:read             y              y        n       n          n
+logs:read               y              y        n       n          y
+validate                y              y        n       n          y
+trails:read             y              y        n       n          y
+trails:write            y              n        n       n          n
+identity:read           y              y        n       n          n
+identity:write          y              n        n       n          n
+kms:read                y              y        n       n          n
+kms:write               y              n        n       n          n
+kms:encrypt             y              n        n       n          n
+kms:decrypt             y              y        n       n          n
 """
 
 

@@ -1,0 +1,124 @@
+"""The backlog policy while a destination is down: fail-closed refuses new events with 503 and
+records it; fail-open accepts them and raises the alarm; either way the end is recorded and
+nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from tests.pipeline import Pipeline, app_event, open_pipeline
+
+from trailkeeper.api.app import App
+from trailkeeper.api.operations import OPEN_END, OPEN_START
+from trailkeeper.errors import BacklogFullError
+from trailkeeper.history.base import LookupQuery
+from trailkeeper.service import BACKLOG_RECHECK_S
+from trailkeeper.trails import TrailConfig
+
+LIMIT = 30
+
+
+def _break_destination(p: Pipeline, dest: Path) -> Path:
+    p.service.create_trail(TrailConfig(name="held", bucket="held-bucket", destination=str(dest),
+                                       flush_interval_s=1, digest_interval_s=60))
+    p.service.start_logging("held")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("a file where the destination folder should be")
+    return dest
+
+
+def _names(p: Pipeline, name: str) -> list[dict[str, Any]]:
+    p.service.index_pending()
+    page = p.service.history.lookup(LookupQuery("EventName", name, OPEN_START, OPEN_END))
+    return page.records
+
+
+def _fill(p: Pipeline, count: int) -> list[str]:
+    ids: list[str] = []
+    for i in range(count):
+        ids += p.ingest([app_event(i, p.clock.now())])
+    p.advance(2)
+    return ids
+
+
+def _post_events(app: App, p: Pipeline) -> tuple[int, dict[str, Any]]:
+    creds = p.creds
+    body = orjson.dumps({"Records": [app_event(0, p.clock.now())]})
+    request = AWSRequest("POST", "http://127.0.0.1:9/v1/events", data=body, headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials(creds.access_key_id, creds.secret_access_key), "trailkeeper", creds.region).add_auth(request)
+    headers = [(k.lower().encode(), v.encode()) for k, v in request.headers.items()] + [(b"host", b"127.0.0.1:9")]
+    scope = {"type": "http", "method": "POST", "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"",
+             "headers": headers, "client": ("192.0.2.5", 5000)}
+    sent: dict[str, Any] = {}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.update(message)
+
+    asyncio.run(app(scope, receive, send))
+    return int(sent["status"]), orjson.loads(sent["body"])
+
+
+def test_fail_closed_refuses_new_events_and_records_the_crossing(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path, max_backlog_events=LIMIT) as p:
+        assert p.service.config.backlog_policy == "fail-closed"  # the default
+        dest = _break_destination(p, tmp_path / "dest")
+        acked = _fill(p, LIMIT)
+        time.sleep(BACKLOG_RECHECK_S + 0.1)
+        with pytest.raises(BacklogFullError) as refused:
+            p.ingest([app_event(0, p.clock.now())])
+        assert "fail-closed" in str(refused.value)
+        status, answer = _post_events(App(p.service), p)
+        assert status == 503 and "fail-closed" in str(answer), answer
+        reached = _names(p, "BacklogLimitReached")
+        assert len(reached) == 1, "the crossing is recorded once, not once per refusal"
+
+        dest.unlink()  # the destination is back: everything acknowledged is delivered
+        p.advance(2)
+        p.advance(2)
+        time.sleep(BACKLOG_RECHECK_S + 0.1)
+        acked += p.ingest([app_event(1, p.clock.now())])
+        assert _names(p, "BacklogLimitCleared")
+        p.advance(2)
+        p.service.flush(1)
+        delivered = _delivered_ids(dest)
+        assert set(acked) <= set(delivered) and len(delivered) == len(set(delivered))
+
+
+def test_fail_open_accepts_and_raises_the_alarm(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path, max_backlog_events=LIMIT, backlog_policy="fail-open") as p:
+        _break_destination(p, tmp_path / "dest")
+        _fill(p, LIMIT)
+        time.sleep(BACKLOG_RECHECK_S + 0.1)
+        assert p.ingest([app_event(0, p.clock.now())])  # accepted
+        alarm = _names(p, "BacklogLimitReached")
+        assert len(alarm) == 1
+
+
+def test_policy_is_checked_at_start() -> None:
+    from trailkeeper.config import load_config
+    from trailkeeper.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backlog_policy"):
+        load_config(Path("/nonexistent-tk"), backlog_policy="drop-oldest")
+
+
+def _delivered_ids(dest: Path) -> list[str]:
+    import gzip
+
+    ids: list[str] = []
+    for path in sorted(dest.rglob("*.json.gz")):
+        if "CloudTrail-Digest" not in str(path):
+            ids += [r["eventID"] for r in orjson.loads(gzip.decompress(path.read_bytes()))["Records"]]
+    return ids
