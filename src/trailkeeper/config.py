@@ -206,7 +206,7 @@ def _sections(raw: dict[str, Any]) -> dict[str, Any]:
 
 _SECTION_FIELDS = frozenset({"root_of_trust", "s3"})  # given as their dataclasses by callers
 _S3_KEYS = {"endpoint_url", "region", "access_key_id", "secret_access_key", "addressing_style",
-            "connect_timeout", "read_timeout", "max_attempts"}
+            "connect_timeout", "read_timeout", "max_attempts", "sse_kms_key_id"}
 
 
 def _s3_settings(section: object) -> S3Settings:
@@ -224,7 +224,7 @@ def _s3_settings(section: object) -> S3Settings:
             access_key_id=section.get("access_key_id"), secret_access_key=section.get("secret_access_key"),
             addressing_style=section.get("addressing_style", "path"),
             connect_timeout=float(section.get("connect_timeout", 5)), read_timeout=float(section.get("read_timeout", 30)),
-            max_attempts=int(section.get("max_attempts", 3)))
+            max_attempts=int(section.get("max_attempts", 3)), sse_kms_key_id=section.get("sse_kms_key_id"))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[s3] has a value of the wrong type: {e}") from e
 

@@ -33,7 +33,7 @@ from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.kms import Kms
 from trailkeeper.spool import AppendResult, Spool
 from trailkeeper.storage.base import ObjectStore
-from trailkeeper.storage.destinations import open_destination
+from trailkeeper.storage.destinations import is_s3, open_destination
 from trailkeeper.trails import Trail, TrailConfig, TrailStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ INDEX_MAX_BYTES = 16 * 1024 * 1024
 MAINTENANCE_EVERY_S = 5.0
 # The backlog (undelivered events of logging trails) is re-measured at most this often on ingest.
 BACKLOG_RECHECK_S = 0.5
+
+
+@dataclass(frozen=True)
+class WormStatus:
+    verified: bool | None  # None while the probe runs
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class Service:
         self._backlog_checked = -BACKLOG_RECHECK_S
         self._backlog_over = False
         self._backlog_lock = threading.Lock()
+        self.worm: dict[str, WormStatus] = {}  # bucket -> outcome of the last conformance probe
 
     # ---- life cycle ----
     def start(self) -> None:
@@ -100,6 +107,8 @@ class Service:
             self._ensure_worker(trail.config.name)
         self.emit_service("ServerStarted", {"pid": _pid(), "dataDir": str(self.config.data_dir)})
         self.drain_inbox()
+        for trail in self.trails.all():
+            self.probe_worm(trail.config)
 
     def close(self, flush_timeout: float = 10.0) -> None:
         """Record the stop, deliver what is pending (bounded), stop every thread, close files."""
@@ -335,6 +344,34 @@ class Service:
     def _new_store(self, config: TrailConfig) -> ObjectStore:
         return open_destination(config.destination, config.bucket, config.object_lock_days, self.config.s3, self.clock)
 
+    # ---- WORM conformance (integrity-and-compliance.md §5.3) ----
+    def probe_worm(self, config: TrailConfig) -> None:
+        """Run the Object Lock conformance probe on a trail's bucket when the trail asks for
+        retention; only a passing probe lets status call the bucket WORM. In the background
+        when the service runs threads: a slow store must not hold the server's start."""
+        if not config.object_lock_days or not is_s3(config.destination):
+            return
+        self.worm[config.bucket] = WormStatus(None, "probe running")
+        if self.background:
+            threading.Thread(target=self._probe, args=(config.bucket,), name="worm-probe", daemon=True).start()
+        else:
+            self._probe(config.bucket)
+
+    def _probe(self, bucket: str) -> None:
+        from trailkeeper.storage.probe import run_probe
+        from trailkeeper.storage.s3 import S3Settings, s3_client
+
+        try:
+            report = run_probe(s3_client(self.config.s3 or S3Settings()), bucket, self.clock.now())
+        except TrailkeeperError as e:
+            self.worm[bucket] = WormStatus(False, f"probe could not run: {e}")
+            self.emit_service("StorageProbeFailed", {"bucket": bucket, "error": str(e)})
+            return
+        failed = [f"{s.name}: {s.detail}" for s in report.steps if s.required and not s.passed]
+        self.worm[bucket] = WormStatus(report.worm, "; ".join(failed) or "every required step passed")
+        self.emit_service("StorageProbePassed" if report.worm else "StorageProbeFailed",
+                          {"bucket": bucket, "worm": report.worm, "failedSteps": failed})
+
     def trails_using_key(self, key_arn: str) -> list[str]:
         """Logging trails whose KmsKeyId names this key (a key they use must not be deleted)."""
         using = []
@@ -388,12 +425,14 @@ class Service:
             raise TrailError("MaximumNumberOfTrailsExceededException", f"User: {self.account.account_id} already has {MAX_TRAILS} trails in {self.account.region}.")
         trail = self.trails.create(config, self.clock.now())
         self._ensure_worker(config.name)
+        self.probe_worm(config)
         return trail
 
     def update_trail(self, config: TrailConfig) -> Trail:
         self.get_trail(config.name)
         self.trails.update_config(config)
         self._wake(config.name)
+        self.probe_worm(config)
         return self.get_trail(config.name)
 
     def start_logging(self, name_or_arn: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +109,31 @@ def test_delete_marker_then_overwrite_are_reported(built: Built) -> None:
     assert (log_key, Code.DELETE_MARKER) in found, found
     assert (digest_key, Code.OVERWRITTEN) in found, found
     assert not [k for k, c in found if k == log_key and c is Code.LOG_MISSING]
+
+
+def test_the_probe_ran_when_the_trail_was_created_and_status_calls_the_bucket_worm(built: Built) -> None:
+    from trailkeeper.api.operations import get_trail_status
+
+    worm = built.pipeline.service.worm[BUCKET]
+    assert worm.verified is True, worm.detail
+    status = get_trail_status(built.pipeline.service, None, {"Name": "worm"})  # type: ignore[arg-type]
+    assert status["WormVerified"] is True
+
+
+def test_a_bucket_without_object_lock_is_not_called_worm(tmp_path: Path) -> None:
+    from trailkeeper.api.operations import OPEN_END, OPEN_START
+    from trailkeeper.history.base import LookupQuery
+
+    with SeaweedS3(tmp_path / "seaweed") as s3:
+        s3.client().create_bucket(Bucket="plain-trail")
+        settings = S3Settings(endpoint_url=s3.endpoint, region="us-east-1", access_key_id=s3.access_key,
+                              secret_access_key=s3.secret_key)
+        with open_pipeline(tmp_path, s3=settings) as p:
+            p.service.create_trail(TrailConfig(name="plain", bucket="plain-trail", destination="s3://plain-trail",
+                                               validation=True, flush_interval_s=1, digest_interval_s=60,
+                                               object_lock_days=1))
+            worm = p.service.worm["plain-trail"]
+            assert worm.verified is False and "versioning" in worm.detail.lower()
+            p.service.index_pending()
+            alarm = p.service.history.lookup(LookupQuery("EventName", "StorageProbeFailed", OPEN_START, OPEN_END))
+            assert alarm.records and alarm.records[0]["serviceEventDetails"]["bucket"] == "plain-trail"

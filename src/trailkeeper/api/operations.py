@@ -313,6 +313,11 @@ def get_trail_status(service: Service, _: Principal, params: Params) -> dict[str
         "TimeLoggingStopped": _iso(s.stop_logging_time),
     }
     out.update({k: v for k, v in values.items() if v is not None})
+    worm = service.worm.get(trail.config.bucket) if trail.config.object_lock_days else None
+    if worm is not None:
+        # trailkeeper extension: a bucket is called WORM only after the conformance probe passed.
+        out["WormVerified"] = worm.verified
+        out["WormProbeDetail"] = worm.detail
     return out
 
 

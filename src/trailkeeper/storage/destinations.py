@@ -27,5 +27,6 @@ def open_destination(destination: str, bucket: str, object_lock_days: int, s3: S
     # Imported here: boto3 costs ~150 ms, paid only where S3 destinations are used.
     from trailkeeper.storage.s3 import ObjectLockPolicy, S3Settings, S3Store, s3_client
 
+    settings = s3 or S3Settings()
     lock = ObjectLockPolicy(days=object_lock_days) if object_lock_days else None
-    return S3Store(s3_client(s3 or S3Settings()), bucket, lock=lock, clock=clock)
+    return S3Store(s3_client(settings), bucket, lock=lock, clock=clock, sse_kms_key_id=settings.sse_kms_key_id)

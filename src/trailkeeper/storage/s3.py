@@ -100,6 +100,7 @@ class S3Settings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     max_attempts: int = 3
+    sse_kms_key_id: str | None = None  # AWS S3 only: SSE-KMS with this AWS KMS key (for Athena)
 
     def __post_init__(self) -> None:
         if (self.access_key_id is None) != (self.secret_access_key is None):
@@ -211,8 +212,12 @@ class S3Store:
         lock: ObjectLockPolicy | None = None,
         clock: Clock | None = None,
         page_size: int = PAGE_SIZE,
+        sse_kms_key_id: str | None = None,
     ) -> None:
         self._client = client
+        # Server-side mode for AWS S3: S3 encrypts with this AWS KMS key (SSE-KMS), so Athena
+        # and other AWS readers decrypt transparently; trailkeeper's own envelope is not used.
+        self._sse = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": sse_kms_key_id} if sse_kms_key_id else {}
         self._page_size = page_size
         self._bucket = bucket
         self._lock = lock
@@ -240,6 +245,7 @@ class S3Store:
                     Metadata=meta,
                     IfNoneMatch="*",
                     **self._lock_args(),
+                    **self._sse,
                 )
                 return
             except ClientError as e:
