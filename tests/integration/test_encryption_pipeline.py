@@ -192,3 +192,20 @@ def test_a_disabled_key_holds_delivery_back_and_enabling_it_delivers_everything(
             plain = envelope.open_(p.service.kms, store.get(k).data, envelope.log_context(arn, "k-bucket", k))
             seen += [r["eventID"] for r in orjson.loads(gzip.decompress(plain))["Records"]]
         assert set(ids) <= set(seen) and len(seen) == len(set(seen))
+
+
+def test_a_key_used_by_a_logging_trail_cannot_be_scheduled_for_deletion(tmp_path: Path) -> None:
+    from trailkeeper.errors import KmsError
+
+    with open_pipeline(tmp_path) as p:
+        key = p.service.kms.create_key("in use")
+        p.service.kms.create_alias("alias/in-use", key.key_id)
+        p.service.create_trail(TrailConfig(name="user-of-key", bucket="u-bucket", destination=str(tmp_path / "d"),
+                                           flush_interval_s=1, digest_interval_s=60, kms_key_id="alias/in-use"))
+        p.service.start_logging("user-of-key")
+        with pytest.raises(KmsError) as refused:
+            p.service.kms.schedule_key_deletion(key.arn, 7)
+        assert refused.value.code == "KMSInvalidStateException" and "user-of-key" in str(refused.value)
+        p.service.stop_logging("user-of-key")
+        p.advance(3)
+        assert p.service.kms.schedule_key_deletion(key.arn, 7)
