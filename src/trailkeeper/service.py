@@ -410,6 +410,11 @@ class Service:
                 "new events are refused (backlog_policy = fail-closed)",
                 "fix the destination or KMS key shown by `trailkeeper status`; retry later")
 
+    @property
+    def backlog_over(self) -> bool:
+        """Whether the last backlog measurement was at or past the limit."""
+        return self._backlog_over
+
     def _backlog_transition(self, backlog: int) -> bool:
         over = backlog >= self.config.max_backlog_events
         if over != self._backlog_over:

@@ -18,7 +18,7 @@ from botocore.credentials import Credentials
 from tests.pipeline import Pipeline, app_event, open_pipeline
 
 from trailkeeper.api.app import App
-from trailkeeper.api.operations import OPEN_END, OPEN_START
+from trailkeeper.api.operations import OPEN_END, OPEN_START, get_server_status
 from trailkeeper.errors import BacklogFullError
 from trailkeeper.history.base import LookupQuery
 from trailkeeper.service import BACKLOG_RECHECK_S
@@ -83,6 +83,10 @@ def test_fail_closed_refuses_new_events_and_records_the_crossing(tmp_path: Path)
         assert status == 503 and "fail-closed" in str(answer), answer
         reached = _names(p, "BacklogLimitReached")
         assert len(reached) == 1, "the crossing is recorded once, not once per refusal"
+        p.advance(2)  # a delivery attempt is due: it fails
+        status = get_server_status(p.service, None, {})  # type: ignore[arg-type]
+        assert status["Backlog"] == {"MaxEvents": LIMIT, "Policy": "fail-closed", "LimitReached": True}
+        assert status["Trails"][0]["Backlog"] >= LIMIT and status["Trails"][0]["LatestDeliveryError"]
 
         dest.unlink()  # the destination is back: everything acknowledged is delivered
         p.advance(2)

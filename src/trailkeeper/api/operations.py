@@ -551,11 +551,19 @@ def get_server_status(service: Service, _: Principal, params: Params) -> dict[st
     trails = []
     for trail in service.trails.all():
         s = trail.state
-        trails.append({"Name": trail.config.name, "IsLogging": s.is_logging, "Backlog": max(0, service.spool.next_seq() - s.offset_seq) if s.is_logging else 0,
-                       "LatestDeliveryError": s.latest_delivery_error or None, "FailingSince": _epoch(s.failing_since)})
+        entry = {"Name": trail.config.name, "IsLogging": s.is_logging,
+                 "Backlog": max(0, service.spool.next_seq() - s.offset_seq) if s.is_logging else 0,
+                 "LatestDeliveryError": s.latest_delivery_error or None, "FailingSince": _epoch(s.failing_since),
+                 "KmsKeyId": trail.config.kms_key_id or None}
+        worm = service.worm.get(trail.config.bucket) if trail.config.object_lock_days else None
+        if worm is not None:
+            entry["WormVerified"] = worm.verified
+        trails.append(entry)
     return {"AccountId": service.account.account_id, "Region": service.account.region,
             "Spool": dataclasses.asdict(stats),
-            "HistoryIndexedSeq": service.indexed_seq, "Trails": trails}
+            "HistoryIndexedSeq": service.indexed_seq, "Trails": trails,
+            "Backlog": {"MaxEvents": service.config.max_backlog_events, "Policy": service.config.backlog_policy,
+                        "LimitReached": service.backlog_over}}
 
 
 OPERATIONS: dict[str, Operation] = {
