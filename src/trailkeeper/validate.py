@@ -960,7 +960,8 @@ def _version_findings(run: _Run, store: VersionedStore, region: str, lo: datetim
         for day in _days(lo - t.digest_interval, run.end + t.digest_interval):
             for version in store.list_versions(f"{base}{day:%Y/%m/%d}/"):
                 found.setdefault(version.key, []).append(version)
-    findings = {key: f for key, versions in found.items() if (f := _version_problem(key, versions, t, region))}
+    span = (lo - t.digest_interval, run.end + t.digest_interval)
+    findings = {key: f for key, versions in found.items() if (f := _version_problem(key, versions, t, region, span))}
     if not findings:
         return
     items = run.report.items
@@ -976,14 +977,19 @@ def _version_findings(run: _Run, store: VersionedStore, region: str, lo: datetim
             items.append(_invalid(kind, run.store.bucket, key, code, message, region))
 
 
-def _version_problem(key: str, versions: list[ObjectVersion], t: TrailInfo,
-                     region: str) -> tuple[Kind, Code, str] | None:
+def _version_problem(key: str, versions: list[ObjectVersion], t: TrailInfo, region: str,
+                     span: tuple[datetime, datetime]) -> tuple[Kind, Code, str] | None:
+    """The finding for one of this trail's keys whose time falls in `span`, if any."""
     kind: Kind
-    if _parse_own_digest_key(key, t, region) is not None:
-        kind = "digest"
-    elif _log_delivery(key, t, region) is not None:
-        kind = "log"
+    digest = _parse_own_digest_key(key, t, region)
+    delivered = _log_delivery(key, t, region)
+    if digest is not None:
+        kind, when = "digest", digest.end
+    elif delivered is not None:
+        kind, when = "log", delivered
     else:
+        return None
+    if not span[0] <= when <= span[1]:
         return None
     markers = [v for v in versions if v.is_delete_marker]
     kept = [v for v in versions if not v.is_delete_marker]
