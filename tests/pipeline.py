@@ -73,3 +73,31 @@ def open_pipeline(tmp_path: Path, start: datetime | None = None, **overrides: An
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     with open_pipeline(tmp_path) as p:
         yield p
+
+
+def call_app(app: Any, region: str, key_id: str, secret: str, service: str, path: str, body: bytes,
+             headers: dict[str, str]) -> tuple[int, Any]:
+    """One SigV4-signed POST (signed by botocore) straight into the ASGI app, no socket:
+    (HTTP status, decoded JSON body)."""
+    import asyncio
+
+    import orjson
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest("POST", f"http://127.0.0.1:9{path}", data=body, headers=headers)
+    SigV4Auth(Credentials(key_id, secret), service, region).add_auth(request)
+    raw = [(k.lower().encode(), v.encode()) for k, v in request.headers.items()] + [(b"host", b"127.0.0.1:9")]
+    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": raw, "client": ("192.0.2.5", 5000)}
+    sent: dict[str, Any] = {}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.update(message)
+
+    asyncio.run(app(scope, receive, send))
+    return int(sent["status"]), orjson.loads(sent["body"])

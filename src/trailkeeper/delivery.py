@@ -106,7 +106,7 @@ class LogSealer:
                                               "key; events wait in the spool meanwhile") from e
 
     def open(self, bucket: str, key: str, stored: bytes) -> bytes:
-        return envelope.open_(self.keys, stored, envelope.log_context(self.trail_arn, bucket, key))
+        return envelope.open_log(self.keys, stored, self.trail_arn, bucket, key)
 
 
 def _put_log_once(store: ObjectStore, key: str, inflated: bytes, sealer: LogSealer | None = None) -> bytes:

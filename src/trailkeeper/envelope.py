@@ -98,6 +98,11 @@ def log_context(trail_arn: str, bucket: str, key: str) -> dict[str, str]:
     return {"aws:cloudtrail:arn": trail_arn, "aws:s3:arn": f"arn:aws:s3:::{bucket}/{key}"}
 
 
+def open_log(keys: DataKeys, data: bytes, trail_arn: str, bucket: str, key: str) -> bytes:
+    """Decrypt a trail's log file read at `bucket`/`key` (every reader goes through here)."""
+    return open_(keys, data, log_context(trail_arn, bucket, key))
+
+
 def is_envelope(data: bytes) -> bool:
     return data.startswith(MAGIC)
 

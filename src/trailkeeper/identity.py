@@ -50,6 +50,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "kms:encrypt": frozenset({"administrator"}),
     "kms:decrypt": frozenset({"auditor", "administrator"}),
 }
+_ACCOUNT_QUERY = "SELECT account_id, region, created_us FROM identity_account"
 MAX_KEYS_PER_USER = 2
 ACTIVE, INACTIVE, DELETED = "Active", "Inactive", "Deleted"
 SQLITE_TIMEOUT_SECONDS = 30.0
@@ -196,11 +197,15 @@ def read_account(db_path: Path) -> Account:
     try:
         conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_SECONDS)
         try:
-            rows = conn.execute("SELECT account_id, region, created_us FROM identity_account").fetchall()
+            rows = conn.execute(_ACCOUNT_QUERY).fetchall()
         finally:
             conn.close()
     except sqlite3.Error as e:
         raise IdentityError("InvalidState", f"cannot read the account from {db_path}: {e}", status=500) from e
+    return _account_of(rows)
+
+
+def _account_of(rows: list[tuple[Any, ...]]) -> Account:
     if not rows:
         raise _not_initialised()
     account_id, region, created_us = rows[0]
@@ -290,11 +295,7 @@ class IdentityStore:
         return RootCredentials(account_id, region, key.access_key_id, key.secret_access_key)
 
     def account(self) -> Account:
-        rows = self._query("SELECT account_id, region, created_us FROM identity_account")
-        if not rows:
-            raise _not_initialised()
-        account_id, region, created_us = rows[0]
-        return Account(account_id, region, _from_us(created_us))
+        return _account_of(self._query(_ACCOUNT_QUERY))
 
     # --- users -----------------------------------------------------------------------------
 

@@ -284,12 +284,10 @@ class Service:
     def maintain_keys(self) -> None:
         """KMS key rotation and deletion when due; each change is recorded as a KMS event."""
         done = self.kms.maintain(self.clock.now())
-        for arn in done.rotated:
-            self.emit_service("RotateKey", {"keyId": arn, "rotationType": "AUTOMATIC"},
-                              [{"ARN": arn, "accountId": self.account.account_id, "type": "AWS::KMS::Key"}],
-                              source=audit.KMS_SOURCE)
-        for arn in done.deleted:
-            self.emit_service("DeleteKey", {"keyId": arn},
+        changes = [("RotateKey", arn, {"rotationType": "AUTOMATIC"}) for arn in done.rotated]
+        changes += [("DeleteKey", arn, {}) for arn in done.deleted]
+        for name, arn, details in changes:
+            self.emit_service(name, {"keyId": arn, **details},
                               [{"ARN": arn, "accountId": self.account.account_id, "type": "AWS::KMS::Key"}],
                               source=audit.KMS_SOURCE)
 
@@ -356,6 +354,10 @@ class Service:
             threading.Thread(target=self._probe, args=(config.bucket,), name="worm-probe", daemon=True).start()
         else:
             self._probe(config.bucket)
+
+    def worm_status(self, config: TrailConfig) -> WormStatus | None:
+        """The probe's verdict on a trail's bucket, for trails that ask for Object Lock."""
+        return self.worm.get(config.bucket) if config.object_lock_days else None
 
     def _probe(self, bucket: str) -> None:
         from trailkeeper.storage.probe import run_probe

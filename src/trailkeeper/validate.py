@@ -620,7 +620,7 @@ class _Opener:
             raise EnvelopeError(envelope.KEY_UNAVAILABLE, f"encrypted with {header.key_arn} version "
                                 f"{header.key_version} and no KMS was given to decrypt it",
                                 "validate on the server's data directory (its KMS), or use --mode stored")
-        return envelope.open_(self.keys, data, envelope.log_context(self.trail_arn, bucket, key))
+        return envelope.open_log(self.keys, data, self.trail_arn, bucket, key)
 
 
 def _check_log(store: ObjectStore, entry: digestfmt.DigestLogFile, mode: Mode, opener: _Opener) -> _LogResult:

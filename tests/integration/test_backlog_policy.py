@@ -4,18 +4,13 @@ nothing acknowledged is lost."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-from tests.pipeline import Pipeline, app_event, open_pipeline
+from tests.pipeline import Pipeline, app_event, call_app, open_pipeline
 
 from trailkeeper.api.app import App
 from trailkeeper.api.operations import OPEN_END, OPEN_START, get_server_status
@@ -53,21 +48,9 @@ def _fill(p: Pipeline, count: int) -> list[str]:
 def _post_events(app: App, p: Pipeline) -> tuple[int, dict[str, Any]]:
     creds = p.creds
     body = orjson.dumps({"Records": [app_event(0, p.clock.now())]})
-    request = AWSRequest("POST", "http://127.0.0.1:9/v1/events", data=body, headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(creds.access_key_id, creds.secret_access_key), "trailkeeper", creds.region).add_auth(request)
-    headers = [(k.lower().encode(), v.encode()) for k, v in request.headers.items()] + [(b"host", b"127.0.0.1:9")]
-    scope = {"type": "http", "method": "POST", "path": "/v1/events", "raw_path": b"/v1/events", "query_string": b"",
-             "headers": headers, "client": ("192.0.2.5", 5000)}
-    sent: dict[str, Any] = {}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.update(message)
-
-    asyncio.run(app(scope, receive, send))
-    return int(sent["status"]), orjson.loads(sent["body"])
+    status, answer = call_app(app, creds.region, creds.access_key_id, creds.secret_access_key, "trailkeeper",
+                              "/v1/events", body, {"Content-Type": "application/json"})
+    return status, answer
 
 
 def test_fail_closed_refuses_new_events_and_records_the_crossing(tmp_path: Path) -> None:

@@ -3,20 +3,15 @@ loop) path with its audit record, and ListTrails paging."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.pipeline import Pipeline, app_event
+from tests.pipeline import Pipeline, app_event, call_app
 
 from trailkeeper.api import operations
 from trailkeeper.api.app import App
@@ -108,23 +103,8 @@ def test_history_page_carries_decoded_records_and_times(pipeline: Pipeline) -> N
 
 # ---- JSON 1.1 through the App (LookupEvents runs on the event loop) ----
 def _call(app: App, region: str, key_id: str, secret: str, operation: str, params: dict[str, Any]) -> tuple[int, Any]:
-    body = orjson.dumps(params)
-    request = AWSRequest("POST", "http://127.0.0.1:9/", data=body, headers={
-        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET + operation})
-    SigV4Auth(Credentials(key_id, secret), "cloudtrail", region).add_auth(request)
-    headers = [(k.lower().encode(), v.encode()) for k, v in request.headers.items()] + [(b"host", b"127.0.0.1:9")]
-    scope = {"type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
-             "headers": headers, "client": ("192.0.2.5", 5000)}
-    sent: dict[str, Any] = {}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.update(message)
-
-    asyncio.run(app(scope, receive, send))
-    return int(sent["status"]), orjson.loads(sent["body"])
+    return call_app(app, region, key_id, secret, "cloudtrail", "/", orjson.dumps(params),
+                    {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET + operation})
 
 
 def _last_record(pipeline: Pipeline) -> dict[str, Any]:

@@ -367,10 +367,9 @@ class App:
             raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
         ctx = self._call_context(scope)
         identity = principal_identity(principal)
-        is_kms = name in kms_api.KMS_OPERATIONS
-        # Secrets never reach the audit record: access-key secrets, KMS plaintext and ciphertext.
-        request_params = kms_api.redact(name, params, None)[0] if is_kms else {
-            k: v for k, v in params.items() if k != "SecretAccessKey"}
+        # Secrets never reach the audit record: each operation says what its record keeps.
+        shape = op.auditor or _default_audit
+        request_params = shape(self.service, name, params, None)[0]
         if not allowed(principal.role, op.permission):
             message = f"User: {principal.arn} is not authorized to perform: {name}"
             record = audit.api_call_record(ctx, identity, name, request_params, None, "AccessDenied", message)
@@ -384,11 +383,7 @@ class App:
             code = getattr(e, "code", "InvalidParameterException")
             return _failed(audit.api_call_record(ctx, identity, name, request_params, None, code, str(e)),
                            HttpError(400, code, str(e)), e)
-        if is_kms:
-            resources = kms_api.audit_resources(self.service.kms, name, params, response)
-            kept = kms_api.redact(name, params, response)[1]
-        else:
-            resources, kept = _resources_for(self.service, name, params), operations.redact_response(name, response)
+        request_params, kept, resources = shape(self.service, name, params, response)
         record = audit.api_call_record(ctx, identity, name, request_params, kept, resources=resources)
         return _Outcome(record, response=response)
 
@@ -422,6 +417,16 @@ def _params_of(name: str, body: bytes) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise HttpError(400, "SerializationException", "request body must be a JSON object")
     return params
+
+
+def _default_audit(service: Service, name: str, params: dict[str, Any],
+                   response: dict[str, Any] | None) -> operations.AuditShape:
+    """What a CloudTrail, IAM or native operation's audit record keeps: no secret access key,
+    no bulky read results, the trail or user it acted on."""
+    request = {k: v for k, v in params.items() if k != "SecretAccessKey"}
+    if response is None:
+        return request, None, None
+    return request, operations.redact_response(name, response), _resources_for(service, name, params)
 
 
 def _resources_for(service: Service, name: str, params: dict[str, Any]) -> list[dict[str, str]] | None:

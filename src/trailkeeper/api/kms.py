@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from trailkeeper import audit
-from trailkeeper.api.operations import Operation
+from trailkeeper.api.operations import AuditShape, Operation
 from trailkeeper.errors import KmsError, TrailkeeperError
 from trailkeeper.identity import Principal
 from trailkeeper.kms import (
@@ -45,14 +45,6 @@ SECRET_FIELDS = frozenset({"Plaintext", "CiphertextBlob", "CiphertextForRecipien
 
 Params = dict[str, Any]
 Call = Callable[[str, Params], dict[str, Any]]
-
-
-class _HasKms(Protocol):
-    kms: Kms
-
-
-def _kms(service: Service) -> Kms:
-    return cast("_HasKms", service).kms
 
 
 # ---- request parameters ---------------------------------------------------------------------
@@ -182,7 +174,7 @@ def _create_key(service: Service, principal: Principal, params: Params) -> dict[
     tag_map = {t.get("TagKey"): t.get("TagValue") for t in tags}
     if len(tag_map) != len(tags):
         raise KmsError("TagException", "Tags must not repeat a TagKey.")
-    meta = _kms(service).create_key(_str(params, "Description", required=False) or "", tag_map)
+    meta = service.kms.create_key(_str(params, "Description", required=False) or "", tag_map)
     return {"KeyMetadata": key_metadata_shape(meta)}
 
 
@@ -203,55 +195,55 @@ def _check_usage_and_spec(params: Params) -> None:
 
 
 def _describe_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    return {"KeyMetadata": key_metadata_shape(_kms(service).describe_key(_key_id(params)))}
+    return {"KeyMetadata": key_metadata_shape(service.kms.describe_key(_key_id(params)))}
 
 
 def _list_keys(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    page = _kms(service).list_keys(cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
+    page = service.kms.list_keys(cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
                                    _str(params, "Marker", required=False))
     return _page("Keys", [{"KeyId": k.key_id, "KeyArn": k.arn} for k in page.items], page.next_marker)
 
 
 def _list_resource_tags(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    tags = _kms(service).list_resource_tags(_key_id(params))
+    tags = service.kms.list_resource_tags(_key_id(params))
     return {"Tags": [{"TagKey": k, "TagValue": v} for k, v in tags.items()], "Truncated": False}
 
 
 def _enable_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    _kms(service).enable_key(_key_id(params))
+    service.kms.enable_key(_key_id(params))
     return {}
 
 
 def _disable_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    _kms(service).disable_key(_key_id(params))
+    service.kms.disable_key(_key_id(params))
     return {}
 
 
 def _schedule_key_deletion(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
     days = cast(int, _int(params, "PendingWindowInDays", DEFAULT_PENDING_DAYS))
-    meta = _kms(service).schedule_key_deletion(_key_id(params), days)
+    meta = service.kms.schedule_key_deletion(_key_id(params), days)
     assert meta.deletion_date is not None  # set by scheduling
     return {"KeyId": meta.arn, "DeletionDate": meta.deletion_date.timestamp(), "KeyState": PENDING_DELETION,
             "PendingWindowInDays": days}
 
 
 def _cancel_key_deletion(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    return {"KeyId": _kms(service).cancel_key_deletion(_key_id(params)).arn}
+    return {"KeyId": service.kms.cancel_key_deletion(_key_id(params)).arn}
 
 
 # ---- aliases ----------------------------------------------------------------------------------
 def _create_alias(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    _kms(service).create_alias(cast(str, _str(params, "AliasName")), _key_id(params, "TargetKeyId"))
+    service.kms.create_alias(cast(str, _str(params, "AliasName")), _key_id(params, "TargetKeyId"))
     return {}
 
 
 def _delete_alias(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    _kms(service).delete_alias(cast(str, _str(params, "AliasName")))
+    service.kms.delete_alias(cast(str, _str(params, "AliasName")))
     return {}
 
 
 def _list_aliases(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    page = _kms(service).list_aliases(_str(params, "KeyId", required=False),
+    page = service.kms.list_aliases(_str(params, "KeyId", required=False),
                                       cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
                                       _str(params, "Marker", required=False))
     aliases = [{"AliasName": a.name, "AliasArn": a.arn, "TargetKeyId": a.target_key_id,
@@ -263,17 +255,17 @@ def _list_aliases(service: Service, principal: Principal, params: Params) -> dic
 # ---- rotation ---------------------------------------------------------------------------------
 def _enable_key_rotation(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
     period = cast(int, _int(params, "RotationPeriodInDays", DEFAULT_ROTATION_DAYS))
-    _kms(service).enable_key_rotation(_key_id(params), period)
+    service.kms.enable_key_rotation(_key_id(params), period)
     return {}
 
 
 def _disable_key_rotation(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    _kms(service).disable_key_rotation(_key_id(params))
+    service.kms.disable_key_rotation(_key_id(params))
     return {}
 
 
 def _get_key_rotation_status(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    status = _kms(service).get_key_rotation_status(_key_id(params))
+    status = service.kms.get_key_rotation_status(_key_id(params))
     out: dict[str, Any] = {"KeyRotationEnabled": status.enabled, "KeyId": status.key_arn}
     if status.period_days is not None:
         out["RotationPeriodInDays"] = status.period_days
@@ -283,7 +275,7 @@ def _get_key_rotation_status(service: Service, principal: Principal, params: Par
 
 
 def _rotate_key_on_demand(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms = _kms(service)
+    kms = service.kms
     key_ref = _key_id(params)
     kms.rotate_key_on_demand(key_ref)
     return {"KeyId": kms.resolve(key_ref)}
@@ -291,7 +283,7 @@ def _rotate_key_on_demand(service: Service, principal: Principal, params: Params
 
 # ---- cryptographic operations -----------------------------------------------------------------
 def _encrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms, key_ref = _kms(service), _key_id(params)
+    kms, key_ref = service.kms, _key_id(params)
     plaintext, context = cast(bytes, _blob(params, "Plaintext")), _context(params)
     _algorithm(params)
     _dry_run(params, lambda: kms.check_usable(key_ref))
@@ -300,7 +292,7 @@ def _encrypt(service: Service, principal: Principal, params: Params) -> dict[str
 
 
 def _decrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms = _kms(service)
+    kms = service.kms
     blob, key_ref = cast(bytes, _blob(params, "CiphertextBlob")), _str(params, "KeyId", required=False)
     _algorithm(params)
     _refuse_recipient(params)
@@ -311,7 +303,7 @@ def _decrypt(service: Service, principal: Principal, params: Params) -> dict[str
 
 
 def _generate_data_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms, key_ref = _kms(service), _key_id(params)
+    kms, key_ref = service.kms, _key_id(params)
     spec, count = _str(params, "KeySpec", required=False), _int(params, "NumberOfBytes", None)
     if (spec is None) == (count is None):
         raise _invalid("Please specify either number of bytes or key spec (not both).")
@@ -325,7 +317,7 @@ def _generate_data_key(service: Service, principal: Principal, params: Params) -
 
 
 def _re_encrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms = _kms(service)
+    kms = service.kms
     blob, destination = cast(bytes, _blob(params, "CiphertextBlob")), _key_id(params, "DestinationKeyId")
     source = _str(params, "SourceKeyId", required=False)
     _algorithm(params, "SourceEncryptionAlgorithm")
@@ -344,30 +336,17 @@ def _key_uuid(arn: str) -> str:
     return arn.rpartition("/")[2]
 
 
-KMS_OPERATIONS: dict[str, Operation] = {
-    "CreateKey": Operation(_create_key, "kms:write"),
-    "DescribeKey": Operation(_describe_key, "kms:read"),
-    "ListKeys": Operation(_list_keys, "kms:read"),
-    "ListResourceTags": Operation(_list_resource_tags, "kms:read"),
-    "CreateAlias": Operation(_create_alias, "kms:write"),
-    "ListAliases": Operation(_list_aliases, "kms:read"),
-    "DeleteAlias": Operation(_delete_alias, "kms:write"),
-    "EnableKey": Operation(_enable_key, "kms:write"),
-    "DisableKey": Operation(_disable_key, "kms:write"),
-    "ScheduleKeyDeletion": Operation(_schedule_key_deletion, "kms:write"),
-    "CancelKeyDeletion": Operation(_cancel_key_deletion, "kms:write"),
-    "EnableKeyRotation": Operation(_enable_key_rotation, "kms:write"),
-    "DisableKeyRotation": Operation(_disable_key_rotation, "kms:write"),
-    "GetKeyRotationStatus": Operation(_get_key_rotation_status, "kms:read"),
-    "RotateKeyOnDemand": Operation(_rotate_key_on_demand, "kms:write"),
-    "Encrypt": Operation(_encrypt, "kms:encrypt"),
-    "Decrypt": Operation(_decrypt, "kms:decrypt"),
-    "GenerateDataKey": Operation(_generate_data_key, "kms:encrypt"),
-    "ReEncrypt": Operation(_re_encrypt, "kms:encrypt"),
-}
 
 
 # ---- auditing ---------------------------------------------------------------------------------
+def audit_shape(service: Service, name: str, params: Mapping[str, Any],
+                response: dict[str, Any] | None) -> AuditShape:
+    """The `Operation.auditor` of every KMS operation: no plaintext or ciphertext, key resources."""
+    request, kept = redact(name, params, response)
+    resources = audit_resources(service.kms, name, params, response) if response is not None else None
+    return request, kept, resources
+
+
 def redact(name: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
            ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(requestParameters, responseElements) for the audit record of a KMS call: no plaintext
@@ -395,6 +374,29 @@ def audit_resources(kms: Kms, name: str, params: Mapping[str, Any], response: Ma
                 except KmsError:
                     continue
     return [{"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in arns] or None
+
+
+KMS_OPERATIONS: dict[str, Operation] = {
+    "CreateKey": Operation(_create_key, "kms:write", audit_shape),
+    "DescribeKey": Operation(_describe_key, "kms:read", audit_shape),
+    "ListKeys": Operation(_list_keys, "kms:read", audit_shape),
+    "ListResourceTags": Operation(_list_resource_tags, "kms:read", audit_shape),
+    "CreateAlias": Operation(_create_alias, "kms:write", audit_shape),
+    "ListAliases": Operation(_list_aliases, "kms:read", audit_shape),
+    "DeleteAlias": Operation(_delete_alias, "kms:write", audit_shape),
+    "EnableKey": Operation(_enable_key, "kms:write", audit_shape),
+    "DisableKey": Operation(_disable_key, "kms:write", audit_shape),
+    "ScheduleKeyDeletion": Operation(_schedule_key_deletion, "kms:write", audit_shape),
+    "CancelKeyDeletion": Operation(_cancel_key_deletion, "kms:write", audit_shape),
+    "EnableKeyRotation": Operation(_enable_key_rotation, "kms:write", audit_shape),
+    "DisableKeyRotation": Operation(_disable_key_rotation, "kms:write", audit_shape),
+    "GetKeyRotationStatus": Operation(_get_key_rotation_status, "kms:read", audit_shape),
+    "RotateKeyOnDemand": Operation(_rotate_key_on_demand, "kms:write", audit_shape),
+    "Encrypt": Operation(_encrypt, "kms:encrypt", audit_shape),
+    "Decrypt": Operation(_decrypt, "kms:decrypt", audit_shape),
+    "GenerateDataKey": Operation(_generate_data_key, "kms:encrypt", audit_shape),
+    "ReEncrypt": Operation(_re_encrypt, "kms:encrypt", audit_shape),
+}
 
 
 # ---- the JSON 1.1 exchange ---------------------------------------------------------------------

@@ -45,10 +45,17 @@ OPEN_START = datetime(1970, 1, 1, tzinfo=UTC)
 OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
 
 
+# (requestParameters, responseElements, resources) an audit record keeps of one call; the
+# response is None when the call was refused or failed.
+AuditShape = tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, str]] | None]
+Auditor = Callable[[Service, str, Params, dict[str, Any] | None], AuditShape]
+
+
 @dataclass(frozen=True)
 class Operation:
     handler: Handler
     permission: str
+    auditor: Auditor | None = None  # None: the API's default (no secrets, trail/user resources)
 
 
 def _epoch(when: datetime | None) -> float | None:
@@ -313,7 +320,7 @@ def get_trail_status(service: Service, _: Principal, params: Params) -> dict[str
         "TimeLoggingStopped": _iso(s.stop_logging_time),
     }
     out.update({k: v for k, v in values.items() if v is not None})
-    worm = service.worm.get(trail.config.bucket) if trail.config.object_lock_days else None
+    worm = service.worm_status(trail.config)
     if worm is not None:
         # trailkeeper extension: a bucket is called WORM only after the conformance probe passed.
         out["WormVerified"] = worm.verified
@@ -555,7 +562,7 @@ def get_server_status(service: Service, _: Principal, params: Params) -> dict[st
                  "Backlog": max(0, service.spool.next_seq() - s.offset_seq) if s.is_logging else 0,
                  "LatestDeliveryError": s.latest_delivery_error or None, "FailingSince": _epoch(s.failing_since),
                  "KmsKeyId": trail.config.kms_key_id or None}
-        worm = service.worm.get(trail.config.bucket) if trail.config.object_lock_days else None
+        worm = service.worm_status(trail.config)
         if worm is not None:
             entry["WormVerified"] = worm.verified
         trails.append(entry)

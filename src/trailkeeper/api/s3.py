@@ -234,7 +234,7 @@ def _decrypted(service: Service, request: S3Request, bucket: str, key: str,
     try:
         header = envelope.read_header(data)
         trail_arn = header.context.get("aws:cloudtrail:arn", "")
-        plain = envelope.open_(service.kms, data, envelope.log_context(trail_arn, bucket, key))
+        plain = envelope.open_log(service.kms, data, trail_arn, bucket, key)
     except EnvelopeError as e:
         if e.reason == envelope.KEY_UNAVAILABLE:
             raise _S3Error(403, "AccessDenied", f"{KMS_DENIED_MESSAGE} ({e})") from e
@@ -369,14 +369,7 @@ def _list_v1(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
     _add(root, "Marker", enc(marker))
     if page.truncated and page.last is not None:
         _add(root, "NextMarker", enc(page.last))
-    _add(root, "MaxKeys", str(max_keys))
-    if delimiter:
-        _add(root, "Delimiter", enc(delimiter))
-    _add(root, "IsTruncated", _bool(page.truncated))
-    _add_entries(root, page, enc)
-    if url:
-        _add(root, "EncodingType", "url")
-    return root
+    return _finish_listing(root, page, max_keys, delimiter, enc, url)
 
 
 def _list_v2(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
@@ -396,6 +389,12 @@ def _list_v2(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
     if page.truncated and page.last is not None:
         _add(root, "NextContinuationToken", _encode_token(page.last))
     _add(root, "KeyCount", str(len(page.contents) + len(page.prefixes)))
+    return _finish_listing(root, page, max_keys, delimiter, enc, url)
+
+
+def _finish_listing(root: ET.Element, page: _Page, max_keys: int, delimiter: str, enc: Callable[[str], str],
+                    url: bool) -> ET.Element:
+    """The elements v1 and v2 listings end with, in the order S3 writes them."""
     _add(root, "MaxKeys", str(max_keys))
     if delimiter:
         _add(root, "Delimiter", enc(delimiter))
