@@ -137,13 +137,33 @@ class GapNotice:
 
 
 @dataclass(frozen=True)
+class PendingNotice:
+    """A window whose digest is not due yet: nothing is wrong yet, and nothing in it is verified.
+
+    Only the newest closed window (or the open one) can be pending: digests are written in
+    order, so once a later digest exists an earlier one is due whatever its age. `due` is
+    when a still-missing digest becomes DIGEST_MISSING; `log_keys` are the delivered log
+    files that wait for it.
+    """
+
+    region: str
+    bucket: str
+    key: str  # the digest key the window's digest will have
+    start: datetime
+    end: datetime
+    due: datetime
+    is_open: bool  # the window had not ended at validation time
+    log_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class VerifiedHead:
     digest_key: str
     end_time: datetime
     hash_value: str  # sha256 of the digest's inflated bytes
 
 
-ReportItem = ReportEntry | GapNotice
+ReportItem = ReportEntry | GapNotice | PendingNotice
 
 
 @dataclass
@@ -165,6 +185,10 @@ class ValidationReport:
     @property
     def gaps(self) -> list[GapNotice]:
         return [i for i in self.items if isinstance(i, GapNotice)]
+
+    @property
+    def pending(self) -> list[PendingNotice]:
+        return [i for i in self.items if isinstance(i, PendingNotice)]
 
     def _files(self, kind: Kind, backfill: bool) -> dict[str, bool]:
         """key -> valid, for distinct files of one kind (a file is invalid if any entry is)."""
@@ -380,6 +404,8 @@ class _Digest:
     signature: str = ""
     problems: list[Problem] = field(default_factory=list)
     trusted: bool = False  # parsed, signed by a known key, at its own location
+    moved: bool = False  # parsed, but found at another key than the one it names for itself
+    authentic: bool = False  # its signature verifies (trusted, or moved with its content intact)
 
     def fail(self, code: Code, message: str) -> None:
         self.problems.append((code, message))
@@ -453,6 +479,7 @@ def _check_digest_file(store: ObjectStore, d: _Digest) -> bool:
     assert d.doc is not None
     if d.doc.bucket != store.bucket or d.doc.key != d.key:
         d.fail(Code.DIGEST_MOVED, f"has been moved from its original location s3://{d.doc.bucket}/{d.doc.key}")
+        d.moved = True
         return False
     if d.doc_end != d.end:
         d.fail(Code.INVALID_FORMAT, f"invalid format: digestEndTime {d.doc.end_time} differs from the time in the key")
@@ -499,17 +526,25 @@ def _check_metadata(d: _Digest, metadata: Mapping[str, str]) -> bool:
 
 
 def _check_signature(d: _Digest, keys: _KeyRing, region: str, allowance: timedelta) -> bool:
-    assert d.doc is not None
+    problem = _signature_problem(d, keys, region, allowance)
+    if problem is not None:
+        d.fail(*problem)
+    d.authentic = problem is None
+    return d.authentic
+
+
+def _signature_problem(d: _Digest, keys: _KeyRing, region: str, allowance: timedelta) -> Problem | None:
+    """Why the digest's signature does not verify, or None when it does."""
+    assert d.doc is not None and d.doc_end is not None
     fp = d.doc.fingerprint
-    info, problem = keys.find(fp, d.end, region, allowance)
+    # The signing key is looked up for the window the digest names (a moved digest's key lies).
+    info, problem = keys.find(fp, d.doc_end, region, allowance)
     if info is None:
         assert problem is not None
-        d.fail(*problem)
-        return False
+        return problem
     public = keys.load(info)
     if public is None:
-        d.fail(Code.KEY_FORMAT, f"Unable to load PKCS #1 key with fingerprint {fp}")
-        return False
+        return Code.KEY_FORMAT, f"Unable to load PKCS #1 key with fingerprint {fp}"
     message = digestfmt.string_to_sign(
         d.doc.end_time, d.doc.bucket, d.doc.key, d.inflated_sha, d.doc.previous_signature
     )
@@ -520,9 +555,15 @@ def _check_signature(d: _Digest, keys: _KeyRing, region: str, allowance: timedel
     try:
         public.verify(bytes.fromhex(d.signature), message, padding.PKCS1v15(), hashes.SHA256())
     except (InvalidSignature, ValueError):
-        d.fail(Code.DIGEST_BAD_SIGNATURE, "signature verification failed")
-        return False
-    return True
+        return Code.DIGEST_BAD_SIGNATURE, "signature verification failed"
+    return None
+
+
+def _check_moved_signature(d: _Digest, keys: _KeyRing, region: str, allowance: timedelta) -> None:
+    """A moved digest is already reported; if its content is intact, the window it names is
+    proven to have had a digest (evidence, not trust: its logs are not verified through it)."""
+    if d.moved and d.doc is not None and d.signature and d.doc_end is not None:
+        d.authentic = _signature_problem(d, keys, region, allowance) is None
 
 
 # ---------------------------------------------------------------- chain
@@ -538,6 +579,7 @@ class _Slot:
     in_range: bool
     digest: _Digest | None = None
     backfill: _Digest | None = None
+    moved_to: str | None = None  # where an intact digest naming this window was found instead
 
     @property
     def satisfied(self) -> bool:
@@ -740,9 +782,8 @@ def _validate_region(run: _Run, region: str) -> None:
     # One window past what is in range, so logs of the open window are recognised as pending.
     horizon = min(run.end, run.now) + interval
     windows = expected_windows(t.logging_periods, interval, run.start - interval, horizon)
-    cutoff = run.now - (interval + t.delivery_allowance)
     found = _list_digests(run, region, windows)
-    slots = _make_slots(run, region, windows, cutoff, found)
+    slots = _make_slots(run, region, windows, found)
     unexpected = _attach_found(slots, found)
     digests = [d for s in slots for d in (s.digest, s.backfill) if d is not None] + unexpected
     run.tick(added_total=len(digests))
@@ -760,23 +801,38 @@ def _validate_region(run: _Run, region: str) -> None:
         for d in readable:
             d.trusted = _check_signature(d, run.keys, keyring_region, t.delivery_allowance)
         for d in digests:
+            _check_moved_signature(d, run.keys, keyring_region, t.delivery_allowance)
             run.tick(done=1)
             hashing.add(d)
         for d in unexpected:
             if d.trusted:
                 d.fail(Code.CHAIN_GAP, f"digest window ending {iso_seconds(d.end)} does not fit the trail's logging history")
+        _require(run, region, slots, digests)
         in_range = [s for s in slots if s.in_range]
         _check_links([s for s in slots if s.window.end <= run.now], run.store.bucket, t.delivery_allowance)
         chain_items = _chain_findings(run, region, in_range, unexpected)
-        stray = _stray_logs(run, region, in_range, slots, digests, cutoff)
+        stray, waiting = _stray_logs(run, region, in_range, slots, digests)
         log_results = hashing.results()
-    _assemble(run, region, in_range, unexpected, chain_items, log_results, stray)
+    pending = _pending(run, region, slots, waiting)
+    _assemble(run, region, in_range, unexpected, chain_items, log_results, stray, pending)
     if isinstance(run.store, VersionedStore):
         _version_findings(run, run.store, region, min([run.start, *(s.window.start for s in in_range)]))
 
 
+# A digest key dated this far past the validator's clock cannot be a window that has ended
+# (a digest is written after its window): it was placed there. The margin is for clock skew.
+FUTURE_KEY_SKEW = timedelta(minutes=5)
+
+
 def _list_digests(run: _Run, region: str, windows: list[Window]) -> dict[str, layout.DigestKey]:
-    """Digest keys of this trail and region whose end falls in the checked span, by day folder."""
+    """Every digest key of this trail and region from the first day of the checked span on.
+
+    Keys whose time lies in the span are checked as the span's digests. Keys dated after the
+    validator's own clock are checked too, wherever they lie: no window can have produced
+    them, so a digest found there was moved (or copied) there. The folders are read
+    leniently, as the AWS CLI reads them: a digest renamed into the wrong date folder is
+    still found, and reported where it is.
+    """
     t = run.trail
     lo = run.start
     hi = min(run.now, run.end + t.digest_interval + t.delivery_allowance)
@@ -784,12 +840,29 @@ def _list_digests(run: _Run, region: str, windows: list[Window]) -> dict[str, la
         hi = max(hi, min(run.now, windows[-1].end))
     base = layout.digest_prefix(t.prefix, t.account_id, region)
     found: dict[str, layout.DigestKey] = {}
-    for day in _days(lo, hi):
-        for info in run.store.list(f"{base}{day:%Y/%m/%d}/"):
-            parsed = _parse_own_digest_key(info.key, t, region)
-            if parsed is not None and lo < parsed.end <= hi:
-                found[info.key] = parsed
+    for info in run.store.list(base, start_after=f"{base}{lo:%Y/%m/%d}"):
+        claimed = _claimed_digest_key(info.key, base, t, region)
+        if claimed is not None and (lo < claimed.end <= hi or claimed.end > run.now + FUTURE_KEY_SKEW):
+            found[info.key] = claimed
     return found
+
+
+def _claimed_digest_key(key: str, base: str, t: TrailInfo, region: str) -> layout.DigestKey | None:
+    """This trail's digest key as its file name claims it, whatever folder it sits in."""
+    if not key.startswith(base) or "/" not in key[len(base):]:
+        return None
+    name = key.rsplit("/", 1)[1]
+    stem = f"{t.account_id}_CloudTrail-Digest_{region}_{t.name}_{t.home_region}_"
+    tail = name[len(stem):] if name.startswith(stem) else ""
+    backfill = tail.endswith("_backfill.json.gz")
+    stamp = tail.removesuffix("_backfill.json.gz" if backfill else ".json.gz")
+    if len(stamp) != len("YYYYMMDDTHHMMSSZ") or stamp == tail:
+        return None
+    try:
+        end = datetime.strptime(stamp, layout.DIGEST_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return layout.DigestKey(t.prefix, t.account_id, region, t.name, t.home_region, end, backfill, None)
 
 
 def _parse_own_digest_key(key: str, t: TrailInfo, region: str) -> layout.DigestKey | None:
@@ -808,9 +881,7 @@ def _days(lo: datetime, hi: datetime) -> Iterator[datetime]:
         day += timedelta(days=1)
 
 
-def _make_slots(
-    run: _Run, region: str, windows: list[Window], cutoff: datetime, found: Mapping[str, layout.DigestKey]
-) -> list[_Slot]:
+def _make_slots(run: _Run, region: str, windows: list[Window], found: Mapping[str, layout.DigestKey]) -> list[_Slot]:
     t = run.trail
     slots = []
     found_ends = sorted(k.end for k in found.values() if not k.backfill)
@@ -818,8 +889,35 @@ def _make_slots(
         w = _settle_final(w, found_ends, t.delivery_allowance)
         key = layout.digest_key(t.prefix, t.account_id, region, t.name, t.home_region, w.end)
         in_range = w.end > run.start and w.start <= run.end and w.end <= run.now
-        slots.append(_Slot(w, key, required=w.end <= cutoff, in_range=in_range))
+        slots.append(_Slot(w, key, required=False, in_range=in_range))
     return slots
+
+
+def _require(run: _Run, region: str, slots: list[_Slot], digests: list[_Digest]) -> None:
+    """Decide which windows must have a digest by now (a missing one is then DIGEST_MISSING).
+
+    The writer seals windows in order, so every ended window before the newest one is due
+    whatever its age. The newest ended window is due once its delivery allowance has passed,
+    or as soon as anything proves its digest was written: an authentic digest (at its own key
+    or moved elsewhere) naming that window or a later one, or the verified state of an
+    earlier run reaching it.
+    """
+    closed = [s for s in slots if s.window.end <= run.now]
+    if not closed:
+        return
+    proof = [d.doc_end for d in digests if d.authentic and not d.backfill and d.doc_end is not None]
+    head = run.state.head(run.trail.arn, region) if run.state is not None else None
+    if head is not None:
+        proof.append(head.end_time)
+    proven_through = max(proof, default=None)
+    for slot in closed[:-1]:
+        slot.required = True
+    newest = closed[-1]
+    due = newest.window.end + run.trail.delivery_allowance <= run.now
+    newest.required = due or (proven_through is not None and newest.window.end <= proven_through)
+    claimed = {d.doc.key: d.key for d in digests if d.moved and d.authentic and d.doc is not None}
+    for slot in slots:
+        slot.moved_to = claimed.get(slot.key)
 
 
 def _settle_final(w: Window, found_ends: list[datetime], allowance: timedelta) -> Window:
@@ -849,17 +947,17 @@ def _attach_found(slots: list[_Slot], found: Mapping[str, layout.DigestKey]) -> 
 def _chain_findings(run: _Run, region: str, slots: list[_Slot], unexpected: list[_Digest]) -> list[ReportEntry]:
     """Missing windows, tail truncation (against the history and the saved state)."""
     bucket = run.store.bucket
-    items: list[ReportEntry] = []
+    items = _state_findings(run, region, slots)
     required = [s for s in slots if s.required]
     present_ends = [d.end for s in slots for d in (s.digest, s.backfill) if d is not None]
-    present_ends += [d.end for d in unexpected if not d.backfill]
+    present_ends += [d.end for d in unexpected if not d.backfill and d.end <= run.now]
     newest = max(present_ends, default=None)
     if required and (newest is None or newest < required[-1].window.end):
         last = required[-1]
         seen = "no digest at all" if newest is None else f"the newest digest ends at {iso_seconds(newest)}"
         msg = f"digests are due through {iso_seconds(last.window.end)} but {seen}"
-        items.append(_invalid("digest", bucket, last.key, Code.CHAIN_TRUNCATED, msg, region))
-    items.extend(_state_findings(run, region, slots))
+        if last.key not in {e.key for e in items}:  # the verified state already names it
+            items.append(_invalid("digest", bucket, last.key, Code.CHAIN_TRUNCATED, msg, region))
     return items
 
 
@@ -925,14 +1023,16 @@ def _claim(entry: digestfmt.DigestLogFile) -> tuple[str | None, ...]:
 
 
 def _stray_logs(
-    run: _Run, region: str, slots: list[_Slot], all_slots: list[_Slot], digests: list[_Digest], cutoff: datetime
-) -> list[ReportEntry]:
-    """Listed log files no trusted digest references: unreferenced, unverifiable or still pending."""
+    run: _Run, region: str, slots: list[_Slot], all_slots: list[_Slot], digests: list[_Digest]
+) -> tuple[list[ReportEntry], dict[str, list[str]]]:
+    """Listed log files no trusted digest references: unreferenced or unverifiable entries, and
+    the logs that wait for a digest not due yet (by that window's digest key)."""
     t = run.trail
     referenced = {e.s3_object for d in digests if d.trusted and d.doc is not None for e in d.doc.log_files}
     lo = min([run.start, *(s.window.start for s in slots)]) - _LOG_NAME_GRANULARITY
     base = layout.log_prefix(t.prefix, t.account_id, region)
     items = []
+    waiting: dict[str, list[str]] = {}
     for day in _days(lo, run.end):
         for info in run.store.list(f"{base}{day:%Y/%m/%d}/"):
             if info.key in referenced:
@@ -940,10 +1040,12 @@ def _stray_logs(
             delivered = _log_delivery(info.key, t, region)
             if delivered is None or not lo <= delivered <= run.end:
                 continue
-            verdict = _classify_stray(delivered, all_slots, cutoff, run.now, t.delivery_allowance)
-            if verdict is not None:
+            verdict = _classify_stray(delivered, all_slots, run.now, t.delivery_allowance)
+            if isinstance(verdict, _Slot):
+                waiting.setdefault(verdict.key, []).append(info.key)
+            elif verdict is not None:
                 items.append(_invalid("log", run.store.bucket, info.key, verdict[0], verdict[1], region))
-    return items
+    return items, waiting
 
 
 def _version_findings(run: _Run, store: VersionedStore, region: str, lo: datetime) -> None:
@@ -1012,22 +1114,28 @@ def _log_delivery(key: str, t: TrailInfo, region: str) -> datetime | None:
     return parsed.delivered if own == (t.prefix, t.account_id, region, None) else None
 
 
-def _classify_stray(
-    delivered: datetime, slots: list[_Slot], cutoff: datetime, now: datetime, allowance: timedelta
-) -> Problem | None:
+def _classify_stray(delivered: datetime, slots: list[_Slot], now: datetime, allowance: timedelta) -> Problem | _Slot | None:
+    """What an unreferenced log is: a problem, or the window whose pending digest it waits for."""
     # The key holds only the delivery minute, so any window overlapping that minute may own it.
     minute_end = delivered + _LOG_NAME_GRANULARITY
     owners = [s for s in slots if s.window.start < minute_end and delivered < s.window.end]
     if not owners:
-        if minute_end + allowance > now:
-            return None
+        closed = [s for s in slots if s.window.end <= now]
+        last = closed[-1] if closed else None
+        after_last = last is not None and delivered >= last.window.end and not any(
+            s.window.start > delivered for s in slots)
+        if after_last and last is not None and not last.required and last.digest is None:
+            return last  # delivered after a stop whose final digest is not due yet
         return Code.LOG_UNREFERENCED, "delivered while no logging period was open; no digest references it"
-    if any(not s.satisfied and not s.required and s.digest is None for s in owners):
-        return None  # its window's digest is not due yet
+    waiting = [s for s in owners if not s.satisfied and not s.required and s.digest is None]
+    if waiting:
+        return waiting[-1]
     broken = [s for s in owners if not s.satisfied]
+    if broken and broken[0].digest is not None:
+        return Code.LOG_UNVERIFIABLE, f"the digest of its window ({broken[0].key}) is invalid"
     if broken:
-        why = "is missing" if broken[0].digest is None else "is invalid"
-        return Code.LOG_UNVERIFIABLE, f"the digest of its window ({broken[0].key}) {why}"
+        return Code.LOG_UNREFERENCED, (f"no present digest references it: the digest of its window, "
+                                       f"{broken[0].key}, is missing")
     return Code.LOG_UNREFERENCED, "no digest references it although its window's digest is valid"
 
 
@@ -1038,6 +1146,21 @@ def _invalid(kind: Kind, bucket: str, key: str, code: Code, message: str, region
 # ---------------------------------------------------------------- assembly
 
 
+def _pending(run: _Run, region: str, slots: list[_Slot], waiting: Mapping[str, list[str]]) -> dict[str, PendingNotice]:
+    """Windows whose digest is not due yet, by digest key: the newest ended window when its
+    digest is still missing, and the open window when logs already wait for it."""
+    out: dict[str, PendingNotice] = {}
+    for slot in slots:
+        w = slot.window
+        is_open = w.end > run.now
+        missing = slot.in_range and not slot.required and slot.digest is None and slot.backfill is None
+        logs = waiting.get(slot.key, [])
+        if missing or (is_open and logs and w.start <= run.end):
+            out[slot.key] = PendingNotice(region, run.store.bucket, slot.key, w.start, w.end,
+                                          w.end + run.trail.delivery_allowance, is_open, tuple(logs))
+    return out
+
+
 def _assemble(
     run: _Run,
     region: str,
@@ -1046,10 +1169,13 @@ def _assemble(
     chain_items: list[ReportEntry],
     log_results: Mapping[str, _LogResult],
     stray: list[ReportEntry],
+    pending: Mapping[str, PendingNotice],
 ) -> None:
     """Append this region's findings in AWS CLI order: newest digest first, each followed by its logs."""
     items = run.report.items
     items.extend(chain_items)
+    in_slots = {s.key for s in slots}
+    items.extend(p for key, p in pending.items() if key not in in_slots)  # the open window, newest of all
     bucket = run.store.bucket
     for i in range(len(slots) - 1, -1, -1):
         slot = slots[i]
@@ -1058,12 +1184,20 @@ def _assemble(
                 items.extend(_digest_items(d, bucket, region, log_results))
                 _track_found(run, region, d)
         if slot.digest is None and slot.backfill is None and slot.required:
-            items.append(_invalid("digest", bucket, slot.key, Code.DIGEST_MISSING, "not found", region))
+            items.append(_invalid("digest", bucket, slot.key, Code.DIGEST_MISSING, _missing_text(slot), region))
+        if slot.key in pending:
+            items.append(pending[slot.key])
         if slot.window.starting and i > 0:
             items.append(GapNotice(region, slots[i - 1].window.end, slot.window.start))
     for d in unexpected:
         items.extend(_digest_items(d, bucket, region, log_results))
     items.extend(stray)
+
+
+def _missing_text(slot: _Slot) -> str:
+    if slot.moved_to is None:
+        return "not found"
+    return f"not found: the digest of this window was found at {slot.moved_to}"
 
 
 def _digest_items(d: _Digest, bucket: str, region: str, logs: Mapping[str, _LogResult]) -> list[ReportEntry]:

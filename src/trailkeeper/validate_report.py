@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from trailkeeper.clock import iso_seconds
-from trailkeeper.validate import Code, GapNotice, Kind, ReportEntry, Status, ValidationReport
+from trailkeeper.validate import (
+    Code,
+    GapNotice,
+    Kind,
+    PendingNotice,
+    ReportEntry,
+    Status,
+    ValidationReport,
+)
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -75,6 +83,11 @@ class _Writer:
         self.err: list[str] = []
         self._double_spaced = True
 
+    def notice(self, message: str) -> None:
+        """A line that is not a problem but is never hidden (a digest not due yet). It leaves the
+        spacing of stderr alone, so that stderr stays exactly what the AWS CLI would print."""
+        self.out.append(f"{message}\n")
+
     def status(self, message: str, is_error: bool) -> None:
         if is_error:
             self.err.append(f"{message}\n\n" if self._double_spaced else f"\n{message}\n\n")
@@ -120,10 +133,20 @@ def render_cli(report: ValidationReport, verbose: bool = False) -> tuple[str, st
         if isinstance(item, GapNotice):
             text = f"No log files were delivered by CloudTrail between {iso_seconds(item.start)} and {iso_seconds(item.end)}"
             w.status(text, True)
+        elif isinstance(item, PendingNotice):
+            w.notice(pending_line(item))
         else:
             w.status(_file_line(item), item.status is Status.INVALID)
     w.summary(report)
     return "".join(w.out), "".join(w.err)
+
+
+def pending_line(p: PendingNotice) -> str:
+    """`Digest file <uri> PENDING: ...`: the window's digest is not due yet, and what waits for it."""
+    window = f"window {iso_seconds(p.start)} to {iso_seconds(p.end)}{', still open' if p.is_open else ''}"
+    count = len(p.log_keys)
+    waiting = f"; {count} log file{' waits' if count == 1 else 's wait'} for it" if count else ""
+    return f"Digest file\ts3://{p.bucket}/{p.key}\tPENDING: not due until {iso_seconds(p.due)} ({window}{waiting})"
 
 
 def render_json(report: ValidationReport) -> dict[str, Any]:
@@ -151,6 +174,11 @@ def render_json(report: ValidationReport) -> dict[str, Any]:
         },
         "entries": [e.to_dict() for e in report.entries],
         "gaps": [{"region": g.region, "start": iso(g.start), "end": iso(g.end)} for g in report.gaps],
+        "pending": [
+            {"region": p.region, "bucket": p.bucket, "digestKey": p.key, "windowStart": iso(p.start),
+             "windowEnd": iso(p.end), "dueAt": iso(p.due), "open": p.is_open, "logFiles": list(p.log_keys)}
+            for p in report.pending
+        ],
         "heads": {
             region: {"digestKey": h.digest_key, "endTime": iso(h.end_time), "hashValue": h.hash_value}
             for region, h in report.heads.items()

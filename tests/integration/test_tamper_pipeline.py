@@ -7,88 +7,34 @@ logging history. Each scenario is one named, data-driven case.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from tests.pipeline import Pipeline, app_event, open_pipeline
+from tests import tamper_trail
+from tests.pipeline import open_pipeline
+from tests.tamper_trail import YOUNG_ALLOWANCE, Built, ts, young
 
-from trailkeeper import digest as digestfmt
-from trailkeeper._internal.gzipio import gunzip_strict
-from trailkeeper.clock import parse_iso_seconds
-from trailkeeper.offline import trail_info
-from trailkeeper.storage.folder import FolderStore
 from trailkeeper.storage.memory import MemoryStore
-from trailkeeper.trails import TrailConfig
 from trailkeeper.validate import validate_trail
 from trailkeeper.validate_report import exit_code
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-import tamper_scenarios as ts
-
-
-@dataclass
-class Built:
-    facts: ts.TrailFacts
-    objects: ts.Objects
-
-
-def _minute(p: Pipeline, events: int) -> None:
-    if events:
-        p.ingest([app_event(i, p.clock.now()) for i in range(events)])
-    p.advance(2)
-    p.advance(58)
-
-
-def _build(p: Pipeline, dest: Path) -> Built:
-    p.service.create_trail(TrailConfig(name="tamper", bucket="tamper-bucket", destination=str(dest),
-                                       validation=True, flush_interval_s=1, digest_interval_s=60))
-    p.service.start_logging("tamper")
-    for events in (3, 4, 0, 5, 2):  # one quiet minute: an empty digest
-        _minute(p, events)
-    p.service.stop_logging("tamper")
-    p.advance(3)
-    p.advance(120)  # a logged gap: stopped for two minutes
-    p.service.start_logging("tamper")
-    for events in (2, 3, 4, 2, 3, 1):
-        _minute(p, events)
-    store = FolderStore(dest, "tamper-bucket")
-    trail = p.service.trails.get("tamper")
-    info = trail_info(p.service.trails, trail, p.service.account.account_id, p.service.account.region)
-    digests = []
-    for obj in store.list("AWSLogs/"):
-        if "CloudTrail-Digest" not in obj.key:
-            continue
-        doc = digestfmt.parse_digest(gunzip_strict(store.get(obj.key).data))
-        digests.append(ts.DigestFact(obj.key, parse_iso_seconds(doc.start_time), parse_iso_seconds(doc.end_time),
-                                     doc.fingerprint, tuple(f.s3_object for f in doc.log_files), doc.is_starting))
-    digests.sort(key=lambda d: d.end)
-    # "now" is chosen so the newest digest is not due yet and the two before it are.
-    now = digests[-1].end + info.digest_interval + info.delivery_allowance - timedelta(seconds=1)
-    keys = p.service.keys.all_public_keys()
-    facts = ts.TrailFacts(info, keys, digests, digests[0].start, now, now, p.service.keys.sign, [])
-    return Built(facts, ts.snapshot(store))
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     tmp = tmp_path_factory.mktemp("pipeline-tamper")
     with open_pipeline(tmp, key_rotation="4m") as p:
-        yield _build(p, tmp / "dest")
+        yield tamper_trail.build(p, tmp / "dest")
 
 
 def _run(built: Built, objects: ts.Objects, keys: list | None = None) -> object:  # type: ignore[type-arg]
-    store = MemoryStore("tamper-bucket")
+    store = MemoryStore(tamper_trail.BUCKET)
     ts.restore(objects, store)
     f = built.facts
     return validate_trail(store, f.trail, keys or f.public_keys, f.start, f.end, f.now)
 
 
 def _copy(built: Built) -> ts.Objects:
-    return {k: ts.Obj(v.data, dict(v.metadata)) for k, v in built.objects.items()}
+    return built.copy()
 
 
 def test_pipeline_trail_has_what_the_scenarios_need(built: Built) -> None:
@@ -110,3 +56,28 @@ def test_tamper_scenario_on_pipeline_trail(built: Built, scenario: ts.Scenario) 
     report = _run(built, objects, keys)
     assert ts.counts(report.codes()) == ts.nonzero(scenario.expected(f))  # type: ignore[attr-defined]
     assert exit_code(report) == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scenario", ts.YOUNG_SCENARIOS, ids=[s.name for s in ts.YOUNG_SCENARIOS])
+def test_young_window_scenario_on_pipeline_trail(built: Built, scenario: ts.Scenario) -> None:
+    fresh = young(built)
+    untouched = _run(fresh, _copy(fresh))
+    assert untouched.ok and all(p.is_open for p in untouched.pending)  # type: ignore[attr-defined]
+    objects = _copy(fresh)
+    scenario.tamper(objects, fresh.facts)
+    report = _run(fresh, objects)
+    assert ts.counts(report.codes()) == ts.nonzero(scenario.expected(fresh.facts))  # type: ignore[attr-defined]
+    assert exit_code(report) == 1  # type: ignore[arg-type]
+
+
+def test_young_newest_digest_deleted_is_pending_not_silent(built: Built) -> None:
+    fresh = young(built)
+    objects = _copy(fresh)
+    ts._delete(objects, [fresh.facts.digests[-1].key])
+    report = _run(fresh, objects)
+    assert report.ok  # type: ignore[attr-defined]
+    [pending] = [p for p in report.pending if not p.is_open]  # type: ignore[attr-defined]
+    newest = fresh.facts.digests[-1]
+    assert (pending.key, pending.end, pending.due) == (newest.key, newest.end,
+                                                       newest.end + YOUNG_ALLOWANCE)
+    assert sorted(pending.log_keys) == sorted(newest.log_keys)

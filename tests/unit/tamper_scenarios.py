@@ -45,7 +45,8 @@ ALLOWANCE = timedelta(minutes=10)
 T0 = datetime(2024, 3, 10, 9, 17, tzinfo=UTC)
 STOP = datetime(2024, 3, 10, 12, 20, tzinfo=UTC)
 RESTART = datetime(2024, 3, 10, 13, 10, tzinfo=UTC)
-NOW = datetime(2024, 3, 10, 18, 30, tzinfo=UTC)  # windows ending <= 17:20 are required
+# Every window before the newest is due; the newest (17:00-18:00) is not due until 18:10.
+NOW = datetime(2024, 3, 10, 18, 5, tzinfo=UTC)
 # A key older than this is replaced at the next signing: the first key (10:00) is
 # replaced exactly at the 14:00 digest boundary.
 ROTATION = timedelta(hours=3, minutes=59)
@@ -53,7 +54,7 @@ ROTATION = timedelta(hours=3, minutes=59)
 # window gets none (an empty digest) and one log lands in the open 18:00 window.
 LOG_MINUTES = (3, 28)
 EMPTY_WINDOW_START = datetime(2024, 3, 10, 11, 0, tzinfo=UTC)
-OPEN_LOG_AT = datetime(2024, 3, 10, 18, 10, tzinfo=UTC)
+OPEN_LOG_AT = datetime(2024, 3, 10, 18, 2, tzinfo=UTC)
 
 
 @dataclass
@@ -88,12 +89,11 @@ class TrailFacts:
     sign: Callable[[str, bytes], str]  # (fingerprint, message) -> hex signature
     pending_log_keys: list[str] = field(default_factory=list)  # logs whose digest is not due yet
 
-    @property
-    def cutoff(self) -> datetime:
-        return self.now - (self.trail.digest_interval + self.trail.delivery_allowance)
-
     def required(self, i: int) -> bool:
-        return self.digests[i].end <= self.cutoff
+        """Digests are written in order: all but the newest are due whatever their age, and the
+        newest once its delivery allowance has passed."""
+        newest = i == len(self.digests) - 1
+        return not newest or self.digests[i].end + self.trail.delivery_allowance <= self.now
 
     def logs(self, i: int) -> int:
         return len(self.digests[i].log_keys)
@@ -344,6 +344,24 @@ def _move(objects: Objects, facts: TrailFacts, i: int) -> None:
     objects[new_key] = objects.pop(fact.key)
 
 
+def _digest_key_at(facts: TrailFacts, end: datetime) -> str:
+    t = facts.trail
+    return layout.digest_key(t.prefix, t.account_id, t.home_region, t.name, t.home_region, end)
+
+
+def _move_to(objects: Objects, facts: TrailFacts, i: int, end: datetime, keep: bool = False) -> None:
+    """Rename digest i to the key of another time (its own date folder); `keep` copies it."""
+    key = facts.digests[i].key
+    objects[_digest_key_at(facts, end)] = objects[key] if keep else objects.pop(key)
+
+
+def _rename_in_folder(objects: Objects, facts: TrailFacts, i: int, stamp: str) -> None:
+    """Change only the time in digest i's file name, leaving it in its date folder (the
+    AWS CLI reads the time from the name, whatever the folder says)."""
+    key = facts.digests[i].key
+    objects[key[: -len("YYYYMMDDTHHMMSSZ.json.gz")] + stamp + ".json.gz"] = objects.pop(key)
+
+
 def _replay(objects: Objects, facts: TrailFacts, i: int) -> None:
     """Put the previous window's digest where digest i was."""
     objects[facts.digests[i].key] = objects[facts.digests[i - 1].key]
@@ -462,7 +480,8 @@ def _bad_digest(code: Code, pick: Callable[[TrailFacts], int] = TrailFacts.middl
 def _missing(indices: Callable[[TrailFacts], list[int]], truncated: bool = False) -> Expected:
     def expect(f: TrailFacts) -> dict[Code, int]:
         gone = [i for i in indices(f) if f.required(i)]
-        out = {Code.DIGEST_MISSING: len(gone), Code.LOG_UNVERIFIABLE: f.unverifiable(gone)}
+        # Their logs are still listed, and no present digest references them.
+        out = {Code.DIGEST_MISSING: len(gone), Code.LOG_UNREFERENCED: f.unverifiable(gone)}
         if truncated:
             out[Code.CHAIN_TRUNCATED] = 1
         return out
@@ -590,7 +609,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         lambda f: {
             Code.DIGEST_MOVED: 1,
             Code.DIGEST_MISSING: 1,
-            Code.LOG_UNVERIFIABLE: f.logs(f.middle()),
+            Code.LOG_UNREFERENCED: f.logs(f.middle()),
         },
     ),
     Scenario(
@@ -760,3 +779,71 @@ def counts(codes: list[Code]) -> dict[Code, int]:
 
 def nonzero(expected: dict[Code, int]) -> dict[Code, int]:
     return {k: v for k, v in expected.items() if v}
+
+
+# ---------------------------------------------------------------- young windows
+
+# Run on a trail validated right after it was written, every window younger than its delivery
+# allowance: what proves a digest should exist is the chain, not its age. Each case is also a
+# case where the AWS CLI's backward walk finds the problem (or where we find more).
+FAR_FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _newest_but_one(f: TrailFacts) -> int:
+    return len(f.digests) - 2
+
+
+def _moved_away(f: TrailFacts) -> dict[Code, int]:
+    return {Code.DIGEST_MOVED: 1, Code.DIGEST_MISSING: 1, Code.LOG_UNREFERENCED: f.logs(f.middle())}
+
+
+YOUNG_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "young_middle_digest_deleted",
+        5,
+        lambda o, f: _delete(o, [_key_of(f, f.middle())]),
+        _missing(lambda f: [f.middle()]),
+    ),
+    Scenario(
+        "young_newest_but_one_deleted",
+        5,
+        lambda o, f: _delete(o, [_key_of(f, _newest_but_one(f))]),
+        _missing(lambda f: [_newest_but_one(f)]),
+    ),
+    Scenario(
+        "young_two_consecutive_deleted",
+        6,
+        lambda o, f: _delete(o, [_key_of(f, f.run_of(2)), _key_of(f, f.run_of(2) + 1)]),
+        _missing(lambda f: [f.run_of(2), f.run_of(2) + 1]),
+    ),
+    Scenario(
+        "young_digest_moved_to_future_key",
+        8,
+        lambda o, f: _move_to(o, f, f.middle(), FAR_FUTURE),
+        _moved_away,
+    ),
+    Scenario(
+        "young_digest_renamed_to_future_time_in_its_folder",
+        8,
+        lambda o, f: _rename_in_folder(o, f, f.middle(), "20300101T000000Z"),
+        _moved_away,
+    ),
+    Scenario(
+        "young_digest_moved_to_past_key",
+        8,
+        lambda o, f: _move_to(o, f, f.middle(), f.digests[f.middle()].end - timedelta(seconds=30)),
+        _moved_away,
+    ),
+    Scenario(
+        "young_digest_copied_to_second_key",
+        8,
+        lambda o, f: _move_to(o, f, f.middle(), f.digests[f.middle()].end + timedelta(seconds=1), keep=True),
+        _one(Code.DIGEST_MOVED),
+    ),
+    Scenario(
+        "young_log_deleted_with_its_digest",
+        5,
+        lambda o, f: _delete(o, [f.log_key(f.middle()), _key_of(f, f.middle())]),
+        lambda f: {Code.DIGEST_MISSING: 1, Code.LOG_UNREFERENCED: f.logs(f.middle()) - 1},
+    ),
+)

@@ -184,7 +184,8 @@ def _state_after_clean_run(built: Built, tmp_path: Path) -> VerifiedState:
 
 
 def test_tail_truncation_behind_the_verified_state(built: Built, tmp_path: Path) -> None:
-    """The newest digest is not due yet, so only the saved state can tell it was deleted."""
+    """The newest digest is not due yet, so only the saved state can tell it was deleted; that
+    state makes its window due at once, so its logs are reported too."""
     facts = built.facts
     state = _state_after_clean_run(built, tmp_path)
     assert state.head(facts.trail.arn, ts.REGION) is not None
@@ -192,8 +193,11 @@ def test_tail_truncation_behind_the_verified_state(built: Built, tmp_path: Path)
     ts._delete(objects, [facts.digests[-1].key])
     without_state = _run(_store(objects), facts)
     assert without_state.ok  # indistinguishable from "not written yet"
+    assert facts.digests[-1].key in [p.key for p in without_state.pending]
     report = _run(_store(objects), facts, state=state)
-    assert ts.counts(report.codes()) == {Code.CHAIN_TRUNCATED: 1}
+    assert ts.counts(report.codes()) == {Code.CHAIN_TRUNCATED: 1, Code.DIGEST_MISSING: 1,
+                                         Code.LOG_UNREFERENCED: facts.logs(len(facts.digests) - 1)}
+    assert facts.digests[-1].key not in [p.key for p in report.pending]
     assert not state.advance(report)
 
 
@@ -342,7 +346,7 @@ def test_progress_reaches_the_total_and_workers_do_not_change_the_result(built: 
         ({"start": ts.NOW + H}, "is after end"),
         ({"mode": "quick"}, "mode"),
         ({"workers": 0}, "workers"),
-        ({"now": datetime(2024, 3, 10, 18, 30)}, "timezone"),
+        ({"now": datetime(2024, 3, 10, 18, 5)}, "timezone"),
         ({"trail": "no-periods"}, "no logging periods"),
     ],
 )
@@ -364,9 +368,12 @@ def test_cli_text_for_a_valid_trail(built: Built) -> None:
     facts = built.facts
     out, err = render_cli(_run(built.folder, facts))
     arn = facts.trail.arn
+    open_key = facts.digests[-1].key.replace("20240310T180000Z", "20240310T190000Z")
     assert out == (
-        f"Validating log files for trail {arn} between 2024-03-10T09:17:00Z and 2024-03-10T18:30:00Z\n\n"
-        "Results requested for 2024-03-10T09:17:00Z to 2024-03-10T18:30:00Z\n"
+        f"Validating log files for trail {arn} between 2024-03-10T09:17:00Z and 2024-03-10T18:05:00Z\n\n"
+        f"Digest file\ts3://{ts.BUCKET}/{open_key}\tPENDING: not due until 2024-03-10T19:10:00Z "
+        "(window 2024-03-10T18:00:00Z to 2024-03-10T19:00:00Z, still open; 1 log file waits for it)\n"
+        "Results requested for 2024-03-10T09:17:00Z to 2024-03-10T18:05:00Z\n"
         "Results found for 2024-03-10T09:17:00Z to 2024-03-10T18:00:00Z:\n"
         "\n9/9 digest files valid"
         "\n15/15 log files valid\n"
@@ -380,7 +387,8 @@ def test_cli_text_verbose_lines_and_spacing(built: Built) -> None:
     ts._delete(objects, [facts.log_key(facts.middle())])
     out, err = render_cli(_run(_store(objects), facts), verbose=True)
     newest = facts.digests[-1]
-    assert out.splitlines()[2] == f"Digest file\ts3://{ts.BUCKET}/{newest.key}\tvalid"
+    assert "\tPENDING: not due until " in out.splitlines()[2]  # the open window, newest of all
+    assert out.splitlines()[3] == f"Digest file\ts3://{ts.BUCKET}/{newest.key}\tvalid"
     assert f"Log file\ts3://{ts.BUCKET}/{newest.log_keys[0]}\tvalid\n" in out
     # After a verbose stdout line, the CLI starts the next problem with a blank line.
     assert f"\nLog file\ts3://{ts.BUCKET}/{facts.log_key(facts.middle())}\tINVALID: not found\n\n" in err
@@ -427,7 +435,7 @@ def test_cli_summary_without_digests() -> None:
     facts_trail = TrailInfo(ts.TRAIL_NAME, ts.ACCOUNT, ts.REGION, ts.BUCKET, logging_periods=[(ts.NOW, None)])
     report = validate_trail(MemoryStore(ts.BUCKET), facts_trail, [], ts.T0, ts.NOW, ts.NOW)
     out, err = render_cli(report)
-    assert out.endswith("Results requested for 2024-03-10T09:17:00Z to 2024-03-10T18:30:00Z\nNo digests found\n")
+    assert out.endswith("Results requested for 2024-03-10T09:17:00Z to 2024-03-10T18:05:00Z\nNo digests found\n")
     assert err == "" and exit_code(report) == 0
 
 
