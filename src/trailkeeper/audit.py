@@ -8,14 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from trailkeeper.clock import iso_seconds
-from trailkeeper.records import new_event_id
+from trailkeeper.records import SERVICE_EVENT_SOURCE, new_event_id
 
 EVENT_VERSION = "1.11"
-SERVICE_SOURCE = "trailkeeper.amazonaws.com"
+SERVICE_SOURCE = SERVICE_EVENT_SOURCE  # every source here is in records.RESERVED_EVENT_SOURCES
 CLOUDTRAIL_SOURCE = "cloudtrail.amazonaws.com"
 IAM_SOURCE = "iam.amazonaws.com"
 S3_SOURCE = "s3.amazonaws.com"
 KMS_SOURCE = "kms.amazonaws.com"
+CLOUDTRAIL_DATA_SOURCE = "cloudtrail-data.amazonaws.com"
 
 # Operations of the native API and the AWS event source each one is recorded under.
 _IAM_OPS = {"CreateUser", "DeleteUser", "ListUsers", "GetUser", "CreateAccessKey", "ListAccessKeys",
@@ -92,7 +93,13 @@ def api_call_record(
     })
     if resources:
         record["resources"] = resources
+    record["metadata"] = received(ctx.when)
     return record
+
+
+def received(when: datetime) -> dict[str, str]:
+    """`metadata`: when the server received (here: made) the record, as every record carries it."""
+    return {"ingestionTime": iso_seconds(when)}
 
 
 def service_event_record(
@@ -126,6 +133,7 @@ def service_event_record(
     }
     if resources:
         record["resources"] = resources
+    record["metadata"] = received(when)
     return record
 
 

@@ -512,10 +512,21 @@ def lookup(
     if as_json:
         print_json({"Events": events, "NextToken": token})
         return
-    columns = ["EventTime", "EventName", "Username", "EventSource", "EventId"]
-    print_table(columns, events, title=f"{len(events)} event(s)")
+    columns = ["EventTime", "Received", "EventName", "Username", "EventSource", "EventId"]
+    print_table(columns, [{**e, "Received": _received(e)} for e in events], title=f"{len(events)} event(s)")
     if token:
         print_note(f"more events: repeat with --next-token {token} (or use --all)")
+
+
+def _received(event: dict[str, Any]) -> str:
+    """When the server received the record (`metadata.ingestionTime`): eventTime is the writer's word."""
+    try:
+        record = orjson.loads(event.get("CloudTrailEvent") or "{}")
+    except orjson.JSONDecodeError:
+        return ""
+    metadata = record.get("metadata") if isinstance(record, dict) else None
+    received = metadata.get("ingestionTime") if isinstance(metadata, dict) else None
+    return received if isinstance(received, str) else ""
 
 
 # -- users -------------------------------------------------------------------------------

@@ -46,8 +46,10 @@ def monotonic() -> float:
 
 
 def iso_seconds(when: datetime) -> str:
-    """CloudTrail time format: YYYY-MM-DDTHH:MM:SSZ, UTC, no fractions."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """CloudTrail time format: YYYY-MM-DDTHH:MM:SSZ, UTC, no fractions, always four year digits
+    (strftime's %Y writes year 999 as "999", which no parser of this format reads back)."""
+    t = when.astimezone(UTC)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
 
 
 def parse_iso_seconds(text: str) -> datetime:

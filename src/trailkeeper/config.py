@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from trailkeeper.errors import ConfigError
 from trailkeeper.keys.roots import RootOfTrustConfig
+from trailkeeper.records import DEFAULT_MAX_EVENT_AGE
 
 if TYPE_CHECKING:
     from trailkeeper.storage.s3 import S3Settings
@@ -65,6 +66,7 @@ class Config:
     retention: timedelta = DEFAULT_RETENTION
     purge_interval: timedelta = DEFAULT_PURGE_INTERVAL
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
+    max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE
     spool_segment_bytes: int = DEFAULT_SPOOL_SEGMENT_BYTES
     idempotency_window: timedelta = DEFAULT_IDEMPOTENCY_WINDOW
     retry_max_backoff: timedelta = DEFAULT_RETRY_MAX_BACKOFF
@@ -101,6 +103,10 @@ class Config:
     def validation_state_dir(self) -> Path:
         return self.data_dir / "validation-state"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
     def check(self) -> Config:
         """Refuse inconsistent settings with a message saying which and why."""
         problems: list[str] = []
@@ -124,6 +130,8 @@ class Config:
             problems.append("retention must be at least 1 day")
         if self.max_clock_skew <= timedelta(0) or self.max_clock_skew > timedelta(minutes=15):
             problems.append("max_clock_skew must be in (0, 15 min]")
+        if not timedelta(minutes=1) <= self.max_event_age <= timedelta(days=3650):
+            problems.append("max_event_age must be in 1 min..3650 d")
         if self.max_index_lag_events < 100:
             problems.append("max_index_lag_events must be at least 100")
         if not timedelta(0) <= self.kms_material_ttl <= timedelta(hours=24):

@@ -62,6 +62,8 @@ class DeliveryContext:
     max_batch_bytes: int
     max_backoff: timedelta
     data_keys: envelope.DataKeys | None = None  # the KMS, for trails with a KmsKeyId
+    # Keeps a record this trail cannot deliver (consumer, seq, body, reason) durably and reports it.
+    set_aside: Callable[[str, int, bytes, str], None] | None = None
 
 
 def build_log_file(records: list[bytes]) -> bytes:
@@ -280,12 +282,28 @@ class TrailWorker(threading.Thread):
             for seq, body in chunk:
                 if seq >= seq_to:
                     break
-                record = orjson.loads(body)
-                if trail.config.selects(record):
+                record, selected = self._select(trail, seq, body)
+                if selected:
                     raw.append(body)
                     parsed.append(record)
             offset = chunk[-1][0] + 1
         return raw, parsed
+
+    def _select(self, trail: Trail, seq: int, body: bytes) -> tuple[dict[str, Any], bool]:
+        """(record, selected); a record that is not a JSON object cannot go into a log file: it is
+        set aside, so that it neither breaks the file nor stops the trail. The same bytes always
+        get the same answer, so a re-built batch after a crash is the same batch."""
+        try:
+            record = orjson.loads(body)
+            if not isinstance(record, dict):
+                raise ValueError(f"it is JSON {type(record).__name__}, not an object")
+            return record, trail.config.selects(record)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            reason = f"spooled record {seq} cannot go into a log file: {e}"
+            if self.ctx.set_aside is None:
+                raise StorageError(reason, "the spool holds a damaged record; restart with quarantine enabled") from e
+            self.ctx.set_aside(f"trail-{trail.config.name}", seq, body, reason)
+            return {}, False
 
     def _complete_intent(self, trail: Trail, now: datetime) -> None:
         state = trail.state

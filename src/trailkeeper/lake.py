@@ -55,6 +55,8 @@ MAX_TAGS = 200
 MAX_LIST_RESULTS = 1000
 SOURCE_CUSTOM = "Custom"
 EVENT_CATEGORY = "ActivityAuditLog"
+# CloudTrail Lake's per-event code for a source it refuses; here: a source trailkeeper writes itself.
+RESERVED_SOURCE_CODE = "InvalidEventSource"
 EVENT_TYPE = "ActivityLog"
 DESTINATION_TYPES = ("EVENT_DATA_STORE", "AWS_SERVICE")
 
@@ -282,8 +284,9 @@ class AuditEvent:
 class EventRefused(Exception):
     """One audit event cannot be ingested; `code` is the per-event CloudTrail Lake error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, forged: bool = False) -> None:
         self.code = code
+        self.forged = forged  # it named a source only trailkeeper writes: worth a record of its own
         super().__init__(message)
 
 
@@ -293,15 +296,17 @@ def put_audit_events(service: Any, caller: Caller, channel_arn: str, external_id
     channel = _ingest_channel(service, caller, channel_arn)
     _check_external_id(external_id)
     events = parse_audit_events(body)
-    now = service.clock.now()
+    ctx = records.IngestContext(caller, service.account.region, source_ip, user_agent, service.clock.now(),
+                                max_event_age=service.config.max_event_age)
     failed: list[dict[str, str]] = []
     pending: list[tuple[AuditEvent, Future[Any], str]] = []
     for event in events:
         try:
-            record = build_record(event, channel.arn, service.account.account_id, service.account.region,
-                                  source_ip, user_agent, now)
+            record = build_record(event, channel.arn, ctx)
         except EventRefused as e:
             failed.append(_failure(event.id, e.code, str(e)))
+            if e.forged:
+                _record_forged_source(service, ctx, channel.arn, event.id, str(e))
             continue
         future = service.spool.submit([record], idem_key=f"lake:{channel.arn}:{event.id}",
                                       idem_hash=hashlib.sha256(event.data.encode("utf-8")).digest())
@@ -318,6 +323,18 @@ def put_audit_events(service: Any, caller: Caller, channel_arn: str, external_id
             event_id = _stored_event_id(service, result.first_seq) or event_id
         successful.append({"id": event.id, "eventID": event_id})
     return 200, {"successful": successful, "failed": failed}
+
+
+def _record_forged_source(service: Any, ctx: records.IngestContext, channel_arn: str, event_id: str,
+                          message: str) -> None:
+    """Someone tried to write in trailkeeper's own name through a channel: recorded."""
+    from trailkeeper import audit
+
+    call = audit.CallContext(ctx.caller.account_id, ctx.region, ctx.source_ip, ctx.user_agent[:MAX_TEXT_CHARS],
+                             ctx.received, str(uuid.uuid4()))
+    service.emit(audit.api_call_record(call, records.caller_identity(ctx.caller), "PutAuditEvents",
+                                       {"channelArn": channel_arn, "id": event_id}, None,
+                                       RESERVED_SOURCE_CODE, message, event_source=audit.CLOUDTRAIL_DATA_SOURCE))
 
 
 def _ingest_channel(service: Any, caller: Caller, channel_arn: str) -> Channel:
@@ -405,8 +422,7 @@ def event_checksum(event_data: str) -> str:
     return base64.b64encode(hashlib.sha256(event_data.encode("utf-8")).digest()).decode("ascii")
 
 
-def build_record(event: AuditEvent, channel_arn: str, account: str, region: str, source_ip: str,
-                 user_agent: str, now: datetime) -> bytes:
+def build_record(event: AuditEvent, channel_arn: str, ctx: records.IngestContext) -> bytes:
     """The CloudTrail record (compact JSON) for one audit event, or EventRefused."""
     size = len(event.data.encode("utf-8"))
     if size > MAX_EVENT_DATA_BYTES:
@@ -420,9 +436,9 @@ def build_record(event: AuditEvent, channel_arn: str, account: str, region: str,
         raise EventRefused("InvalidData", f"eventData is not JSON ({e}).") from e
     if not isinstance(data, dict):
         raise EventRefused("InvalidData", "eventData must hold a JSON object.")
-    for code, message in check_event_data(data, account, now):
-        raise EventRefused(code, message)
-    record = _record_of(data, channel_arn, account, region, source_ip, user_agent, now)
+    for code, message in check_event_data(data, ctx):
+        raise EventRefused(code, message, forged=not ctx.forwarder and records.is_reserved_source(data.get("eventSource")))
+    record = _record_of(data, channel_arn, ctx)
     encoded = orjson.dumps(record)
     if len(encoded) > records.MAX_EVENT_BYTES:
         raise EventRefused("FieldTooLong", f"the finished record is {len(encoded)} bytes; the limit is "
@@ -430,7 +446,7 @@ def build_record(event: AuditEvent, channel_arn: str, account: str, region: str,
     return encoded
 
 
-def check_event_data(data: dict[str, Any], account: str, now: datetime) -> Iterable[tuple[str, str]]:
+def check_event_data(data: dict[str, Any], ctx: records.IngestContext) -> Iterable[tuple[str, str]]:
     """Every problem of one eventData object as (error code, message), most basic first."""
     for name in _REQUIRED:
         if name not in data:
@@ -445,7 +461,7 @@ def check_event_data(data: dict[str, Any], account: str, now: datetime) -> Itera
     for name in _OBJECT_OR_NULL:
         if data.get(name) is not None and not isinstance(data[name], dict):
             yield "InvalidData", f"eventData.{name} must be a JSON object or null."
-    yield from _check_semantics(data, account, now)
+    yield from _check_semantics(data, ctx)
 
 
 def _check_identity(identity: object) -> Iterable[tuple[str, str]]:
@@ -468,10 +484,14 @@ def _check_text(value: object, path: str, limit: int) -> Iterable[tuple[str, str
         yield "FieldTooLong", f"{path} is {len(value)} characters; the limit is {limit}."
 
 
-def _check_semantics(data: dict[str, Any], account: str, now: datetime) -> Iterable[tuple[str, str]]:
+def _check_semantics(data: dict[str, Any], ctx: records.IngestContext) -> Iterable[tuple[str, str]]:
+    account = ctx.caller.account_id
     source = data.get("eventSource")
     if isinstance(source, str) and not _EVENT_SOURCE_RE.fullmatch(source):
         yield "InvalidEventSource", f"eventSource {source[:64]!r} must be a DNS name such as app.example.com."
+    elif not ctx.forwarder and records.is_reserved_source(source):
+        yield RESERVED_SOURCE_CODE, (f"eventSource {source!r} is written by trailkeeper itself; only a forwarder "
+                                     "may relay that service's records. Use the application's own source.")
     when = data.get("eventTime")
     if isinstance(when, str):
         try:
@@ -479,8 +499,9 @@ def _check_semantics(data: dict[str, Any], account: str, now: datetime) -> Itera
         except ValueError as e:
             yield "InvalidData", f"eventData.eventTime {e}."
         else:
-            if parsed > now + records.MAX_FUTURE_SKEW:
-                yield "InvalidData", f"eventData.eventTime {when} is in the future; check the source's clock."
+            problem = records.time_bounds_problem(parsed, ctx)
+            if problem is not None:
+                yield "InvalidData", f"eventData.eventTime {problem}."
     origin = data.get("sourceIPAddress")
     if isinstance(origin, str) and origin.strip() and not records.is_origin(origin):
         yield "InvalidData", f"eventData.sourceIPAddress {origin[:64]!r} is neither an IP address nor a DNS name."
@@ -491,8 +512,9 @@ def _check_semantics(data: dict[str, Any], account: str, now: datetime) -> Itera
         yield "InvalidData", "eventData.errorMessage needs an errorCode saying which error."
 
 
-def _record_of(data: dict[str, Any], channel_arn: str, account: str, region: str, source_ip: str,
-               user_agent: str, now: datetime) -> dict[str, Any]:
+def _record_of(data: dict[str, Any], channel_arn: str, ctx: records.IngestContext) -> dict[str, Any]:
+    account, region, now = ctx.caller.account_id, ctx.region, ctx.received
+    source_ip, user_agent = ctx.source_ip, ctx.user_agent
     record: dict[str, Any] = {
         "eventVersion": data["version"],
         "userIdentity": data["userIdentity"],

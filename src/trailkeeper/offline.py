@@ -14,7 +14,7 @@ import orjson
 from trailkeeper import audit, validate_report
 from trailkeeper._internal.fsutil import fsync_dir
 from trailkeeper._internal.sqlite import Database
-from trailkeeper.clock import SystemClock
+from trailkeeper.clock import SystemClock, iso_seconds
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ValidationRunError
 from trailkeeper.identity import read_account
@@ -129,7 +129,7 @@ def record_validation_run(config: Config, account_id: str, region: str, info: Tr
     dropped (create-exclusive, fsynced) into the inbox; the server appends it when it next runs."""
     record = audit.service_event_record(
         account_id, region, datetime.now(UTC), "ValidateLogs",
-        {"trailARN": info.arn, "startTime": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "endTime": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        {"trailARN": info.arn, "startTime": iso_seconds(start), "endTime": iso_seconds(end),
          "mode": mode, "valid": report.ok, "digestsValid": report.digests_valid, "digestsInvalid": report.digests_invalid,
          "logsValid": report.logs_valid, "logsInvalid": report.logs_invalid, "pid": os.getpid()},
         event_source=audit.CLOUDTRAIL_SOURCE,

@@ -13,13 +13,28 @@ Rules, beyond JSON types of the known CloudTrail fields (cloudtrail-formats.md Â
   or null for an action that takes no parameters: then the service in `eventSource` is the
   affected resource, as CloudTrail itself records it), or a `serviceEventDetails` object.
 * `eventTime` is RFC 3339 in UTC (`Z` or `+00:00`, optional fraction); it is stored as
-  `YYYY-MM-DDTHH:MM:SSZ` with the fraction truncated. Other offsets, and times more than
-  five minutes after the request was received, are refused.
-* `eventID`, `eventVersion`, `recipientAccountId` and `awsRegion` are assigned by the server;
-  a client value is refused rather than silently replaced.
+  `YYYY-MM-DDTHH:MM:SSZ` (four year digits) with the fraction truncated. Other offsets, times
+  before 1970-01-01 (no consumer keyed on epoch time could place them), times more than five
+  minutes after the request was received, and a writer's times more than `max_event_age`
+  (7 days by default) before it, are refused. Forwarders relay history, so only the first
+  three bounds apply to them.
+* Provenance (docs/contracts.md, "Provenance"): the event sources trailkeeper writes itself
+  (RESERVED_EVENT_SOURCES) are refused from any caller but a forwarder, so that a record of
+  such a source without `additionalEventData.forwardedBy` was written by trailkeeper itself.
+  A forwarder's record of a reserved source always carries that mark.
+* Every record gets `metadata.ingestionTime`, the second the server received it (where
+  CloudTrail Lake keeps it; CloudTrail log consumers ignore the unknown top-level field).
+  `metadata` is the server's; a client value is refused.
+* `eventID` is always assigned by the server (unique within trailkeeper: lookups, dedup by
+  eventID and forwarding rely on it); a forwarded record's own eventID is kept as
+  `metadata.originalEventID`. `eventVersion`, `recipientAccountId` and `awsRegion` are assigned
+  too, except that a forwarder keeps them as the source account wrote them. Anyone else's
+  value is refused rather than silently replaced.
 * Only the forwarder role may supply `userIdentity`. A forwarded record keeps it and gains
   `additionalEventData.forwardedBy` (the forwarder's own identity); a client-supplied
   `forwardedBy` is refused. Everyone else gets `userIdentity` = their own identity.
+* A forwarder's record may carry `errorMessage` without `errorCode`, as AWS writes a failed
+  console sign-in; anyone else's error message must say which error.
 * Unknown top-level fields are kept: CloudTrail adds fields over time.
 """
 
@@ -50,12 +65,31 @@ MAX_FIELD_CHARS = 1024
 MAX_ERROR_MESSAGE_CHARS = 2048
 MAX_IDENTITY_TYPE_CHARS = 128
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+DEFAULT_MAX_EVENT_AGE = timedelta(days=7)
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_LISTED_PROBLEMS = 20
+
+# Event sources trailkeeper writes itself: every AWS service it implements (or will: logs,
+# monitoring, sns, events) and its own. Only trailkeeper, or a forwarder relaying the real
+# service's records, may name them.
+SERVICE_EVENT_SOURCE = "trailkeeper.amazonaws.com"
+RESERVED_EVENT_SOURCES = frozenset(
+    f"{name}.amazonaws.com"
+    for name in ("cloudtrail", "cloudtrail-data", "iam", "kms", "s3", "signin", "logs", "monitoring", "sns",
+                 "events", "trailkeeper")
+)
 
 Role = Literal["administrator", "auditor", "writer", "forwarder"]
 IdentityType = Literal["Root", "IAMUser"]
 
-SERVER_ASSIGNED = ("eventID", "eventVersion", "recipientAccountId", "awsRegion")
+SERVER_ASSIGNED = ("eventID", "eventVersion", "recipientAccountId", "awsRegion", "metadata")
+# What a forwarder may keep as the source account wrote it (checked for shape, never replaced).
+FORWARDER_KEEPS = ("eventVersion", "recipientAccountId", "awsRegion")
+_FORWARDER_KEEP_RE = {
+    "eventVersion": re.compile(r"\d{1,3}\.\d{1,3}", re.ASCII),
+    "recipientAccountId": re.compile(r"\d{12}", re.ASCII),
+    "awsRegion": re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*", re.ASCII),
+}
 READ_ONLY_PREFIXES = ("Get", "List", "Describe", "Lookup", "Head")
 
 _STRING_FIELDS = (
@@ -121,6 +155,7 @@ _FIELD_ORDER = (
     "edgeDeviceDetails",
     "annotation",
     "eventContext",
+    "metadata",
 )
 
 _TIME_RE = re.compile(
@@ -214,6 +249,18 @@ class IngestContext:
     user_agent: str
     received: datetime
     new_event_id: Callable[[], str] = field(default=_new_event_id)
+    max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE
+
+    @property
+    def forwarder(self) -> bool:
+        return self.caller.role == "forwarder"
+
+    @property
+    def earliest(self) -> datetime:
+        """The oldest eventTime this caller may send."""
+        if self.forwarder:
+            return EARLIEST_EVENT_TIME
+        return max(EARLIEST_EVENT_TIME, self.received - self.max_event_age)
 
 
 @dataclass(frozen=True)
@@ -344,10 +391,11 @@ def check_record(record: object, ctx: IngestContext) -> list[tuple[str, str]]:
         return [("", f"a record must be a JSON object, got {_kind(record)}")]
     problems: list[tuple[str, str]] = []
     problems += _check_required(record)
-    problems += _check_time_field(record, ctx.received)
-    problems += _check_server_assigned(record)
+    problems += _check_provenance(record, ctx.forwarder)
+    problems += _check_time_field(record, ctx)
+    problems += _check_server_assigned(record, ctx.forwarder)
     problems += _check_types(record)
-    problems += _check_outcome(record)
+    problems += _check_outcome(record, ctx.forwarder)
     problems += _check_origin(record)
     problems += _check_resources(record)
     problems += _check_affected(record)
@@ -355,9 +403,43 @@ def check_record(record: object, ctx: IngestContext) -> list[tuple[str, str]]:
     return problems
 
 
-def _check_server_assigned(record: dict[str, Any]) -> Iterable[tuple[str, str]]:
+def is_reserved_source(source: object) -> bool:
+    """An event source only trailkeeper itself (or a forwarder relaying the real service) may name."""
+    return isinstance(source, str) and source.lower().rstrip(".") in RESERVED_EVENT_SOURCES
+
+
+def reserved_sources_named(records: list[object], role: str) -> list[tuple[int, str, str]]:
+    """(index, eventSource, eventName) of each record that names a reserved source it may not:
+    the refusals worth an audit record of their own (someone tried to speak for trailkeeper)."""
+    if role == "forwarder":
+        return []
+    named = []
+    for index, record in enumerate(records):
+        if isinstance(record, dict) and is_reserved_source(record.get("eventSource")):
+            name = record.get("eventName")
+            named.append((index, str(record["eventSource"])[:MAX_FIELD_CHARS],
+                          name[:MAX_FIELD_CHARS] if isinstance(name, str) else ""))
+    return named
+
+
+def _check_provenance(record: dict[str, Any], forwarder: bool) -> Iterable[tuple[str, str]]:
+    source = record.get("eventSource")
+    if not forwarder and is_reserved_source(source):
+        yield ("eventSource", f"{source!r} is written by trailkeeper itself; only a forwarder relaying that "
+               "service's own records may name it: use your application's own source, e.g. app.example.com")
+
+
+def _check_server_assigned(record: dict[str, Any], forwarder: bool) -> Iterable[tuple[str, str]]:
     for name in SERVER_ASSIGNED:
-        if name in record:
+        if name not in record:
+            continue
+        if forwarder and name in FORWARDER_KEEPS:
+            value = record[name]
+            if not isinstance(value, str) or not _FORWARDER_KEEP_RE[name].fullmatch(value):
+                yield name, f"{str(value)[:64]!r} is not a valid {name} (kept as the source account wrote it)"
+        elif forwarder and name == "eventID":
+            yield from _check_string(record[name], name)  # kept as metadata.originalEventID
+        else:
             yield name, "is assigned by the server; remove it from the record"
     extra = record.get("additionalEventData")
     if isinstance(extra, dict) and "forwardedBy" in extra:
@@ -410,7 +492,7 @@ def _check_required(record: dict[str, Any]) -> Iterable[tuple[str, str]]:
         yield "eventSource", f"{source!r} is not a service DNS name such as ec2.amazonaws.com"
 
 
-def _check_time_field(record: dict[str, Any], received: datetime) -> Iterable[tuple[str, str]]:
+def _check_time_field(record: dict[str, Any], ctx: IngestContext) -> Iterable[tuple[str, str]]:
     if "eventTime" not in record:
         yield "eventTime", "is required (PCI DSS 10.2.2 date and time), e.g. 2024-07-31T13:06:24Z"
         return
@@ -419,14 +501,25 @@ def _check_time_field(record: dict[str, Any], received: datetime) -> Iterable[tu
     except ValueError as e:
         yield "eventTime", str(e)
         return
+    problem = time_bounds_problem(when, ctx)
+    if problem is not None:
+        yield "eventTime", problem
+
+
+def time_bounds_problem(when: datetime, ctx: IngestContext) -> str | None:
+    """Why an eventTime is outside what this caller may send, or None."""
+    received = ctx.received
     if when > received + MAX_FUTURE_SKEW:
-        yield (
-            "eventTime",
-            (
-                f"{iso_seconds(when)} is more than {MAX_FUTURE_SKEW} after the request was received "
-                f"({iso_seconds(received)}); check the sender's clock"
-            ),
-        )
+        return (f"{iso_seconds(when)} is more than {MAX_FUTURE_SKEW} after the request was received "
+                f"({iso_seconds(received)}); check the sender's clock")
+    if when < EARLIEST_EVENT_TIME:
+        return (f"{iso_seconds(when)} is before {iso_seconds(EARLIEST_EVENT_TIME)}; times this old cannot "
+                "be placed by consumers that count from the Unix epoch: check the sender's clock")
+    if when < ctx.earliest:
+        return (f"{iso_seconds(when)} is more than {ctx.max_event_age} before the request was received "
+                f"({iso_seconds(received)}): a writer records what just happened; relay older records "
+                "through a forwarder key")
+    return None
 
 
 def parse_event_time(value: object) -> datetime:
@@ -446,8 +539,9 @@ def parse_event_time(value: object) -> datetime:
         raise ValueError(f"{value!r} is not a valid calendar time ({e})") from e
 
 
-def _check_outcome(record: dict[str, Any]) -> Iterable[tuple[str, str]]:
-    if "errorMessage" in record and "errorCode" not in record:
+def _check_outcome(record: dict[str, Any], forwarder: bool) -> Iterable[tuple[str, str]]:
+    # AWS itself writes failed console sign-ins with errorMessage and no errorCode.
+    if "errorMessage" in record and "errorCode" not in record and not forwarder:
         yield (
             "errorMessage",
             "needs an errorCode: a record with an error message must say which error",
@@ -539,18 +633,24 @@ def _finish(record: dict[str, Any], ctx: IngestContext, memo: _BatchMemo | None 
     # the client's order, so no per-record sort is needed.
     fields = memo.skeleton(tuple(record)).copy()
     fields.update(record)
-    fields.update(memo.assigned)
+    if ctx.forwarder:
+        fields.update((k, v) for k, v in memo.assigned.items() if k not in record)
+    else:
+        fields.update(memo.assigned)
     fields["eventTime"] = memo.normal_time(record["eventTime"])
     fields["eventID"] = ctx.new_event_id()
+    fields["metadata"] = memo.metadata
+    if "eventID" in record:  # a forwarder's: the source's own ID, kept beside ours
+        fields["metadata"] = {**memo.metadata, "originalEventID": record["eventID"]}
     if "readOnly" not in record:
         fields["readOnly"] = record["eventName"].startswith(READ_ONLY_PREFIXES)
     if "managementEvent" not in record:
         fields["managementEvent"] = fields["eventCategory"] == "Management"
-    if "userIdentity" in record:
+    if "userIdentity" in record or (ctx.forwarder and is_reserved_source(record["eventSource"])):
         extra = dict(record.get("additionalEventData") or {})
         extra["forwardedBy"] = memo.identity
         fields["additionalEventData"] = extra
-    else:
+    if "userIdentity" not in record:
         fields["userIdentity"] = memo.identity
     return fields
 
@@ -650,7 +750,7 @@ def _kind(value: object) -> str:
 
 
 # Fields _finish sets on every record.
-_ALWAYS_SET = ("eventTime", "eventID", "readOnly", "managementEvent", "userIdentity")
+_ALWAYS_SET = ("eventTime", "eventID", "readOnly", "managementEvent", "userIdentity", "metadata")
 
 
 # How the fast path checks each known field (sourceIPAddress and resources have their own checks).
@@ -686,7 +786,9 @@ class _BatchMemo:
         self.assigned: dict[str, Any] = {
             "eventVersion": EVENT_VERSION, "awsRegion": ctx.region, "recipientAccountId": ctx.caller.account_id,
         }
+        self.metadata = {"ingestionTime": iso_seconds(ctx.received)}
         self._limit = ctx.received + MAX_FUTURE_SKEW
+        self._earliest = ctx.earliest
 
     def skeleton(self, names: tuple[str, ...]) -> dict[str, Any]:
         """The known fields a record with these client fields ends up with, in CloudTrail's
@@ -714,7 +816,7 @@ class _BatchMemo:
         except ValueError:
             self._times[value] = None
             return False
-        ok = when <= self._limit
+        ok = self._earliest <= when <= self._limit
         self._times[value] = iso_seconds(when) if ok else None
         return ok
 
@@ -723,7 +825,8 @@ class _BatchMemo:
             return False
         ok = self._sources.get(value)
         if ok is None:
-            ok = self._sources[value] = bool(value.strip()) and bool(_SERVICE_RE.fullmatch(value))
+            plain = bool(value.strip()) and bool(_SERVICE_RE.fullmatch(value)) and not is_reserved_source(value)
+            ok = self._sources[value] = plain
         return ok
 
     def _origin_ok(self, value: object) -> bool:

@@ -18,8 +18,8 @@ from trailkeeper.service import Service
 log = logging.getLogger("trailkeeper")
 
 
-def _note_signal(signum: int, frame: FrameType | None) -> None:
-    log.info("received signal %d after shutdown began", signum)
+def _ignore_reraised_signal(signum: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises the signal that stopped it; the stop is already under way (and logged)."""
 
 
 def serve(data_dir: Path | None, host: str | None, port: int | None, config_path: Path | None) -> int:
@@ -43,10 +43,16 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
     # uvicorn re-raises the signal that stopped it once it has shut down; with these
     # handlers in place that re-raise is a no-op and we get to flush and exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _note_signal)
+        signal.signal(sig, _ignore_reraised_signal)
     try:
         server.run()
     finally:
-        service.close()
-        log.info("trailkeeper stopped; pending events flushed")
+        log.info("trailkeeper stopping: delivering pending events")
+        left = service.close()
+        if left:
+            waiting = ", ".join(f"{count} for trail {name}" for name, count in sorted(left.items()))
+            log.warning("trailkeeper stopped with events not yet delivered (%s); they are kept in the spool "
+                        "and delivered at the next start", waiting)
+        else:
+            log.info("trailkeeper stopped; every acknowledged event is delivered to its logging trails")
     return 0

@@ -24,13 +24,15 @@ from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import Clock, SystemClock, iso_seconds
 from trailkeeper.config import FAIL_CLOSED, MAX_TRAILS, Config
 from trailkeeper.delivery import DeliveryContext, TrailWorker
-from trailkeeper.errors import BacklogFullError, TrailError, TrailkeeperError
+from trailkeeper.errors import BacklogFullError, HistoryError, TrailError, TrailkeeperError
+from trailkeeper.history.indexer import CONSUMER as INDEXER_CONSUMER
 from trailkeeper.history.indexer import SERVER_CACHE_KIB, IndexerProcess
 from trailkeeper.history.sqlite import SqliteHistory
 from trailkeeper.identity import IdentityStore
 from trailkeeper.keys.roots import open_root_of_trust
 from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.kms import Kms
+from trailkeeper.quarantine import Quarantine
 from trailkeeper.spool import AppendResult, Spool
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.destinations import is_s3, open_destination
@@ -94,6 +96,8 @@ class Service:
         self._backlog_over = False
         self._backlog_lock = threading.Lock()
         self.worm: dict[str, WormStatus] = {}  # bucket -> outcome of the last conformance probe
+        self.quarantine = Quarantine(config.quarantine_dir)
+        self._quarantine_lock = threading.Lock()
 
     # ---- life cycle ----
     def start(self) -> None:
@@ -106,14 +110,19 @@ class Service:
         for trail in self.trails.all():
             self._ensure_worker(trail.config.name)
         self.emit_service("ServerStarted", {"pid": _pid(), "dataDir": str(self.config.data_dir)})
+        self.report_quarantine()
         self.drain_inbox()
         for trail in self.trails.all():
             self.probe_worm(trail.config)
 
-    def close(self, flush_timeout: float = 10.0) -> None:
-        """Record the stop, deliver what is pending (bounded), stop every thread, close files."""
+    def close(self, flush_timeout: float = 10.0) -> dict[str, int]:
+        """Record the stop, deliver what is pending (bounded), stop every thread, close files.
+        Returns the events each logging trail still had waiting (kept in the spool)."""
         self.emit_service("ServerStopped", {"pid": _pid()})
         self.flush(flush_timeout)
+        top = self.spool.next_seq()
+        left = {t.config.name: top - t.state.offset_seq for t in self.trails.all()
+                if t.state.is_logging and t.state.offset_seq < top}
         self._stop.set()
         for worker in self._workers.values():
             worker.stop()
@@ -123,6 +132,7 @@ class Service:
         self.spool.close()
         self.history.close()
         self.state_db.close()
+        return left
 
     def flush(self, timeout: float) -> None:
         """Deliver every spooled event of logging trails now (used at shutdown and by tests)."""
@@ -187,10 +197,32 @@ class Service:
             path.unlink()
         return len(names)
 
+    # ---- quarantine (records a consumer cannot process) ----
+    def set_aside(self, consumer: str, seq: int, body: bytes, reason: str) -> None:
+        """Keep a record a consumer cannot process, durably, and report it; the consumer then
+        commits past it (an unreadable record never stops a consumer)."""
+        self.quarantine.put(consumer, seq, body, reason, self.clock.now())
+        log.error("%s: spooled record %d set aside in %s: %s", consumer, seq, self.config.quarantine_dir, reason)
+        self.report_quarantine()
+
+    def report_quarantine(self) -> int:
+        """Record one `RecordQuarantined` event per entry not yet reported (idempotent across
+        crashes: the spool's idempotency key is the entry itself)."""
+        with self._quarantine_lock:
+            entries = self.quarantine.unreported()
+            for entry in entries:
+                record = audit.service_event_record(
+                    self.account.account_id, self.account.region, self.clock.now(), "RecordQuarantined",
+                    {"consumer": entry.consumer, "seq": entry.seq, "reason": entry.reason, "file": str(entry.path)})
+                key = f"quarantine:{entry.consumer}:{entry.seq}"
+                self.spool.append([orjson.dumps(record)], idem_key=key, idem_hash=hashlib.sha256(key.encode()).digest())
+                self.quarantine.mark_reported(entry)
+            return len(entries)
+
     # ---- history consumer ----
     def _index_loop(self) -> None:
         """Feed the indexer process; while it indexes one batch, read the next (pipelined)."""
-        indexer = IndexerProcess(self.config.history_db)
+        indexer = self._new_indexer()
         in_flight = 0  # last seq of the batch being indexed, 0 if none
         sent_at = 0.0
         try:
@@ -203,6 +235,8 @@ class Service:
                         with self._index_cond:
                             self._indexed_seq = max(self._indexed_seq, done)
                             self._index_cond.notify_all()
+                        if indexer.poisoned:
+                            self.report_quarantine()
                     if not batch:
                         self.spool.wait_for(self._indexed_seq + 1, 0.5)
                         continue
@@ -211,15 +245,28 @@ class Service:
                     indexer.send(batch)
                     in_flight = batch[-1][0]
                     sent_at = time.monotonic()
-                except Exception:
-                    log.exception("history indexing failed; retrying")
+                except Exception as e:
                     in_flight = 0
+                    if self._stop.is_set():
+                        break  # shutting down: nothing failed, the loop was only interrupted
+                    self._indexer_failed(indexer, e)
                     if self._stop.wait(1.0):
                         break
                     indexer.close()
-                    indexer = IndexerProcess(self.config.history_db)
+                    indexer = self._new_indexer()
         finally:
             indexer.close()
+
+    def _new_indexer(self) -> IndexerProcess:
+        return IndexerProcess(self.config.history_db, self.config.quarantine_dir)
+
+    def _indexer_failed(self, indexer: IndexerProcess, error: Exception) -> None:
+        if isinstance(error, HistoryError) and not indexer.alive:
+            # A dead child is not a bug in this loop: say what happened, without a traceback.
+            log.error("the history indexer process died (%s); restarting it, indexing resumes from seq %d",
+                      indexer.exit_description(), self._indexed_seq + 1)
+        else:
+            log.exception("history indexing failed; restarting the indexer and retrying")
 
     def _coalesce(self, batch_size: int, sent_at: float) -> bool:
         """Under a trickle of records (each API call writes its own audit record), wait a
@@ -242,8 +289,13 @@ class Service:
     def index_pending(self) -> int:
         """Index everything appended so far (the indexer thread's work, done inline)."""
         done = 0
+
+        def set_aside(seq: int, body: bytes, reason: str) -> None:
+            self.quarantine.put(INDEXER_CONSUMER, seq, body, reason, self.clock.now())
+
         while batch := self.spool.read(self._indexed_seq + 1, INDEX_BATCH, INDEX_MAX_BYTES):
-            self.history.index(batch)
+            if self.history.index(batch, set_aside):
+                self.report_quarantine()
             with self._index_cond:
                 self._indexed_seq = batch[-1][0]
             done += len(batch)
@@ -275,6 +327,7 @@ class Service:
         while not self._stop.wait(MAINTENANCE_EVERY_S):
             try:
                 self.drain_inbox()
+                self.report_quarantine()
                 self._trim_spool()
                 self._maybe_purge()
                 self.maintain_keys()
@@ -495,7 +548,7 @@ class Service:
             trails=self.trails, keys=self.keys, clock=self.clock, open_store=self.open_store,
             emit=self._emit_trail_event, max_batch_events=self.config.max_batch_events,
             max_batch_bytes=self.config.max_batch_bytes, max_backoff=self.config.retry_max_backoff,
-            data_keys=self.kms,
+            data_keys=self.kms, set_aside=self.set_aside,
         )
         worker = TrailWorker(name, ctx)
         self._workers[name] = worker
@@ -514,7 +567,8 @@ class Service:
         (fsynced before this returns), and return the event IDs. Same rules as the HTTP API."""
         self.admit()
         ids = records.EventIdLog()
-        ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now(), ids)
+        ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now(), ids,
+                                    self.config.max_event_age)
         bodies = records.normalize_batch(list(batch), ctx)
         idem_hash = hashlib.sha256(b"\n".join(bodies)).digest() if idem_key else None
         result = self.spool.append(bodies, idem_key=idem_key, idem_hash=idem_hash)

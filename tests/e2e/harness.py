@@ -56,12 +56,14 @@ class Server:
         self.creds = json.loads(run_cli("init", "--data-dir", str(self.data_dir), "--json").stdout)
         return self.creds
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 30, new_session: bool = False) -> None:
+        """`new_session`: the server leads its own process group, so a test can signal the whole
+        group as a terminal's Ctrl-C or a service manager does."""
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it until it exits
         self.proc = subprocess.Popen(
             [TRAILKEEPER, "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=new_session,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

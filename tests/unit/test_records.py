@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from trailkeeper.clock import iso_seconds
 from trailkeeper.errors import RecordError
 from trailkeeper.records import (
     EVENT_VERSION,
     MAX_BATCH_RECORDS,
     MAX_EVENT_BYTES,
     MAX_REQUEST_BYTES,
+    RESERVED_EVENT_SOURCES,
     SERVER_ASSIGNED,
     Caller,
     IngestContext,
@@ -24,6 +26,7 @@ from trailkeeper.records import (
     lookup_values,
     normalize_batch,
     parse_batch,
+    reserved_sources_named,
 )
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "cloudtrail-samples" / "stratus-red-team"
@@ -133,6 +136,7 @@ def test_writer_record_gets_every_server_field() -> None:
         "managementEvent": True,
         "recipientAccountId": "111122223333",
         "eventCategory": "Management",
+        "metadata": {"ingestionTime": "2025-01-02T03:04:05Z"},
     }
 
 
@@ -140,7 +144,8 @@ def test_output_is_compact_json_in_cloudtrail_field_order() -> None:
     [data] = normalize_batch([minimal(zzExtra=1)], context())
     assert data.startswith(b'{"eventVersion":"1.11","userIdentity":{"type":"IAMUser"')
     assert b" " not in data.replace(b"test-agent/1.0", b"")
-    assert data.endswith(b'"eventCategory":"Management","zzExtra":1}')
+    assert data.endswith(b'"eventCategory":"Management","metadata":{"ingestionTime":"2025-01-02T03:04:05Z"},'
+                         b'"zzExtra":1}')
 
 
 def test_root_identity() -> None:
@@ -213,40 +218,135 @@ def test_long_user_agent_from_connection_is_truncated() -> None:
 # ---- real CloudTrail records through a forwarder -------------------------------------------
 
 
-def test_real_samples_pass_through_a_forwarder() -> None:
-    originals = sample_records()
-    assert len(originals) == 310
-    for start in range(0, len(originals), MAX_BATCH_RECORDS):
-        chunk = originals[start : start + MAX_BATCH_RECORDS]
-        submitted = [{k: v for k, v in r.items() if k not in SERVER_ASSIGNED} for r in chunk]
-        for original, out in zip(
-            chunk, normalized(list(submitted), context(FORWARDER)), strict=True
-        ):
-            assert out["userIdentity"] == original["userIdentity"]
-            assert out["additionalEventData"]["forwardedBy"] == caller_identity(FORWARDER)
-            assert out["eventVersion"] == "1.11"
-            assert out["awsRegion"] == "eu-west-1"
-            assert out["recipientAccountId"] == "111122223333"
-            assert out["eventID"] != original["eventID"]
-            untouched = set(original) - set(SERVER_ASSIGNED) - {"additionalEventData"}
-            assert {k: out[k] for k in untouched} == {k: original[k] for k in untouched}
+SAMPLES_RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)  # after every sample's eventTime
 
 
-def test_traildiscover_samples_pass_through_a_forwarder() -> None:
+def _relayed_unchanged(original: dict[str, Any], out: dict[str, Any], received: datetime = RECEIVED) -> None:
+    """A forwarded AWS record: every field as AWS wrote it, except what the server always assigns
+    (eventID, with AWS's kept as metadata.originalEventID; metadata) and the forwardedBy mark."""
+    assert out["eventID"] != original["eventID"]
+    assert out["metadata"] == {"ingestionTime": iso_seconds(received), "originalEventID": original["eventID"]}
+    if "userIdentity" in original:
+        assert out["additionalEventData"]["forwardedBy"] == caller_identity(FORWARDER)
+    else:  # a record that names no one is recorded as the forwarder's own
+        assert out["userIdentity"] == caller_identity(FORWARDER)
+    extra = {k: v for k, v in (out.get("additionalEventData") or {}).items() if k != "forwardedBy"}
+    assert extra == (original.get("additionalEventData") or {})
+    kept = set(original) - {"eventID", "additionalEventData"}
+    assert {k: out[k] for k in kept} == {k: original[k] for k in kept}
+
+
+def _traildiscover_records() -> list[dict[str, Any]]:
     # TrailDiscover examples (CC-BY-4.0, adanalvarez/TrailDiscover): mostly failed calls.
-    folder = SAMPLES.parent / "traildiscover" / "logExamples"
-    ctx = context(FORWARDER, received=datetime(2030, 1, 1, tzinfo=UTC))
-    total = 0
-    for path in sorted(folder.glob("*.cloudtrail")):
+    found: list[dict[str, Any]] = []
+    for path in sorted((SAMPLES.parent / "traildiscover" / "logExamples").glob("*.cloudtrail")):
         try:
             doc = orjson.loads(path.read_bytes())
         except orjson.JSONDecodeError:
-            continue
-        found = doc if isinstance(doc, list) else doc.get("Records", [doc])
-        submitted = [{k: v for k, v in r.items() if k not in SERVER_ASSIGNED} for r in found]
-        if submitted:
-            total += len(normalize_batch(list(submitted), ctx))
-    assert total == 563
+            continue  # the two files that are not JSON: bad input, not records
+        found.extend(doc if isinstance(doc, list) else doc.get("Records", [doc]))
+    return found
+
+
+@pytest.mark.parametrize("source", ["stratus-red-team", "traildiscover"])
+def test_real_samples_pass_through_a_forwarder_unchanged(source: str) -> None:
+    """Every record of the public samples, sent exactly as AWS wrote it (no field stripped)."""
+    originals = sample_records() if source == "stratus-red-team" else _traildiscover_records()
+    assert len(originals) == (310 if source == "stratus-red-team" else 563)
+    ctx = context(FORWARDER, received=SAMPLES_RECEIVED)
+    for start in range(0, len(originals), MAX_BATCH_RECORDS):
+        chunk = originals[start : start + MAX_BATCH_RECORDS]
+        for original, out in zip(chunk, normalized(list(chunk), ctx), strict=True):
+            _relayed_unchanged(original, out, SAMPLES_RECEIVED)
+
+
+def test_failed_console_sign_in_as_aws_writes_it() -> None:
+    """errorMessage without errorCode: how AWS records a failed console sign-in, and what the
+    CIS pattern `$.errorMessage = "Failed authentication"` expects."""
+    original = {
+        "eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z", "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.1",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAX", "accountId": "999988887777",
+                         "userName": "HIDDEN_DUE_TO_SECURITY_REASONS"},
+        "userAgent": "Mozilla/5.0", "errorMessage": "Failed authentication", "requestParameters": None,
+        "responseElements": {"ConsoleLogin": "Failure"},
+        "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/", "MobileVersion": "No",
+                                "MFAUsed": "No"},
+        "eventID": "0b2f3a4c-1111-2222-3333-444455556666", "readOnly": False, "eventType": "AwsConsoleSignIn",
+        "managementEvent": True, "recipientAccountId": "999988887777", "eventCategory": "Management",
+    }
+    [out] = normalized([original], context(FORWARDER))
+    _relayed_unchanged(original, out)
+    assert "errorCode" not in out
+    mine = {k: v for k, v in original.items() if k not in ("userIdentity", *SERVER_ASSIGNED)}
+    assert refused([mine | {"eventSource": "app.example.com", "eventTime": "2025-01-02T03:00:00Z"}]).path == "errorMessage"
+
+
+# ---- provenance: what only trailkeeper writes ------------------------------------------------
+
+
+@pytest.mark.parametrize("source", [*sorted(RESERVED_EVENT_SOURCES), "CloudTrail.amazonaws.com", "iam.amazonaws.com."])
+@pytest.mark.parametrize("caller", [WRITER, ROOT], ids=["writer", "administrator"])
+def test_reserved_event_sources_are_refused_from_anyone_but_a_forwarder(source: str, caller: Caller) -> None:
+    error = refused([minimal(eventSource=source, eventName="StopLogging")], context(caller))
+    assert error.path == "eventSource" and "written by trailkeeper itself" in str(error)
+    assert reserved_sources_named([minimal(eventSource=source)], caller.role) == [(0, source, "CreateWidget")]
+
+
+@pytest.mark.parametrize("identity", [None, {"type": "IAMUser", "principalId": "AIDAX", "userName": "ops"}])
+def test_a_forwarder_relays_reserved_sources_and_its_records_are_marked(identity: dict[str, str] | None) -> None:
+    record = minimal(eventSource="cloudtrail.amazonaws.com", eventName="StopLogging")
+    if identity is not None:
+        record["userIdentity"] = identity
+    [out] = normalized([record], context(FORWARDER))
+    assert out["eventSource"] == "cloudtrail.amazonaws.com"
+    assert out["additionalEventData"]["forwardedBy"] == caller_identity(FORWARDER)
+    assert reserved_sources_named([record], "forwarder") == []
+
+
+def test_every_record_carries_its_receipt_time_and_metadata_is_the_servers() -> None:
+    [out] = normalized([minimal()])
+    assert out["metadata"] == {"ingestionTime": "2025-01-02T03:04:05Z"}
+    for caller in (WRITER, FORWARDER):
+        assert refused([minimal(metadata={"ingestionTime": "2020-01-01T00:00:00Z"})], context(caller)).path == "metadata"
+
+
+def test_a_forwarder_keeps_the_source_accounts_region_recipient_and_version() -> None:
+    record = minimal(awsRegion="ap-southeast-2", recipientAccountId="999988887777", eventVersion="1.08",
+                     eventID="e-1", userIdentity={"type": "Root", "principalId": "999988887777"})
+    [out] = normalized([record], context(FORWARDER))
+    assert (out["awsRegion"], out["recipientAccountId"], out["eventVersion"]) == ("ap-southeast-2", "999988887777",
+                                                                                  "1.08")
+    assert out["eventID"] == "00000000-0000-4000-8000-000000000001" and out["metadata"]["originalEventID"] == "e-1"
+    for name, bad in (("awsRegion", "Not A Region"), ("recipientAccountId", "12"), ("eventVersion", "one")):
+        assert refused([record | {name: bad}], context(FORWARDER)).path == name
+        assert refused([minimal(**{name: "1.08"})]).path == name  # a writer may not set them at all
+
+
+# ---- eventTime bounds ------------------------------------------------------------------------
+
+
+def test_a_writers_event_time_may_lie_at_most_max_event_age_before_receipt() -> None:
+    eight_days = iso_seconds(RECEIVED - timedelta(days=8))
+    six_days = iso_seconds(RECEIVED - timedelta(days=6))
+    assert refused([minimal(eventTime=eight_days)]).path == "eventTime"
+    assert normalized([minimal(eventTime=six_days)])[0]["eventTime"] == six_days
+    assert normalized([minimal(eventTime=eight_days)], context(FORWARDER))[0]["eventTime"] == eight_days
+    strict = IngestContext(WRITER, "eu-west-1", "192.0.2.10", "ua", RECEIVED, ids(), timedelta(days=1))
+    assert refused([minimal(eventTime=iso_seconds(RECEIVED - timedelta(days=2)))], strict).path == "eventTime"
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "0500-06-15T12:00:00.250Z", "0999-12-31T23:59:59Z",
+                                  "1000-01-01T00:00:00Z", "1969-12-31T23:59:59Z"])
+@pytest.mark.parametrize("caller", [WRITER, FORWARDER], ids=["writer", "forwarder"])
+def test_event_times_before_1970_are_refused_naming_event_time(when: str, caller: Caller) -> None:
+    error = refused([minimal(eventTime=when)], context(caller))
+    assert error.path == "eventTime"
+
+
+def test_1970_itself_is_accepted_from_a_forwarder_in_canonical_form() -> None:
+    [out] = normalized([minimal(eventTime="1970-01-01T00:00:00.5Z")], context(FORWARDER))
+    assert out["eventTime"] == "1970-01-01T00:00:00Z"
 
 
 def test_forwarder_keeps_existing_additional_event_data() -> None:
@@ -412,7 +512,7 @@ def test_boundary_time_five_minutes_ahead_is_accepted() -> None:
         ("2025-01-02T03:00:00+00:00", "2025-01-02T03:00:00Z"),
         ("2025-01-02T03:00:00.999Z", "2025-01-02T03:00:00Z"),
         ("2025-01-02T03:00:00.123456789+00:00", "2025-01-02T03:00:00Z"),
-        ("1999-12-31T23:59:59Z", "1999-12-31T23:59:59Z"),
+        ("2024-12-31T23:59:59Z", "2024-12-31T23:59:59Z"),
     ],
 )
 def test_time_forms_are_normalised(given: str, stored: str) -> None:

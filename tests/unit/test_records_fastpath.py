@@ -114,7 +114,8 @@ def test_fields_come_out_in_cloudtrail_order_with_unknown_fields_last() -> None:
     keys = list(orjson.loads(body))
     assert keys == ["eventVersion", "userIdentity", "eventTime", "eventSource", "eventName", "awsRegion",
                     "sourceIPAddress", "userAgent", "requestParameters", "eventID", "readOnly", "resources",
-                    "eventType", "managementEvent", "recipientAccountId", "eventCategory", "zeta", "alpha"]
+                    "eventType", "managementEvent", "recipientAccountId", "eventCategory", "metadata", "zeta",
+                    "alpha"]
     assert orjson.loads(body)["eventTime"] == "2026-11-27T09:59:00Z"
     assert orjson.loads(body)["readOnly"] is True
 

@@ -291,16 +291,23 @@ class App:
         self._admit()
         await self._wait_for_indexer()
         issued = records.EventIdLog()
-        ctx = records.IngestContext(caller_of(principal), svc.account.region, _client_ip(scope),
-                                    request.headers.get("user-agent", "unknown"), svc.clock.now(), issued)
+        caller = caller_of(principal)
+        ctx = records.IngestContext(caller, svc.account.region, _client_ip(scope),
+                                    request.headers.get("user-agent", "unknown"), svc.clock.now(), issued,
+                                    svc.config.max_event_age)
+        batch: list[Any] = []
         try:
-            bodies = records.normalize_batch(list(records.parse_batch(request.body)), ctx)
+            batch = records.parse_batch(request.body)
+            bodies = records.normalize_batch(list(batch), ctx)
         except RecordError as e:
             extra: dict[str, Any] = {}
             if e.index is not None:
                 extra["index"] = e.index
             if e.path:
                 extra["path"] = e.path
+            forged = records.reserved_sources_named(batch, caller.role)
+            if forged:
+                await self._run(self._record_forged_source, principal, forged, str(e), scope)
             raise HttpError(400, "InvalidRecord", str(e), extra) from e
         idem_key = request.headers.get("idempotency-key")
         idem_hash = hashlib.sha256(request.body).digest() if idem_key else None
@@ -332,6 +339,15 @@ class App:
             if asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(BACKPRESSURE_POLL_S)
+
+    def _record_forged_source(self, principal: Principal, forged: list[tuple[int, str, str]], message: str,
+                              scope: Scope) -> None:
+        """A caller tried to write records in trailkeeper's own name: refused, and recorded."""
+        named = [{"index": i, "eventSource": source, "eventName": name} for i, source, name in forged]
+        record = audit.api_call_record(self._call_context(scope), principal_identity(principal), INGEST_OPERATION,
+                                       {"reservedEventSources": named}, None, "InvalidRecord",
+                                       message[:records.MAX_ERROR_MESSAGE_CHARS])
+        self.service.emit(record)
 
     def _record_denied(self, principal: Principal, operation: str, scope: Scope) -> None:
         record = audit.api_call_record(self._call_context(scope), principal_identity(principal), operation, None, None,

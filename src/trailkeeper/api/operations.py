@@ -570,7 +570,9 @@ def get_server_status(service: Service, _: Principal, params: Params) -> dict[st
             "Spool": dataclasses.asdict(stats),
             "HistoryIndexedSeq": service.indexed_seq, "Trails": trails,
             "Backlog": {"MaxEvents": service.config.max_backlog_events, "Policy": service.config.backlog_policy,
-                        "LimitReached": service.backlog_over}}
+                        "LimitReached": service.backlog_over},
+            # Records a consumer could not process, kept aside per consumer (quarantine.py).
+            "Quarantined": service.quarantine.counts()}
 
 
 OPERATIONS: dict[str, Operation] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -64,8 +64,11 @@ class LookupPage:
 
 
 class HistoryStore(Protocol):
-    def index(self, entries: Sequence[tuple[int, bytes]]) -> None:
-        """Index (seq, record JSON) pairs in seq order; seqs <= last_indexed_seq() are skipped."""
+    def index(self, entries: Sequence[tuple[int, bytes]],
+              on_poison: Callable[[int, bytes, str], None] | None = None) -> int:
+        """Index (seq, record JSON) pairs in seq order; seqs <= last_indexed_seq() are skipped.
+        A record that cannot be indexed goes to `on_poison(seq, body, reason)` (which keeps it
+        durably) and is skipped; the count of those is returned. Without it, such a record raises."""
         ...
 
     def last_indexed_seq(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import struct
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -19,6 +20,7 @@ from pathlib import Path
 from trailkeeper.errors import HistoryError
 
 _ENTRY = struct.Struct("<QI")
+CONSUMER = "history-indexer"  # its name in the quarantine
 ACK_TIMEOUT_S = 120.0
 # The server's history connections: enough cache for the hot index pages, no mmap, so the
 # resident memory of a long-running server stays flat as the database grows.
@@ -45,10 +47,22 @@ def unpack(buffer: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def _child_main(db_path: str, conn: Connection) -> None:
+def _child_main(db_path: str, quarantine_dir: str, conn: Connection) -> None:
+    # The server's signals are for the server: it stops this child by closing the pipe, after
+    # its own shutdown work, so that a Ctrl-C or SIGTERM never kills the indexer mid-batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from datetime import UTC, datetime
+
     from trailkeeper.history.sqlite import SqliteHistory
+    from trailkeeper.quarantine import Quarantine
 
     history = SqliteHistory(Path(db_path), cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
+    quarantine = Quarantine(Path(quarantine_dir))
+
+    def set_aside(seq: int, body: bytes, reason: str) -> None:
+        quarantine.put(CONSUMER, seq, body, reason, datetime.now(UTC))
+
     try:
         while True:
             try:
@@ -58,10 +72,10 @@ def _child_main(db_path: str, conn: Connection) -> None:
             if not message:
                 return
             try:
-                history.index(unpack(message))
-                conn.send(("ok", history.last_indexed_seq()))
+                poisoned = history.index(unpack(message), set_aside)
+                conn.send(("ok", history.last_indexed_seq(), poisoned))
             except Exception as e:  # reported to the parent, which logs and retries
-                conn.send(("error", f"{type(e).__name__}: {e}"))
+                conn.send(("error", f"{type(e).__name__}: {e}", 0))
     finally:
         history.close()
 
@@ -69,12 +83,13 @@ def _child_main(db_path: str, conn: Connection) -> None:
 class IndexerProcess:
     """A child process that owns all writes to the history database."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, quarantine_dir: Path) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe()
+        self.poisoned = 0  # records the last batch set aside (quarantined)
         self._proc = ctx.Process(
             target=_child_main,
-            args=(str(db_path), child_conn),
+            args=(str(db_path), str(quarantine_dir), child_conn),
             name="trailkeeper-indexer",
             daemon=True,
         )
@@ -89,17 +104,32 @@ class IndexerProcess:
     def send(self, entries: Sequence[tuple[int, bytes]]) -> None:
         """Hand a batch to the child without waiting (one batch may be in flight)."""
         if not self._proc.is_alive():
-            raise HistoryError("the history indexer process has exited", "restart the server")
+            raise HistoryError(f"the history indexer process has exited ({self.exit_description()})",
+                               "the server restarts it")
         self._conn.send_bytes(pack(entries))
 
     def wait(self) -> int:
-        """The last seq committed for the batch in flight."""
+        """The last seq committed for the batch in flight (`poisoned`: how many it set aside)."""
         if not self._conn.poll(ACK_TIMEOUT_S):
             raise HistoryError("the history indexer did not answer in time")
-        status, value = self._conn.recv()
+        try:
+            status, value, poisoned = self._conn.recv()
+        except (EOFError, OSError) as e:
+            raise HistoryError(f"the history indexer process has exited ({self.exit_description()})") from e
         if status != "ok":
             raise HistoryError(f"history indexing failed: {value}")
+        self.poisoned = int(poisoned)
         return int(value)
+
+    def exit_description(self) -> str:
+        code = self._proc.exitcode
+        if code is None:
+            return "still running"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.is_alive()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -32,7 +32,7 @@ import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -225,16 +225,27 @@ class SqliteHistory:
         return row[0]
 
     # ---- writing ----
-    def index(self, entries: Sequence[tuple[int, bytes]]) -> None:
+    def index(self, entries: Sequence[tuple[int, bytes]], on_poison: OnPoison | None = None) -> int:
+        """Index a batch; return how many records were set aside as unreadable. A record that is
+        not a JSON object with a readable eventTime goes to `on_poison(seq, body, reason)`, which
+        must keep it durably before this commits past it; without `on_poison` it raises."""
         with self._lock:
             fresh = sorted((e for e in entries if e[0] > self._last), key=lambda e: e[0])
             if not fresh:
-                return
+                return 0
             if fresh[0][0] < 0 or fresh[-1][0] > MAX_SEQ:
                 raise HistoryError(
                     f"spool seqs must be 0 to {MAX_SEQ}, got {fresh[0][0]}..{fresh[-1][0]}"
                 )
-            events, keys, ids = _rows_for(fresh, self._keys)
+            poisoned: list[int] = []
+
+            def set_aside(seq: int, body: bytes, reason: str) -> None:
+                if on_poison is None:
+                    raise HistoryError(reason)
+                on_poison(seq, body, reason)
+                poisoned.append(seq)
+
+            events, keys, ids = _rows_for(fresh, self._keys, set_aside)
             keys.sort()
             ids.sort()
             last = fresh[-1][0]
@@ -250,6 +261,7 @@ class SqliteHistory:
                 )
             self._last = last
             self._count += added
+            return len(poisoned)
 
     def purge(self, older_than: datetime) -> int:
         cutoff = math.ceil(older_than.timestamp())
@@ -378,10 +390,18 @@ class _Transaction:
             raise HistoryError(f"event history write failed: {error}") from error
 
 
+OnPoison = Callable[[int, bytes, str], None]
+
+
+def _strict(seq: int, body: bytes, reason: str) -> None:
+    raise HistoryError(reason)
+
+
 def _rows_for(
-    entries: Sequence[tuple[int, bytes]], cache: _KeyCache
+    entries: Sequence[tuple[int, bytes]], cache: _KeyCache, on_poison: OnPoison = _strict
 ) -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int, int]], list[tuple[int, int]]]:
-    """The events, attrs and ids rows of (seq, body) entries."""
+    """The events, attrs and ids rows of (seq, body) entries; an entry that cannot be indexed
+    goes to `on_poison` instead."""
     events: list[tuple[int, int, bytes]] = []
     keys: list[tuple[int, int, int]] = []
     ids: list[tuple[int, int]] = []
@@ -389,13 +409,17 @@ def _rows_for(
     tables = cache.by_attribute
     epochs: dict[object, int] = {}  # events of a batch share few distinct eventTime strings
     for seq, body in entries:
-        record = _decode(seq, body)
-        stamp = record.get("eventTime")
-        t = epochs.get(stamp) if isinstance(stamp, str) else None
-        if t is None:
-            t = _event_epoch(seq, record)
-            if isinstance(stamp, str):
-                epochs[stamp] = t
+        try:
+            record = _decode(seq, body)
+            stamp = record.get("eventTime")
+            t = epochs.get(stamp) if isinstance(stamp, str) else None
+            if t is None:
+                t = _event_epoch(seq, record)
+                if isinstance(stamp, str):
+                    epochs[stamp] = t
+        except HistoryError as e:
+            on_poison(seq, body, str(e))
+            continue
         events.append((seq, t, body))
         keys.append((ALL_KEY, t, seq))
         for attribute, value in lookup_pairs(record):
