@@ -189,11 +189,17 @@ class Service:
         for path in names:
             body = path.read_bytes()
             try:
-                orjson.loads(body)
-            except orjson.JSONDecodeError:
+                record = orjson.loads(body)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError:  # orjson.JSONDecodeError is one
                 path.rename(path.with_suffix(".bad"))
                 continue
-            self.spool.append([body], idem_key=f"inbox:{path.name}", idem_hash=hashlib.sha256(body).digest())
+            # Received now, whenever the offline command wrote it; the key and hash stay those of
+            # the file, so a retry after a crash is still recognised as the same record.
+            record["metadata"] = {**(record.get("metadata") or {}), **audit.received(self.clock.now())}
+            self.spool.append([orjson.dumps(record)], idem_key=f"inbox:{path.name}",
+                              idem_hash=hashlib.sha256(body).digest())
             path.unlink()
         return len(names)
 

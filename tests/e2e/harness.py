@@ -52,6 +52,15 @@ class Server:
         return {"AWS_ACCESS_KEY_ID": self.creds["rootAccessKeyId"], "AWS_SECRET_ACCESS_KEY": self.creds["rootSecretAccessKey"],
                 "TRAILKEEPER_ENDPOINT": self.endpoint}
 
+    @classmethod
+    def for_data(cls, data_dir: Path, creds: Any) -> Server:
+        """A server (not started) for a data directory made in-process, with its root credentials
+        (`identity.RootCredentials`)."""
+        server = cls(data_dir)
+        server.creds = {"accountId": creds.account_id, "region": creds.region,
+                        "rootAccessKeyId": creds.access_key_id, "rootSecretAccessKey": creds.secret_access_key}
+        return server
+
     def init(self) -> dict[str, str]:
         self.creds = json.loads(run_cli("init", "--data-dir", str(self.data_dir), "--json").stdout)
         return self.creds

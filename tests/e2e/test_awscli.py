@@ -83,9 +83,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         end = p.clock.now() + timedelta(minutes=1)
         creds = p.creds
         arn = trail_arn(p.service.account.region, p.service.account.account_id, TRAIL)
-    server = Server(tmp / "data")
-    server.creds = {"accountId": creds.account_id, "region": creds.region,
-                    "rootAccessKeyId": creds.access_key_id, "rootSecretAccessKey": creds.secret_access_key}
+    server = Server.for_data(tmp / "data", creds)
     server.start()
     backup = tmp / "backup"
     shutil.copytree(dest, backup)

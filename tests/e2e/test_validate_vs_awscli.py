@@ -179,9 +179,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with open_pipeline(tmp, start=start, key_rotation="4m") as p:
         built = tamper_trail.build(p, dest, stop_at_end=True)
         creds = p.creds
-    server = Server(tmp / "data")
-    server.creds = {"accountId": creds.account_id, "region": creds.region,
-                    "rootAccessKeyId": creds.access_key_id, "rootSecretAccessKey": creds.secret_access_key}
+    server = Server.for_data(tmp / "data", creds)
     server.start()
     with sqlite3.connect(server.data_dir / "state.db") as db:
         rows = db.execute("SELECT * FROM signing_keys").fetchall()
