@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from trailkeeper.clock import iso_seconds
-from trailkeeper.records import SERVICE_EVENT_SOURCE, new_event_id
+from trailkeeper.records import MAX_EVENT_BYTES, MAX_FIELD_CHARS, SERVICE_EVENT_SOURCE, new_event_id
 
 EVENT_VERSION = "1.11"
 SERVICE_SOURCE = SERVICE_EVENT_SOURCE  # every source here is in records.RESERVED_EVENT_SOURCES
@@ -30,6 +32,8 @@ _KMS_OPS = frozenset({"CreateKey", "DescribeKey", "ListKeys", "ListResourceTags"
 # CloudTrail records KMS cryptographic operations as read-only: they change no resource.
 _KMS_READ_ONLY = frozenset({"Encrypt", "Decrypt", "GenerateDataKey", "ReEncrypt"})
 _READ_PREFIXES = ("Get", "List", "Describe", "Lookup", "Head")
+# What an oversized self-audit record gives up first: the bulk, never who, what or the outcome.
+_BULKY_FIELDS = ("requestParameters", "responseElements", "serviceEventDetails", "additionalEventData")
 
 
 def event_source_for(operation: str) -> str:
@@ -135,6 +139,23 @@ def service_event_record(
         record["resources"] = resources
     record["metadata"] = received(when)
     return record
+
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    """A self-audit record as stored: never over the per-record limit (MAX_EVENT_BYTES). A record
+    that would be keeps its who/what/when/outcome and says what was left out, as CloudTrail
+    marks an oversized field `omitted`."""
+    data = orjson.dumps(record)
+    if len(data) <= MAX_EVENT_BYTES:
+        return data
+    trimmed = dict(record)
+    for name in _BULKY_FIELDS:
+        if trimmed.get(name) is not None:
+            trimmed[name] = {"omitted": True, "originalBytes": len(orjson.dumps(trimmed[name]))}
+    for name in ("userAgent", "errorMessage", "eventName"):
+        if isinstance(trimmed.get(name), str):
+            trimmed[name] = trimmed[name][:MAX_FIELD_CHARS]
+    return orjson.dumps(trimmed)
 
 
 def anonymous_identity(access_key_id: str | None, account_id: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`trailkeeper init`: a new account, root credentials and the first signing key."""
+"""`trailkeeper init`: a new account, root credentials and the first signing key; and
+`trailkeeper recover-root`, the break-glass way back in when the root's keys are lost."""
 
 from __future__ import annotations
 
@@ -36,3 +37,30 @@ def is_initialised(config: Config) -> bool:
     except IdentityError:
         return False
     return True
+
+
+def recover_root(config: Config, clock: Clock | None = None) -> tuple[RootCredentials, list[str]]:
+    """Revoke every root key and issue a new one. Needs the data directory and its root of
+    trust on this machine, no server: whoever has both owns the account anyway. The recovery
+    is recorded (`RootCredentialsRecovered`) through the inbox the server appends."""
+    from trailkeeper import audit
+    from trailkeeper.offline import local_identity, write_inbox
+
+    if not is_initialised(config):
+        raise IdentityError("NoSuchEntity", f"no trailkeeper account in {config.data_dir}", 404)
+    clock = clock or SystemClock()
+    identity = IdentityStore(config.state_db, open_root_of_trust(config.root_of_trust, config.keyring_dir), clock)
+    try:
+        account = identity.account()
+        key, revoked = identity.recover_root()
+    finally:
+        identity.close()
+    record = audit.service_event_record(
+        account.account_id, account.region, clock.now(), "RootCredentialsRecovered",
+        {"newAccessKeyId": key.access_key_id, "revokedAccessKeyIds": revoked, "dataDir": str(config.data_dir)},
+        event_source=audit.IAM_SOURCE,
+        resources=[{"ARN": f"arn:aws:iam::{account.account_id}:root", "accountId": account.account_id,
+                    "type": "AWS::IAM::Root"}])
+    record["userIdentity"] = local_identity(account.account_id)
+    write_inbox(config.data_dir / "inbox", record)
+    return RootCredentials(account.account_id, account.region, key.access_key_id, key.secret_access_key), revoked

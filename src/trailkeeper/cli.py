@@ -20,6 +20,7 @@ import orjson
 from click.core import ParameterSource
 
 from trailkeeper._internal.output import (
+    print_error,
     print_json,
     print_mapping,
     print_message,
@@ -296,7 +297,7 @@ class _Cli(click.Group):
         try:
             return super().invoke(ctx)
         except TrailkeeperError as e:
-            click.echo(f"error: {e.diagnostics()}", err=True)
+            print_error(e.diagnostics())
             ctx.exit(1)
 
 
@@ -336,6 +337,29 @@ def init(ctx: click.Context, account_region: str | None, as_json: bool) -> None:
         return
     print_mapping(document, title=f"trailkeeper account in {data_dir}")
     print_message("The root secret access key is shown once, now: store it safely.")
+    print_message(f"export AWS_ACCESS_KEY_ID={root.access_key_id}")
+    print_message(f"export AWS_SECRET_ACCESS_KEY={root.secret_access_key}")
+
+
+@main.command("recover-root")
+@_data_dir_option
+@_config_option
+@_json_option
+@click.pass_context
+def recover_root(ctx: click.Context, as_json: bool) -> None:
+    """Break glass: revoke every root access key and issue a new one (local, no server)."""
+    from trailkeeper.bootstrap import recover_root as recover
+    from trailkeeper.config import load_config
+
+    config = load_config(_data_dir(ctx) or DEFAULT_DATA_DIR, _config_path(ctx))
+    root, revoked = recover(config)
+    document = {"accountId": root.account_id, "region": root.region, "rootAccessKeyId": root.access_key_id,
+                "rootSecretAccessKey": root.secret_access_key, "revokedAccessKeyIds": revoked}
+    if as_json:
+        print_json(document)
+        return
+    print_mapping(document, title=f"root credentials recovered in {config.data_dir}")
+    print_message("Every earlier root key is revoked; the new secret is shown once, now: store it safely.")
     print_message(f"export AWS_ACCESS_KEY_ID={root.access_key_id}")
     print_message(f"export AWS_SECRET_ACCESS_KEY={root.secret_access_key}")
 

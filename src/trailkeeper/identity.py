@@ -301,6 +301,9 @@ class IdentityStore:
 
     def create_user(self, name: str, role: str) -> User:
         _check_user_name(name)
+        if name.lower() == ROOT_NAME:
+            raise IdentityError("ValidationError", f"The user name '{name}' is reserved: audit records name the "
+                                "account root 'root', and no user may be mistaken for it. Choose another name.")
         if role not in ROLES:
             raise IdentityError(
                 "ValidationError", f"Role '{role}' is not one of: {', '.join(ROLES)}."
@@ -374,29 +377,48 @@ class IdentityStore:
             ).fetchall()
         return [AccessKey(k, name, status, _from_us(us)) for k, name, status, us in rows]
 
-    def update_access_key(self, access_key_id: str, status: str) -> None:
+    def update_access_key(self, access_key_id: str, status: str, owner: str | None) -> None:
+        """Set the status of a key of `owner` (a user name, or None for the root)."""
         if status not in (ACTIVE, INACTIVE):
             raise IdentityError(
                 "ValidationError",
                 f"Value '{status}' at 'status' failed to satisfy constraint: "
                 "Member must satisfy enum value set: [Active, Inactive]",
             )
-        self._set_status(access_key_id, status, keep_secret=True)
+        self._set_status(access_key_id, status, owner, keep_secret=True)
 
-    def delete_access_key(self, access_key_id: str) -> None:
-        """Mark the key Deleted and erase its secret; the row stays for audit."""
-        self._set_status(access_key_id, DELETED, keep_secret=False)
+    def delete_access_key(self, access_key_id: str, owner: str | None) -> None:
+        """Mark a key of `owner` Deleted and erase its secret; the row stays for audit."""
+        self._set_status(access_key_id, DELETED, owner, keep_secret=False)
 
-    def _set_status(self, access_key_id: str, status: str, keep_secret: bool) -> None:
+    def _set_status(self, access_key_id: str, status: str, owner: str | None, keep_secret: bool) -> None:
+        # The owner is always checked: a key id alone never reaches another identity's key
+        # (AWS answers NoSuchEntity when the key is not the named, or the caller's own, user's).
         secret_sql = "" if keep_secret else ", secret_envelope = NULL"
         with self._write() as conn:
+            user_id, _ = _owner(conn, owner)
+            if user_id is None and status != ACTIVE:
+                _keep_a_root_key(conn, access_key_id)
             cursor = conn.execute(
                 f"UPDATE identity_access_keys SET status = ?, status_changed_us = ?{secret_sql}"
-                " WHERE access_key_id = ? AND status != 'Deleted'",
-                (status, _to_us(self._clock.now()), access_key_id),
+                " WHERE access_key_id = ? AND user_id IS ? AND status != 'Deleted'",
+                (status, _to_us(self._clock.now()), access_key_id, user_id),
             )
             if cursor.rowcount == 0:
                 raise _no_such_key(access_key_id)
+
+    def recover_root(self) -> tuple[AccessKeyWithSecret, list[str]]:
+        """Break glass (local access only): revoke every root key, issue a fresh one. Returns the
+        new key with its secret and the ids of the keys revoked."""
+        self.account()
+        with self._write() as conn:
+            revoked = [str(r[0]) for r in conn.execute(
+                "SELECT access_key_id FROM identity_access_keys WHERE user_id IS NULL AND status != 'Deleted' "
+                "ORDER BY created_us").fetchall()]
+            conn.execute("UPDATE identity_access_keys SET status = 'Deleted', secret_envelope = NULL, "
+                         "status_changed_us = ? WHERE user_id IS NULL AND status != 'Deleted'",
+                         (_to_us(self._clock.now()),))
+            return self._insert_key(conn, None, None), revoked
 
     def _insert_key(
         self, conn: sqlite3.Connection, user_id: str | None, user_name: str | None
@@ -471,11 +493,15 @@ def _principal(
     return Principal(account_id, False, name, user_id, arn, role, key_id, status)
 
 
+ROOT_NAME = "root"  # how CloudTrail names the account root (LookupEvents Username): no user may take it
+
+
 def _check_user_name(name: str) -> None:
     if not _USER_NAME_RE.fullmatch(name):
+        shown = "".join(c if c.isprintable() else "?" for c in name[:64])  # never echo control bytes
         raise IdentityError(
             "ValidationError",
-            f"1 validation error detected: Value '{name}' at 'userName' failed to satisfy "
+            f"1 validation error detected: Value '{shown}' at 'userName' failed to satisfy "
             r"constraint: Member must be 1-64 characters matching [\w+=,.@-]+",
         )
 
@@ -495,6 +521,16 @@ def _owner(conn: sqlite3.Connection, user_name: str | None) -> tuple[str | None,
     if row is None:
         raise _no_such_user(user_name)
     return str(row[0]), str(row[1])
+
+
+def _keep_a_root_key(conn: sqlite3.Connection, access_key_id: str) -> None:
+    """Refuse to delete or deactivate the root's last active key: nothing could restore it
+    but `trailkeeper recover-root` on the server's own machine."""
+    active = [str(r[0]) for r in conn.execute(
+        "SELECT access_key_id FROM identity_access_keys WHERE user_id IS NULL AND status = 'Active'").fetchall()]
+    if active == [access_key_id]:
+        raise IdentityError("DeleteConflict", "Cannot delete or deactivate the root's last active access key: "
+                            "create another root key first (the root alone may manage its keys).", 409)
 
 
 def _live_key_count(conn: sqlite3.Connection, user_id: str | None) -> int:

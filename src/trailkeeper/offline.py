@@ -135,8 +135,13 @@ def record_validation_run(config: Config, account_id: str, region: str, info: Tr
         event_source=audit.CLOUDTRAIL_SOURCE,
         resources=[{"ARN": info.arn, "accountId": account_id, "type": "AWS::CloudTrail::Trail"}],
     )
-    record["userIdentity"] = {"type": "Unknown", "accountId": account_id, "principalId": f"local:{_login()}"}
+    record["userIdentity"] = local_identity(account_id)
     write_inbox(config.data_dir / INBOX_DIR, record)
+
+
+def local_identity(account_id: str) -> dict[str, str]:
+    """Who ran an offline command: the operating-system user on the server's machine."""
+    return {"type": "Unknown", "accountId": account_id, "principalId": f"local:{_login()}"}
 
 
 def _login() -> str:

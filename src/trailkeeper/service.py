@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -35,7 +35,7 @@ from trailkeeper.kms import Kms
 from trailkeeper.quarantine import Quarantine
 from trailkeeper.spool import AppendResult, Spool
 from trailkeeper.storage.base import ObjectStore
-from trailkeeper.storage.destinations import is_s3, open_destination
+from trailkeeper.storage.destinations import folder_destination_problem, is_s3, open_destination
 from trailkeeper.trails import Trail, TrailConfig, TrailStore
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class Service:
         self.worm: dict[str, WormStatus] = {}  # bucket -> outcome of the last conformance probe
         self.quarantine = Quarantine(config.quarantine_dir)
         self._quarantine_lock = threading.Lock()
+        self._periodic: list[Callable[[], None]] = []
 
     # ---- life cycle ----
     def start(self) -> None:
@@ -160,12 +161,16 @@ class Service:
     # ---- recording ----
     def emit(self, record: dict[str, Any]) -> None:
         """Append one self-audit record durably (blocks until fsynced)."""
-        self.spool.append([orjson.dumps(record)])
+        self.spool.append([audit.encode(record)])
 
     def submit(self, record: dict[str, Any]) -> Future[AppendResult]:
         """Queue one self-audit record for the next group commit; the future resolves once it
         is fsynced (for callers that must not block a thread while they wait)."""
-        return self.spool.submit([orjson.dumps(record)])
+        return self.spool.submit([audit.encode(record)])
+
+    def add_periodic(self, task: Callable[[], None]) -> None:
+        """Run `task` in every maintenance round (e.g. the API's summary of suppressed refusals)."""
+        self._periodic.append(task)
 
     def emit_service(self, name: str, details: dict[str, Any], resources: list[dict[str, str]] | None = None,
                      source: str = audit.SERVICE_SOURCE) -> None:
@@ -334,6 +339,8 @@ class Service:
             try:
                 self.drain_inbox()
                 self.report_quarantine()
+                for task in self._periodic:
+                    task()
                 self._trim_spool()
                 self._maybe_purge()
                 self.maintain_keys()
@@ -489,13 +496,16 @@ class Service:
         layout.validate_trail_name(config.name)
         if self.trails.count() >= MAX_TRAILS:
             raise TrailError("MaximumNumberOfTrailsExceededException", f"User: {self.account.account_id} already has {MAX_TRAILS} trails in {self.account.region}.")
+        self._check_destination(config)
         trail = self.trails.create(config, self.clock.now())
         self._ensure_worker(config.name)
         self.probe_worm(config)
         return trail
 
     def update_trail(self, config: TrailConfig) -> Trail:
-        self.get_trail(config.name)
+        current = self.get_trail(config.name)
+        if (config.destination, config.bucket) != (current.config.destination, current.config.bucket):
+            self._check_destination(config)
         self.trails.update_config(config)
         self._wake(config.name)
         self.probe_worm(config)
@@ -543,6 +553,13 @@ class Service:
             worker.stop()
             worker.join(timeout=5)
         self.trails.delete(name)
+
+    def _check_destination(self, config: TrailConfig) -> None:
+        others = [(t.config.destination, t.config.bucket) for t in self.trails.all() if t.config.name != config.name]
+        problem = folder_destination_problem(config.destination, config.bucket, self.config.data_dir,
+                                             self.config.buckets_dir, others)
+        if problem is not None:
+            raise TrailError("InvalidParameterException", f"Destination refused: {problem}.")
 
     def _ensure_worker(self, name: str) -> None:
         worker = self._workers.get(name)

@@ -10,6 +10,7 @@ from typing import Any
 
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.errors import TrailError
+from trailkeeper.records import is_reserved_source
 from trailkeeper.selectors import selects_advanced
 
 READ_WRITE_TYPES = ("ReadOnly", "WriteOnly", "All")
@@ -90,6 +91,8 @@ class TrailConfig:
         return cls(**data)
 
     def selects(self, record: dict[str, Any]) -> bool:
+        if is_own_change(record):
+            return True  # the audit of the audit system is not selectable (docs/contracts.md)
         if self.advanced_selectors:
             return selects_advanced(self.advanced_selectors, record)
         return selects(self.selectors, record)
@@ -197,6 +200,20 @@ def validate_selectors(selectors: list[dict[str, Any]]) -> tuple[dict[str, Any],
             raise TrailError("InvalidEventSelectorsException", f"EventSelectors[{i}]: DataResources and ExcludeManagementEventSources must be lists.")
         out.append({"ReadWriteType": rw, "IncludeManagementEvents": include, "DataResources": data, "ExcludeManagementEventSources": excluded})
     return tuple(out)
+
+
+def is_own_change(record: dict[str, Any]) -> bool:
+    """A change trailkeeper itself recorded about itself: a write to its trails, selectors,
+    identities, keys or any other configuration, a stop or start, a refused attempt at one,
+    or an event of its own service. Every logging trail delivers these whatever its selectors
+    say, so that no administrator can write the administration out of the signed logs
+    (PCI DSS 10.2.1.2, 10.2.1.5, 10.2.1.6, 10.2.1.7); AWS lets selectors exclude them.
+    A relayed record of the same sources carries `additionalEventData.forwardedBy` and is
+    selected as usual; reads (`readOnly`) are selected as usual too."""
+    if record.get("readOnly") is not False or not is_reserved_source(record.get("eventSource")):
+        return False
+    extra = record.get("additionalEventData")
+    return not (isinstance(extra, dict) and "forwardedBy" in extra)
 
 
 def selects(selectors: tuple[dict[str, Any], ...], record: dict[str, Any]) -> bool:

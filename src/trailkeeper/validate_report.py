@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trailkeeper._internal.text import visible
 from trailkeeper.clock import iso_seconds
 from trailkeeper.validate import (
     Code,
@@ -70,7 +71,8 @@ def _file_line(entry: ReportEntry) -> str:
     if entry.backfill:
         label = f"(backfill) {label}"
     outcome = "valid" if entry.status is Status.VALID else f"INVALID: {problem_text(entry)}"
-    return f"{label}\ts3://{entry.bucket}/{entry.key}\t{outcome}"
+    # Keys and messages come from the store: escaped, so a crafted key cannot drive the terminal.
+    return f"{label}\ts3://{visible(entry.bucket)}/{visible(entry.key)}\t{visible(outcome)}"
 
 
 class _Writer:
@@ -146,7 +148,7 @@ def pending_line(p: PendingNotice) -> str:
     window = f"window {iso_seconds(p.start)} to {iso_seconds(p.end)}{', still open' if p.is_open else ''}"
     count = len(p.log_keys)
     waiting = f"; {count} log file{' waits' if count == 1 else 's wait'} for it" if count else ""
-    return f"Digest file\ts3://{p.bucket}/{p.key}\tPENDING: not due until {iso_seconds(p.due)} ({window}{waiting})"
+    return f"Digest file\ts3://{visible(p.bucket)}/{visible(p.key)}\tPENDING: not due until {iso_seconds(p.due)} ({window}{waiting})"
 
 
 def render_json(report: ValidationReport) -> dict[str, Any]:

@@ -218,10 +218,10 @@ def test_delete_user_refused_while_keys_exist(
 ) -> None:
     store.create_user("alice", "writer")
     key = store.create_access_key("alice")
-    store.update_access_key(key.access_key_id, "Inactive")
+    store.update_access_key(key.access_key_id, "Inactive", "alice")
     error = expect_error("DeleteConflict", 409, store.delete_user, "alice")
     assert str(error) == "Cannot delete entity, must delete access keys first."
-    store.delete_access_key(key.access_key_id)
+    store.delete_access_key(key.access_key_id, "alice")
     store.delete_user("alice")
     expect_error("NoSuchEntity", 404, store.get_user, "alice")
     expect_error("NoSuchEntity", 404, store.delete_user, "alice")
@@ -239,7 +239,7 @@ def test_recreated_user_does_not_inherit_old_keys(
 ) -> None:
     store.create_user("alice", "writer")
     old = store.create_access_key("alice")
-    store.delete_access_key(old.access_key_id)
+    store.delete_access_key(old.access_key_id, "alice")
     store.delete_user("alice")
     store.create_user("alice", "auditor")
     assert store.list_access_keys("alice") == []
@@ -269,10 +269,10 @@ def test_at_most_two_keys_per_user(
     first = store.create_access_key("alice")
     clock.advance(timedelta(seconds=1))
     store.create_access_key("alice")
-    store.update_access_key(first.access_key_id, "Inactive")
+    store.update_access_key(first.access_key_id, "Inactive", "alice")
     error = expect_error("LimitExceeded", 409, store.create_access_key, "alice")
     assert str(error) == "Cannot exceed quota for AccessKeysPerUser: 2"
-    store.delete_access_key(first.access_key_id)
+    store.delete_access_key(first.access_key_id, "alice")
     assert store.create_access_key("alice").status == "Active"
 
 
@@ -294,14 +294,14 @@ def test_list_access_keys_has_no_secrets(
     a = store.create_access_key("alice")
     clock.advance(timedelta(seconds=1))
     b = store.create_access_key("alice")
-    store.update_access_key(b.access_key_id, "Inactive")
+    store.update_access_key(b.access_key_id, "Inactive", "alice")
     listed = store.list_access_keys("alice")
     assert [(k.access_key_id, k.status) for k in listed] == [
         (a.access_key_id, "Active"),
         (b.access_key_id, "Inactive"),
     ]
     assert not any(hasattr(k, "secret_access_key") for k in listed)
-    store.delete_access_key(a.access_key_id)
+    store.delete_access_key(a.access_key_id, "alice")
     assert [k.access_key_id for k in store.list_access_keys("alice")] == [b.access_key_id]
 
 
@@ -309,17 +309,18 @@ def test_list_access_keys_has_no_secrets(
 def test_update_access_key_rejects_bad_status(
     store: IdentityStore, root: AccessKeyWithSecret, status: str
 ) -> None:
-    expect_error("ValidationError", 400, store.update_access_key, root.access_key_id, status)
+    expect_error("ValidationError", 400, store.update_access_key, root.access_key_id, status, None)
 
 
 def test_unknown_or_deleted_key_cannot_be_changed(
     store: IdentityStore, root: AccessKeyWithSecret
 ) -> None:
-    expect_error("NoSuchEntity", 404, store.update_access_key, "AKIAUNKNOWN", "Inactive")
-    expect_error("NoSuchEntity", 404, store.delete_access_key, "AKIAUNKNOWN")
-    store.delete_access_key(root.access_key_id)
-    expect_error("NoSuchEntity", 404, store.update_access_key, root.access_key_id, "Active")
-    expect_error("NoSuchEntity", 404, store.delete_access_key, root.access_key_id)
+    expect_error("NoSuchEntity", 404, store.update_access_key, "AKIAUNKNOWN", "Inactive", None)
+    expect_error("NoSuchEntity", 404, store.delete_access_key, "AKIAUNKNOWN", None)
+    store.create_access_key(None)  # the root keeps an active key
+    store.delete_access_key(root.access_key_id, None)
+    expect_error("NoSuchEntity", 404, store.update_access_key, root.access_key_id, "Active", None)
+    expect_error("NoSuchEntity", 404, store.delete_access_key, root.access_key_id, None)
 
 
 # --- resolve / secret_for ------------------------------------------------------------------
@@ -362,8 +363,9 @@ def test_cache_follows_deactivate_reactivate_delete(
     store: IdentityStore, root: AccessKeyWithSecret
 ) -> None:
     key_id = root.access_key_id
+    store.create_access_key(None)  # the root keeps an active key
     assert store.secret_for(key_id) == root.secret_access_key
-    store.update_access_key(key_id, "Inactive")
+    store.update_access_key(key_id, "Inactive", None)
     found = store.resolve(key_id)
     assert found is not None and found[0].key_status == "Inactive"
     with pytest.raises(AuthError) as info:
@@ -373,9 +375,9 @@ def test_cache_follows_deactivate_reactivate_delete(
         "The security token included in the request is invalid.",
         403,
     )
-    store.update_access_key(key_id, "Active")
+    store.update_access_key(key_id, "Active", None)
     assert store.secret_for(key_id) == root.secret_access_key
-    store.delete_access_key(key_id)
+    store.delete_access_key(key_id, None)
     assert store.resolve(key_id) is None
     assert store.secret_for(key_id) is None
 
@@ -385,7 +387,8 @@ def test_cache_sees_changes_made_by_another_process(
 ) -> None:
     assert store.secret_for(root.access_key_id) == root.secret_access_key
     other = IdentityStore(db, keyring, FrozenClock(START))
-    other.update_access_key(root.access_key_id, "Inactive")
+    other.create_access_key(None)  # the root keeps an active key
+    other.update_access_key(root.access_key_id, "Inactive", None)
     other.create_user("late", "auditor")
     late_key = other.create_access_key("late")
     other.close()
@@ -425,7 +428,7 @@ def test_concurrent_resolves_during_changes(
     for t in threads:
         t.start()
     for n in range(20):
-        store.update_access_key(key.access_key_id, "Inactive" if n % 2 else "Active")
+        store.update_access_key(key.access_key_id, "Inactive" if n % 2 else "Active", "alice")
     for t in threads:
         t.join()
     assert failures == []
@@ -439,7 +442,8 @@ def test_database_never_holds_a_secret_in_clear(
 ) -> None:
     store.create_user("alice", "writer")
     issued = [root.secret_access_key, store.create_access_key("alice").secret_access_key]
-    store.update_access_key(root.access_key_id, "Inactive")
+    issued.append(store.create_access_key(None).secret_access_key)
+    store.update_access_key(root.access_key_id, "Inactive", None)
     files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
     assert db in files
     for path in files:
@@ -491,7 +495,53 @@ def test_secret_for_plugs_into_sigv4(store: IdentityStore, root: AccessKeyWithSe
     req, at = botocore_signed(root.access_key_id, root.secret_access_key)
     verified = verify(req, store.secret_for, at, REGION, ("cloudtrail",))
     assert verified.access_key_id == root.access_key_id
-    store.update_access_key(root.access_key_id, "Inactive")
+    store.create_access_key(None)  # the root keeps an active key
+    store.update_access_key(root.access_key_id, "Inactive", None)
     with pytest.raises(AuthError) as info:
         verify(req, store.secret_for, at, REGION, ("cloudtrail",))
     assert info.value.code == "InvalidClientTokenId"
+
+
+# --- the root is protected and recoverable -----------------------------------------------------
+
+
+def test_the_roots_last_active_key_cannot_be_deleted_or_deactivated(
+    store: IdentityStore, root: AccessKeyWithSecret
+) -> None:
+    for change in (lambda: store.delete_access_key(root.access_key_id, None),
+                   lambda: store.update_access_key(root.access_key_id, "Inactive", None)):
+        with pytest.raises(IdentityError) as info:
+            change()
+        assert (info.value.code, info.value.status) == ("DeleteConflict", 409)
+        assert "last active access key" in str(info.value)
+    assert store.secret_for(root.access_key_id) == root.secret_access_key
+    second = store.create_access_key(None)
+    store.update_access_key(root.access_key_id, "Inactive", None)  # another active key remains
+    expect_error("DeleteConflict", 409, store.delete_access_key, second.access_key_id, None)
+
+
+def test_the_owner_is_always_checked(store: IdentityStore, root: AccessKeyWithSecret) -> None:
+    store.create_user("mallory", "administrator")
+    store.create_access_key(None)
+    # Naming the root's key as mallory's (or a user's key as the root's) finds no such key.
+    expect_error("NoSuchEntity", 404, store.delete_access_key, root.access_key_id, "mallory")
+    expect_error("NoSuchEntity", 404, store.update_access_key, root.access_key_id, "Inactive", "mallory")
+    key = store.create_access_key("mallory")
+    expect_error("NoSuchEntity", 404, store.delete_access_key, key.access_key_id, None)
+    assert store.secret_for(root.access_key_id) == root.secret_access_key
+
+
+def test_no_user_may_be_named_root(store: IdentityStore, root: AccessKeyWithSecret) -> None:
+    for name in ("root", "Root", "ROOT"):
+        assert "reserved" in str(expect_error("ValidationError", 400, store.create_user, name, "writer"))
+
+
+def test_recover_root_revokes_every_root_key_and_issues_one(
+    store: IdentityStore, root: AccessKeyWithSecret
+) -> None:
+    second = store.create_access_key(None)
+    key, revoked = store.recover_root()
+    assert revoked == [root.access_key_id, second.access_key_id]
+    assert store.resolve(root.access_key_id) is None and store.resolve(second.access_key_id) is None
+    found = store.resolve(key.access_key_id)
+    assert found is not None and found[0].is_root and found[1] == key.secret_access_key

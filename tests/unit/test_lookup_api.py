@@ -189,7 +189,7 @@ def test_malformed_trails_tokens_are_rejected(token: object) -> None:
 def test_list_trails_operation_pages(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     svc = pipeline.service
     for name in ("t-one", "t-two", "t-three"):
-        svc.create_trail(TrailConfig(name=name, bucket="b-" + name, destination=str(pipeline.data_dir / name)))
+        svc.create_trail(TrailConfig(name=name, bucket="b-" + name, destination=str(pipeline.data_dir.parent / "dest" / name)))
     monkeypatch.setattr(operations, "LIST_TRAILS_PAGE_SIZE", 2)
     principal = svc.identity.resolve(pipeline.creds.access_key_id)
     assert principal is not None

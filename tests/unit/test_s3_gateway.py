@@ -8,6 +8,8 @@ import io
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.session
@@ -20,6 +22,7 @@ from botocore.handlers import decode_list_object, parse_get_bucket_location
 from botocore.parsers import create_parser
 from tests.pipeline import Pipeline, app_event, open_pipeline
 
+from trailkeeper import layout
 from trailkeeper.api.s3 import (
     READ_ONLY_MESSAGE,
     S3Request,
@@ -34,7 +37,12 @@ from trailkeeper.trails import TrailConfig
 
 BUCKET = "audit-bucket"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-ODD_KEYS = ("odd/a+b c.txt", "odd/sp ace/x.txt", "odd/\u00fcml\u00e4ut.txt")
+# Trails sharing the bucket under S3KeyPrefixes with characters URL encoding must carry: the
+# gateway serves only trail layout keys, so odd keys are log keys of these trails.
+ODD_PREFIXES = ("odd/a+b c", "odd/sp ace/x", "odd/\u00fcml\u00e4ut")
+ODD_WHEN = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+ODD_KEYS: list[str] = []  # filled by the fixture (they hold the account id)
+PLANTED = "odd/not-a-trail-file.txt"
 
 Call = tuple[str, Any, Any, Any, Any]
 
@@ -52,7 +60,12 @@ def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
             p.advance(2)
             p.advance(61)
         store = p.service.open_store(p.service.get_trail("main"))
-        for key in ODD_KEYS:
+        account, region = p.service.account.account_id, p.service.account.region
+        for i, prefix in enumerate(ODD_PREFIXES):
+            p.service.create_trail(replace(config, name=f"odd-{i}", prefix=prefix))
+            ODD_KEYS.append(layout.log_key(prefix, account, region, ODD_WHEN, "OddKey" + "0" * 9 + str(i)))
+        ODD_KEYS.sort(key=str.encode)
+        for key in [*ODD_KEYS, PLANTED]:
             store.put_exclusive(key, key.encode(), {})
         yield p
 
@@ -64,7 +77,7 @@ def service(delivered: Pipeline) -> Service:
 
 @pytest.fixture
 def store(service: Service) -> ObjectStore:
-    return buckets(service)[BUCKET]
+    return buckets(service)[BUCKET].store
 
 
 class Recorder:
@@ -88,7 +101,8 @@ def keys_of(root: ET.Element) -> list[str]:
 
 
 def all_keys(store: ObjectStore) -> list[str]:
-    return [info.key for info in store.list()]
+    """What the gateway may list: every key of the folder but the planted one."""
+    return [info.key for info in store.list() if info.key != PLANTED]
 
 
 def header(response: S3Response, name: str) -> str | None:
@@ -161,18 +175,19 @@ def test_list_v1_url_encoding_and_delimiter(service: Service) -> None:
     query = urllib.parse.urlencode({"prefix": "odd/", "delimiter": "/", "encoding-type": "url"})
     root = xml(call(service, "GET", f"/{BUCKET}", query))
     assert root.findtext(f"{NS}EncodingType") == "url"
-    assert keys_of(root) == ["odd/a%2Bb%20c.txt", "odd/%C3%BCml%C3%A4ut.txt"]
-    assert [p.text for p in root.iter(f"{NS}Prefix") if p.text != "odd/"] == ["odd/sp%20ace/"]
+    assert keys_of(root) == []
+    assert [p.text for p in root.iter(f"{NS}Prefix") if p.text != "odd/"] == [
+        "odd/a%2Bb%20c/", "odd/sp%20ace/", "odd/%C3%BCml%C3%A4ut/"]
     raw = xml(call(service, "GET", f"/{BUCKET}", "prefix=odd%2F"))
     assert raw.find(f"{NS}EncodingType") is None
-    assert keys_of(raw) == sorted(ODD_KEYS, key=str.encode)
+    assert keys_of(raw) == ODD_KEYS  # and not the planted file beside them
 
 
 def test_list_v1_delimiter_marker_on_a_common_prefix_skips_it(service: Service) -> None:
     query = urllib.parse.urlencode({"prefix": "odd/", "delimiter": "/", "marker": "odd/sp ace/"})
     root = xml(call(service, "GET", f"/{BUCKET}", query))
-    assert keys_of(root) == ["odd/\u00fcml\u00e4ut.txt"]
-    assert root.find(f"{NS}CommonPrefixes") is None
+    assert keys_of(root) == []
+    assert [p.text for p in root.iter(f"{NS}Prefix") if p.text != "odd/"] == ["odd/\u00fcml\u00e4ut/"]
 
 
 def test_list_v2_continuation(service: Service, store: ObjectStore) -> None:
@@ -228,18 +243,21 @@ def test_get_returns_stored_bytes_and_lowercase_metadata(service: Service, store
 
 def test_head_has_headers_and_no_body(service: Service, store: ObjectStore) -> None:
     recorder = Recorder()
-    response = call(service, "HEAD", f"/{BUCKET}/odd/a%2Bb%20c.txt", recorder=recorder)
+    plus = next(k for k in ODD_KEYS if "+" in k)
+    response = call(service, "HEAD", f"/{BUCKET}/{urllib.parse.quote(plus)}", recorder=recorder)
     assert response.status == 200 and response.body == b""
-    assert header(response, "content-length") == str(len(b"odd/a+b c.txt"))
+    assert header(response, "content-length") == str(len(plus.encode()))
     assert recorder.calls[0][0] == "HeadObject"
 
 
 def test_plus_in_path_is_literal(service: Service) -> None:
-    response = call(service, "GET", f"/{BUCKET}/odd/a+b%20c.txt")
-    assert response.status == 200 and response.body == b"odd/a+b c.txt"
+    plus = next(k for k in ODD_KEYS if "+" in k)
+    response = call(service, "GET", f"/{BUCKET}/{urllib.parse.quote(plus, safe='/+')}")
+    assert "+" in urllib.parse.quote(plus, safe="/+")
+    assert response.status == 200 and response.body == plus.encode()
 
 
-@pytest.mark.parametrize("key", ["missing/key.json.gz", "odd/..", "odd/x.tkmeta", "odd"])
+@pytest.mark.parametrize("key", ["missing/key.json.gz", "odd/..", "odd/x.tkmeta", "odd", PLANTED, ".trailkeeper-store"])
 def test_missing_key_is_no_such_key_and_recorded(service: Service, key: str) -> None:
     recorder = Recorder()
     response = call(service, "GET", f"/{BUCKET}/{urllib.parse.quote(key)}", recorder=recorder)
@@ -325,8 +343,8 @@ def test_botocore_parser_reads_listing_and_location(service: Service) -> None:
         {"status_code": 200, "headers": dict(response.headers), "body": response.body},
         model.operation_model("ListObjects").output_shape)
     decode_list_object(parsed, context={"encoding_type_auto_set": True})
-    assert [c["Key"] for c in parsed["Contents"]] == ["odd/a+b c.txt"]
-    assert parsed["IsTruncated"] is True and parsed["NextMarker"] == "odd/a+b c.txt"
+    assert [c["Key"] for c in parsed["Contents"]] == ODD_KEYS[:1]
+    assert parsed["IsTruncated"] is True and parsed["NextMarker"] == ODD_KEYS[0]
     location = call(service, "GET", f"/{BUCKET}", "location")
     http = AWSResponse("http://x", 200, dict(location.headers), _Raw(location.body))
     out: dict[str, Any] = {}
@@ -351,6 +369,9 @@ def test_botocore_client_end_to_end(service: Service, store: ObjectStore) -> Non
     for key in ODD_KEYS:
         assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == key.encode()
         assert client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == len(key.encode())
+    with pytest.raises(ClientError) as planted:
+        client.get_object(Bucket=BUCKET, Key=PLANTED)
+    assert planted.value.response["Error"]["Code"] == "NoSuchKey"
     with pytest.raises(ClientError) as missing:
         client.get_object(Bucket=BUCKET, Key="no/such.json.gz")
     assert missing.value.response["Error"]["Code"] == "NoSuchKey"
@@ -367,6 +388,7 @@ def test_buckets_share_one_store_per_bucket(service: Service) -> None:
     service.create_trail(TrailConfig(name="second", bucket=BUCKET, destination=dest))
     try:
         assert list(buckets(service)) == [BUCKET]
+        assert [t.name for t in buckets(service)[BUCKET].trails] == ["main", "odd-0", "odd-1", "odd-2", "second"]
         assert [b.findtext(f"{NS}Name") for b in xml(call(service, "GET", "/")).iter(f"{NS}Bucket")] == [BUCKET]
     finally:
         service.delete_trail("second")

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 import click
 import orjson
 
+from trailkeeper._internal.text import visible
 from trailkeeper.clock import iso_seconds
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 # rich is imported where it is used: it costs ~40 ms at start-up, which scripted commands
 # printing JSON or plain lines (validate in CI jobs) should not pay.
@@ -47,7 +49,8 @@ def epoch_to_iso(value: object) -> str:
 
 
 def format_cell(key: str, value: object) -> str:
-    """Text for one table cell: times readable, missing values as '-', nested values as JSON."""
+    """Text for one table cell: times readable, missing values as '-', nested values as JSON,
+    control characters shown as escapes (what a record says must not drive the terminal)."""
     if value is None or value == "":
         return "-"
     if isinstance(value, bool):
@@ -55,8 +58,15 @@ def format_cell(key: str, value: object) -> str:
     if key.endswith(_TIME_KEY_SUFFIXES) and isinstance(value, int | float):
         return epoch_to_iso(value)
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return str(value)
+        return visible(orjson.dumps(value).decode())
+    return visible(str(value))
+
+
+def _cell(text: str) -> Text:
+    # A Text, not a str: rich would read "[red]..." in a record as its own markup.
+    from rich.text import Text
+
+    return Text(text)
 
 
 def print_table(
@@ -65,11 +75,11 @@ def print_table(
     """One row per mapping, showing the named keys as columns."""
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title and visible(title), show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(format_cell(column, row.get(column)) for column in columns))
+        table.add_row(*(_cell(format_cell(column, row.get(column))) for column in columns))
     stdout_console().print(table)
 
 
@@ -77,19 +87,24 @@ def print_mapping(document: Mapping[str, Any], title: str | None = None) -> None
     """A two-column Field/Value table of one mapping."""
     from rich.table import Table
 
-    table = Table(title=title, show_header=True)
+    table = Table(title=title and visible(title), show_header=True)
     table.add_column("Field", style="bold")
     table.add_column("Value", overflow="fold")
     for key, value in document.items():
-        table.add_row(key, format_cell(key, value))
+        table.add_row(_cell(visible(key)), _cell(format_cell(key, value)))
     stdout_console().print(table)
 
 
 def print_message(text: str) -> None:
     """A plain line for humans on stdout."""
-    click.echo(text)
+    click.echo(visible(text))
 
 
 def print_note(text: str) -> None:
     """A remark for humans on stderr, so that stdout stays parseable."""
-    click.echo(text, err=True)
+    click.echo(visible(text), err=True)
+
+
+def print_error(text: str) -> None:
+    """`error: ...` on stderr, escaped like every other human-readable line."""
+    click.echo(f"error: {visible(text)}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -16,8 +17,10 @@ from xml.sax.saxutils import escape as xml_escape
 import orjson
 
 from trailkeeper import audit, lake, records
+from trailkeeper._internal.text import bounded
 from trailkeeper.api import iam_query, operations
 from trailkeeper.api import kms as kms_api
+from trailkeeper.api.refusals import RefusalLimiter
 from trailkeeper.api.s3 import S3Request, handle_s3
 from trailkeeper.api.sigv4 import SignedRequest, verify
 from trailkeeper.errors import (
@@ -64,6 +67,8 @@ BACKPRESSURE_POLL_S = 0.01
 # Run on the event loop rather than the pool: bounded work (one indexed page of at most 50
 # records, read from the server's warm history cache) that the API serves at high rates.
 INLINE_OPERATIONS = frozenset({"LookupEvents"})
+MAX_KEY_ID_CHARS = 128  # an access key id claimed by an unsigned request, as kept in its record
+FLOOD_TARPIT_S = 0.05  # how late a flooding source's refusals are answered
 
 
 class HttpError(Exception):
@@ -72,6 +77,7 @@ class HttpError(Exception):
         self.status = status
         self.code = code
         self.extra = extra or {}
+        self.close = False  # end the connection after this answer (a flooding source)
 
 
 def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> bytes:
@@ -82,6 +88,14 @@ class App:
     def __init__(self, service: Service, workers: int = 8) -> None:
         self.service = service
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api")
+        self.refusals = RefusalLimiter()
+        service.add_periodic(self.report_suppressed)
+
+    def report_suppressed(self) -> None:
+        """Once per interval: how many unauthenticated refusals went unrecorded, from where."""
+        dropped = self.refusals.summary_due()
+        if dropped is not None:
+            self.service.emit_service("UnauthenticatedRequestsSuppressed", dropped.details())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -96,6 +110,8 @@ class App:
             status, body = e.status, error_body(e.code, str(e), e.extra)
             if _signing_service(scope) == CLOUDTRAIL_SERVICE:
                 headers = [("content-type", JSON11_TYPE)]
+            if e.close:
+                headers = [*headers, ("connection", "close")]
         except Exception:
             log.exception("internal error")
             status, body = 500, error_body("InternalFailure", "internal error; the request was not recorded, retry it")
@@ -123,7 +139,11 @@ class App:
         json_headers = [("content-type", JSON_TYPE)]
         if path == "/health" and method == "GET":
             return 200, orjson.dumps({"status": "ok", "region": self.service.account.region}), json_headers
-        body = await _read_body(receive, MAX_BODY_BYTES)
+        try:
+            body = await _read_body(receive, MAX_BODY_BYTES)
+        except HttpError as e:  # too large to read, so never authenticated: a bounded refusal
+            e.close = not await self._refuse_unauthenticated(scope, "", None, e.code, str(e))
+            raise
         request = _signed_request(scope, body)
         # Requests are routed by the service named in the SigV4 credential scope, as AWS does.
         service = _signing_service(scope)
@@ -264,23 +284,40 @@ class App:
                    svc.config.max_clock_skew)
             return owner[0]
         except AuthError as e:
-            key_id = _claimed_key(request)
-            await self._run(self._record_refusal, operation or scope["path"], key_id, e.code, str(e), scope)
-            raise HttpError(e.status, e.code, str(e)) from e
+            recorded = await self._refuse_unauthenticated(scope, operation, _claimed_key(request), e.code, str(e))
+            error = HttpError(e.status, e.code, str(e))
+            error.close = not recorded
+            raise error from e
+
+    async def _refuse_unauthenticated(self, scope: Scope, operation: str, key_id: str | None, code: str,
+                                      message: str) -> bool:
+        """Record a refusal of a request nobody signed for, unless its source is flooding: then
+        it is counted in the next UnauthenticatedRequestsSuppressed record, and answered late on
+        a connection that is then closed, so that a flood costs its sender more than this server
+        (a pipelined flood loses every request queued behind it). True if recorded."""
+        if self.refusals.admit(_client_ip(scope), code):
+            await self._run(self._record_refusal, operation or scope["path"], key_id, code, message, scope)
+            return True
+        # Jittered, so that a flood's connections do not all come back in one burst.
+        await asyncio.sleep(FLOOD_TARPIT_S * (0.5 + random.random()))
+        return False
 
     def _record_refusal(self, operation: str, key_id: str | None, code: str, message: str, scope: Scope) -> None:
         svc = self.service
+        key_id = bounded(key_id, MAX_KEY_ID_CHARS) if key_id else None
         identity = audit.anonymous_identity(key_id, svc.account.account_id)
         resolved = svc.identity.resolve(key_id) if key_id else None
         if resolved is not None:
             identity = principal_identity(resolved[0])
-        record = audit.api_call_record(self._call_context(scope), identity, operation or "Unknown", None, None, code, message)
+        record = audit.api_call_record(self._call_context(scope), identity, bounded(operation) or "Unknown", None, None,
+                                       code, bounded(message))
         svc.emit(record)
 
     def _call_context(self, scope: Scope) -> audit.CallContext:
         svc = self.service
-        return audit.CallContext(svc.account.account_id, svc.account.region, _client_ip(scope),
-                                 _header(scope, b"user-agent") or "unknown", svc.clock.now(), str(uuid.uuid4()))
+        agent = bounded(_header(scope, b"user-agent") or "") or "unknown"
+        return audit.CallContext(svc.account.account_id, svc.account.region, _client_ip(scope), agent,
+                                 svc.clock.now(), str(uuid.uuid4()))
 
     # ---- ingest ----
     async def _ingest(self, principal: Principal, request: SignedRequest, scope: Scope) -> tuple[int, bytes]:
@@ -293,8 +330,8 @@ class App:
         issued = records.EventIdLog()
         caller = caller_of(principal)
         ctx = records.IngestContext(caller, svc.account.region, _client_ip(scope),
-                                    request.headers.get("user-agent", "unknown"), svc.clock.now(), issued,
-                                    svc.config.max_event_age)
+                                    bounded(request.headers.get("user-agent", "")) or "unknown", svc.clock.now(),
+                                    issued, svc.config.max_event_age)
         batch: list[Any] = []
         try:
             batch = records.parse_batch(request.body)

@@ -17,7 +17,7 @@ from typing import Any
 
 from trailkeeper import audit, lake
 from trailkeeper.clock import iso_seconds
-from trailkeeper.errors import HistoryError, KmsError, TrailError, TrailkeeperError
+from trailkeeper.errors import HistoryError, IdentityError, KmsError, TrailError, TrailkeeperError
 from trailkeeper.history.base import LookupQuery
 from trailkeeper.identity import Principal
 from trailkeeper.keys.signing import PublicKeyInfo
@@ -219,7 +219,7 @@ def _s3_prefix(destination: str) -> str:
 
 
 def _bucket_from_folder(folder: Path) -> str:
-    name = folder.resolve().name.lower().replace("_", "-")
+    name = folder.resolve().name.lower().replace("_", "-") or "root"  # "/" has no name
     return name if len(name) >= 3 else f"{name}-trail"
 
 
@@ -524,10 +524,14 @@ def delete_user(service: Service, _: Principal, params: Params) -> dict[str, Any
 
 
 def _key_owner(principal: Principal, params: Params) -> str | None:
+    """Whose keys a call acts on: the named user, else the caller (None: the root). Only the
+    root manages the root's keys, whatever else the caller may do."""
     name = params.get("UserName")
-    if name is None:
-        return None if principal.is_root else principal.user_name
-    return str(name)
+    caller = None if principal.is_root else principal.user_name
+    owner = caller if name is None else str(name)
+    if owner is None and not principal.is_root:
+        raise IdentityError("AccessDenied", "Only the account root may manage the root's access keys.", 403)
+    return owner
 
 
 def create_access_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
@@ -543,13 +547,14 @@ def list_access_keys(service: Service, principal: Principal, params: Params) -> 
                                    "Status": k.status, "CreateDate": k.created.timestamp()} for k in keys]}
 
 
-def update_access_key(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    service.identity.update_access_key(_str_param(params, "AccessKeyId"), _str_param(params, "Status"))
+def update_access_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    service.identity.update_access_key(_str_param(params, "AccessKeyId"), _str_param(params, "Status"),
+                                       _key_owner(principal, params))
     return {}
 
 
-def delete_access_key(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    service.identity.delete_access_key(_str_param(params, "AccessKeyId"))
+def delete_access_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    service.identity.delete_access_key(_str_param(params, "AccessKeyId"), _key_owner(principal, params))
     return {}
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import secrets
 import threading
 import urllib.parse
@@ -33,11 +34,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from trailkeeper import envelope
+from trailkeeper import envelope, layout
+from trailkeeper._internal.text import bounded
 from trailkeeper.errors import EnvelopeError, ObjectNotFoundError, StorageError
 from trailkeeper.service import Service
 from trailkeeper.storage.base import ObjectInfo, ObjectStore
 from trailkeeper.storage.folder import validate_key
+from trailkeeper.trails import TrailConfig
+
+log = logging.getLogger(__name__)
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -86,14 +91,43 @@ class _S3Error(Exception):
 
 # ---- public entry points ----
 
-def buckets(service: Service) -> dict[str, ObjectStore]:
-    """Bucket name → store, one per trail destination. When two trails name the same bucket,
-    the first trail by name wins (trails sharing a bucket normally share its folder too)."""
-    out: dict[str, ObjectStore] = {}
+@dataclass(frozen=True)
+class Bucket:
+    """A trail destination as the gateway serves it: its store, and the trails whose objects
+    it may serve from it (nothing else in the folder or bucket is ever served or listed)."""
+
+    store: ObjectStore
+    trails: tuple[TrailConfig, ...]
+    account: str
+    region: str
+
+    def serves(self, key: str) -> bool:
+        """Is `key` a log or digest key, in canonical CloudTrail layout, of one of the trails?"""
+        for parse in (layout.parse_log_key, layout.parse_digest_key):
+            try:
+                parsed = parse(key)
+            except ValueError:
+                continue
+            return any(self._owns(parsed, t) for t in self.trails)
+        return False
+
+    def _owns(self, parsed: layout.LogKey | layout.DigestKey, trail: TrailConfig) -> bool:
+        if (parsed.prefix, parsed.account, parsed.org_id) != (trail.prefix, self.account, None):
+            return False
+        if isinstance(parsed, layout.LogKey):
+            return parsed.region == self.region
+        return (parsed.src_region, parsed.trail_name, parsed.home_region) == (self.region, trail.name, self.region)
+
+
+def buckets(service: Service) -> dict[str, Bucket]:
+    """Bucket name → what it serves, one per trail destination. When two trails name the same
+    bucket, the first trail's store is used (one folder serves one bucket) for the keys of both."""
+    found: dict[str, tuple[ObjectStore, list[TrailConfig]]] = {}
     for trail in service.trails.all():
-        if trail.config.bucket not in out:
-            out[trail.config.bucket] = service.open_store(trail)
-    return out
+        entry = found.setdefault(trail.config.bucket, (service.open_store(trail), []))
+        entry[1].append(trail.config)
+    account, region = service.account.account_id, service.account.region
+    return {name: Bucket(store, tuple(trails), account, region) for name, (store, trails) in found.items()}
 
 
 def handle_s3(service: Service, request: S3Request, record: Recorder) -> S3Response:
@@ -104,8 +138,10 @@ def handle_s3(service: Service, request: S3Request, record: Recorder) -> S3Respo
         response = _dispatch(service, request, record, request_id)
     except _S3Error as e:
         response = _error_response(e, request.method, request_id)
-    except StorageError as e:
-        response = _error_response(_S3Error(500, "InternalError", f"the trail folder could not be read: {e}"),
+    except StorageError:
+        # The details (paths on this machine) are for the operator's log, not for the client.
+        log.exception("S3 gateway: %s %s failed", request.method, request.raw_path[:200])
+        response = _error_response(_S3Error(500, "InternalError", "We encountered an internal error. Please try again."),
                                    request.method, request_id)
     return S3Response(response.status, [*response.headers, ("x-amz-request-id", request_id)], response.body)
 
@@ -142,7 +178,7 @@ def _dispatch(service: Service, request: S3Request, record: Recorder, request_id
         return _list_buckets(service)
     if key:
         return _read_object(service, request, bucket, key, record)
-    store = _find_bucket(service, bucket)
+    served = _find_bucket(service, bucket)
     if method == "HEAD":
         return S3Response(200, [("x-amz-bucket-region", service.account.region)], b"")
     params = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
@@ -153,8 +189,8 @@ def _dispatch(service: Service, request: S3Request, record: Recorder, request_id
         raise _S3Error(501, "NotImplemented", f"The bucket subresource {unknown[0]!r} is not supported; "
                        "the gateway answers ?location and object listings.")
     if params.get("list-type") == "2":
-        return _xml(_list_v2(store, params))
-    return _xml(_list_v1(store, params))
+        return _xml(_list_v2(served, params))
+    return _xml(_list_v1(served, params))
 
 
 def _split_path(raw_path: str) -> tuple[str, str]:
@@ -163,16 +199,18 @@ def _split_path(raw_path: str) -> tuple[str, str]:
     return urllib.parse.unquote(bucket), urllib.parse.unquote(key)
 
 
-def _find_bucket(service: Service, bucket: str) -> ObjectStore:
-    store = buckets(service).get(bucket)
-    if store is None:
+def _find_bucket(service: Service, bucket: str) -> Bucket:
+    served = buckets(service).get(bucket)
+    if served is None:
         raise _S3Error(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket)
-    return store
+    return served
 
 
 def _refuse_write(service: Service, method: str, bucket: str, key: str, query: str, record: Recorder) -> S3Response:
-    operation = write_operation(method, bucket, key, query)
-    params: dict[str, object] = {"bucketName": bucket, "key": key} if key else {"bucketName": bucket}
+    operation = bounded(write_operation(method, bucket, key, query))
+    params: dict[str, object] = {"bucketName": bounded(bucket)}
+    if key:
+        params["key"] = bounded(key)
     record(operation, params, "AccessDenied", READ_ONLY_MESSAGE,
            _resources(service, bucket, key) if bucket else None)
     raise _S3Error(403, "AccessDenied", READ_ONLY_MESSAGE)
@@ -189,7 +227,7 @@ def _resources(service: Service, bucket: str, key: str) -> list[dict[str, str]]:
 
 def _read_object(service: Service, request: S3Request, bucket: str, key: str, record: Recorder) -> S3Response:
     operation = "HeadObject" if request.method == "HEAD" else "GetObject"
-    params: dict[str, object] = {"bucketName": bucket, "key": key}
+    params: dict[str, object] = {"bucketName": bounded(bucket), "key": bounded(key)}
     resources = _resources(service, bucket, key)
     try:
         response = _object_response(service, request, bucket, key)
@@ -201,7 +239,10 @@ def _read_object(service: Service, request: S3Request, bucket: str, key: str, re
 
 
 def _object_response(service: Service, request: S3Request, bucket: str, key: str) -> S3Response:
-    store = _find_bucket(service, bucket)
+    served = _find_bucket(service, bucket)
+    if not served.serves(key):
+        raise _no_such_key(key)  # whatever else the folder or bucket holds is not the gateway's to show
+    store = served.store
     try:
         validate_key(key)
         obj = store.get(key)
@@ -298,16 +339,19 @@ class _Page:
     last: str | None = None
 
 
-def _page(store: ObjectStore, prefix: str, after: str | None, delimiter: str, max_keys: int) -> _Page:
-    """Keys under `prefix` strictly after `after`, byte-wise ascending; with a delimiter, keys
-    that contain it past the prefix roll up into one common prefix each (counted as one entry)."""
+def _page(served: Bucket, prefix: str, after: str | None, delimiter: str, max_keys: int) -> _Page:
+    """Served keys under `prefix` strictly after `after`, byte-wise ascending; with a delimiter,
+    keys that contain it past the prefix roll up into one common prefix each (counted as one)."""
     page = _Page()
+    store = served.store
     listing: Iterator[ObjectInfo] = store.list(prefix, after)
     count = 0
     while True:
         info = next(listing, None)
         if info is None:
             return page
+        if not served.serves(info.key):
+            continue
         common = _common_prefix(info.key, prefix, delimiter)
         if common is not None and after is not None and common <= after:
             # The marker is this common prefix (or inside it): it was returned already.
@@ -357,14 +401,14 @@ def _url_encoding(params: Mapping[str, str]) -> bool:
     return encoding == "url"
 
 
-def _list_v1(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
+def _list_v1(served: Bucket, params: Mapping[str, str]) -> ET.Element:
     prefix, marker, delimiter = params.get("prefix", ""), params.get("marker", ""), params.get("delimiter", "")
     max_keys, url = _max_keys(params), _url_encoding(params)
-    page = _page(store, prefix, marker or None, delimiter, max_keys)
+    page = _page(served, prefix, marker or None, delimiter, max_keys)
     enc = _encoder(url)
     root = ET.Element("ListBucketResult", xmlns=S3_NS)
     # botocore decodes Marker, NextMarker, Delimiter, Key and CommonPrefixes for v1, not Prefix.
-    _add(root, "Name", store.bucket)
+    _add(root, "Name", served.store.bucket)
     _add(root, "Prefix", prefix)
     _add(root, "Marker", enc(marker))
     if page.truncated and page.last is not None:
@@ -372,15 +416,15 @@ def _list_v1(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
     return _finish_listing(root, page, max_keys, delimiter, enc, url)
 
 
-def _list_v2(store: ObjectStore, params: Mapping[str, str]) -> ET.Element:
+def _list_v2(served: Bucket, params: Mapping[str, str]) -> ET.Element:
     prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
     start_after, token = params.get("start-after", ""), params.get("continuation-token")
     max_keys, url = _max_keys(params), _url_encoding(params)
     after = _decode_token(token) if token is not None else start_after or None
-    page = _page(store, prefix, after, delimiter, max_keys)
+    page = _page(served, prefix, after, delimiter, max_keys)
     enc = _encoder(url)
     root = ET.Element("ListBucketResult", xmlns=S3_NS)
-    _add(root, "Name", store.bucket)
+    _add(root, "Name", served.store.bucket)
     _add(root, "Prefix", enc(prefix))
     if start_after:
         _add(root, "StartAfter", enc(start_after))

@@ -30,3 +30,55 @@ def open_destination(destination: str, bucket: str, object_lock_days: int, s3: S
     settings = s3 or S3Settings()
     lock = ObjectLockPolicy(days=object_lock_days) if object_lock_days else None
     return S3Store(s3_client(settings), bucket, lock=lock, clock=clock, sse_kms_key_id=settings.sse_kms_key_id)
+
+
+# Folders a trail may never write into or serve (and their descendants): the system's own.
+SYSTEM_PATHS = tuple(Path(p) for p in ("/etc", "/proc", "/sys", "/dev", "/boot", "/root", "/var"))
+
+
+def folder_destination_problem(destination: str, bucket: str, data_dir: Path, buckets_dir: Path,
+                               others: list[tuple[str, str]]) -> str | None:
+    """Why a folder may not be a trail's destination, or None.
+
+    Refused: the root folder and the system folders (SYSTEM_PATHS and below); a folder that
+    overlaps the data directory (its keys and state) other than a bucket folder under
+    `buckets_dir`; a folder nested in, or holding, another trail's destination, or the same
+    folder under another bucket name (`others`: (destination, bucket) of the other trails);
+    and a folder that already holds files but is not a trailkeeper store.
+    """
+    if is_s3(destination):
+        return None
+    folder = _real(Path(destination))
+    if folder == Path("/") or any(folder == p or p in folder.parents for p in SYSTEM_PATHS):
+        return f"{folder} is a system folder; choose a folder of its own for the trail's logs"
+    data, managed = _real(data_dir), _real(buckets_dir)
+    in_managed = managed in folder.parents
+    if not in_managed and (folder == data or data in folder.parents or folder in data.parents):
+        return (f"{folder} overlaps the data directory {data} (keys and state); choose a folder outside it, "
+                "or give only S3BucketName to use a bucket folder under it")
+    for other, other_bucket in others:
+        if is_s3(other):
+            continue
+        theirs = _real(Path(other))
+        if theirs == folder and other_bucket != bucket:
+            return f"{folder} is already the destination of bucket {other_bucket}; one folder serves one bucket"
+        if theirs != folder and (theirs in folder.parents or folder in theirs.parents):
+            return f"{folder} overlaps the destination {theirs} of another trail; trails' folders must not nest"
+    return _not_a_store(folder)
+
+
+def _not_a_store(folder: Path) -> str | None:
+    from trailkeeper.storage.folder import MARKER_NAME
+
+    if not folder.exists() or (folder / MARKER_NAME).exists():
+        return None
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if any(folder.iterdir()):
+        return f"{folder} already holds files and is not a trailkeeper store; choose an empty or new folder"
+    return None
+
+
+def _real(path: Path) -> Path:
+    # resolve() follows symbolic links, so a link cannot smuggle a system folder in.
+    return path.expanduser().resolve()

@@ -1,0 +1,182 @@
+"""An unauthenticated flood against a real server: what it costs the spool and honest clients.
+
+Phase 1 (baseline): authenticated clients ingest at a fixed pace (4 clients x 20 batches/s of
+10 events) for --seconds; their acknowledgement p99 is measured. Phase 2: the same load, while
+a separate process floods the port from 127.0.0.1 with unsigned requests (long paths, a 4 KB
+User-Agent) aiming at --rate requests/s over --connections keep-alive connections, pipelined.
+Printed: flood requests answered per second, the spool bytes the flood added (its refusal
+records and suppression summaries, read back from the spool after the server stops), and the
+authenticated p99 flooded vs unflooded.
+
+Issue #9 goals: flood spool growth <= 1 MB over 10 s at 10,000 requests/s; authenticated p99
+within 2x of the unflooded figure. Client, flood and server share this machine's two cores.
+Usage: python -m bench.bench_unauth_flood [--seconds 10] [--rate 10000] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from bench._server import BenchServer
+from trailkeeper.client import Client
+from trailkeeper.spool import Spool
+
+CLIENTS = 4
+PACE_S = 0.05  # each authenticated client: one batch every 50 ms
+BATCH = 10
+FLOOD_PATH = "/" + "probe/" * 200 + "%1b%5b2J"
+FLOOD_REQUEST = (f"GET {FLOOD_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {'f' * 4096}\r\n\r\n").encode()
+PIPELINE = 50  # requests written before their answers are read
+
+
+def _records(n: int) -> list[dict[str, object]]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [{"eventName": "Honest", "eventSource": "bench.example.com", "eventTime": now,
+             "requestParameters": {"i": i, "n": n}} for i in range(BATCH)]
+
+
+def _honest(server: BenchServer, stop: threading.Event, latencies: list[float]) -> None:
+    client = Client(server.endpoint, server.creds["rootAccessKeyId"], server.creds["rootSecretAccessKey"],
+                    region=server.creds["region"], timeout=30)
+    n, next_at = 0, time.perf_counter()
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        client.put_events(_records(n))
+        latencies.append(time.perf_counter() - t0)
+        n += 1
+        next_at += PACE_S
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+    client.close()
+
+
+def _measure(server: BenchServer, seconds: float) -> list[float]:
+    stop = threading.Event()
+    latencies: list[float] = []
+    threads = [threading.Thread(target=_honest, args=(server, stop, latencies)) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return latencies
+
+
+async def _flood_connection(port: int, deadline: float, per_conn_rate: float, counts: list[int]) -> None:
+    """One attacker connection: pipelined unsigned requests at its share of the rate; when the
+    server closes the connection, it reconnects at once, as a flood would."""
+    next_at = time.perf_counter()
+    while time.perf_counter() < deadline:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        counts[2] += 1
+        try:
+            while time.perf_counter() < deadline:
+                writer.write(FLOOD_REQUEST * PIPELINE)
+                await writer.drain()
+                counts[0] += PIPELINE
+                next_at += PIPELINE / per_conn_rate  # the aimed rate holds across reconnections
+                got = 0
+                while got < PIPELINE:
+                    chunk = await reader.read(1 << 16)
+                    if not chunk:
+                        break
+                    got += chunk.count(b"HTTP/1.1 ")
+                counts[1] += got
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                if got < PIPELINE:
+                    break  # closed by the server: reconnect
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+
+def _flood(port: int, seconds: float, rate: float, connections: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    counts = [0, 0, 0]  # requests sent, answers read, connections opened
+
+    async def run() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(_flood_connection(port, deadline, rate / connections, counts)
+                               for _ in range(connections)), return_exceptions=True)
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    out.put((*counts, time.perf_counter() - started))
+
+
+def _flood_bytes(data_dir: Path, first_seq: int, last_seq: int) -> tuple[int, int, int]:
+    """(bytes, refusal records, summary records) the flood added between two spool seqs."""
+    total = refusals = summaries = 0
+    with Spool(data_dir / "spool") as spool:
+        seq = first_seq
+        while seq < last_seq:
+            batch = spool.read(seq, 1000, 1 << 30)
+            if not batch:
+                break
+            for s, body in batch:
+                if s >= last_seq:
+                    break
+                record = orjson.loads(body)
+                if record.get("errorCode") == "MissingAuthenticationToken":
+                    refusals += 1
+                    total += len(body)
+                elif record.get("eventName") == "UnauthenticatedRequestsSuppressed":
+                    summaries += 1
+                    total += len(body)
+            seq = batch[-1][0] + 1
+    return total, refusals, summaries
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=10_000.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = BenchServer(Path(tmp) / "data")
+        try:
+            baseline = _measure(server, args.seconds)
+            first = server.cli("status", "--json")["Spool"]["next_seq"]
+            queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
+            flood = multiprocessing.get_context("spawn").Process(
+                target=_flood, args=(server.port, args.seconds, args.rate, args.connections, queue))
+            flood.start()
+            flooded = _measure(server, args.seconds)
+            sent, answered, opened, took = queue.get(timeout=args.seconds * 10)
+            flood.join()
+            time.sleep(11)  # one more summary interval: the last dropped requests are reported too
+            last = server.cli("status", "--json")["Spool"]["next_seq"]
+        finally:
+            server.stop()
+        grown, refusals, summaries = _flood_bytes(server.data_dir, first, last)
+    print(f"flood: {sent:,} unsigned requests sent over {opened:,} connections in {took:.1f} s "
+          f"({sent / took:,.0f}/s; aimed at {args.rate:,.0f}/s over {args.connections} at a time), "
+          f"{answered:,} answered ({answered / took:,.0f}/s); the rest died with connections the server closed")
+    print(f"spool growth from the flood: {grown:,} bytes ({refusals} refusal records, {summaries} summaries); "
+          f"goal <= 1,000,000: {'met' if grown <= 1_000_000 else 'NOT met'}")
+    for name, values in (("unflooded", baseline), ("flooded", flooded)):
+        q = statistics.quantiles(values, n=100)
+        print(f"  {name}: p50 {q[49] * 1000:.1f} ms, p90 {q[89] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, "
+              f"max {max(values) * 1000:.1f} ms")
+    base, hit = _p99(baseline), _p99(flooded)
+    print(f"authenticated ingest p99: {base:.1f} ms unflooded ({len(baseline)} batches), {hit:.1f} ms flooded "
+          f"({len(flooded)} batches): {hit / base:.2f}x; goal <= 2x: {'met' if hit <= 2 * base else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""What a hostile probe and a first-time user found (issue #9), each reproduced against a real
+server with the commands of the probe, and the behaviour that replaced it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.e2e.harness import BIN, Server, run_cli, wait_until
+
+from trailkeeper.api.refusals import PER_SOURCE_BURST, PER_SOURCE_RATE
+
+AWS = str(BIN / "aws")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("hardening") / "data")
+    srv.init()
+    srv.start()
+    yield srv
+    assert srv.terminate() == 0
+
+
+def _user(server: Server, name: str, role: str) -> dict[str, str]:
+    server.cli_json("user", "create", name, "--role", role)
+    key: dict[str, str] = server.cli_json("key", "create", name)
+    return key
+
+
+def _aws(server: Server, key: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": server.creds["region"],
+           "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    return subprocess.run([AWS, *args], capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def _root(server: Server) -> dict[str, str]:
+    return {"AccessKeyId": server.creds["rootAccessKeyId"], "SecretAccessKey": server.creds["rootSecretAccessKey"]}
+
+
+def _records(server: Server, **attribute: str) -> list[dict[str, Any]]:
+    pairs = list(attribute.items())
+    events = server.client().iter_lookup_events(pairs, datetime.now(UTC) - timedelta(days=1))
+    return [json.loads(e["CloudTrailEvent"]) for e in events]
+
+
+def _event(name: str) -> dict[str, Any]:
+    return {"eventName": name, "eventSource": "app.example.com", "requestParameters": None,
+            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+# ---- 1. the gateway serves the trail's objects and nothing else ----
+
+@pytest.mark.parametrize("where", ["/etc", "/", "/var/lib", "data-dir", "keyring", "full-folder"])
+def test_unsafe_destinations_are_refused(server: Server, tmp_path: Path, where: str) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("someone else's")
+    folder = {"data-dir": str(server.data_dir), "keyring": str(server.data_dir / "keyring"),
+              "full-folder": str(full)}.get(where, where)
+    refused = server.cli("trail", "create", "leak", "--destination", folder, check=False)
+    assert refused.returncode != 0 and "Destination refused" in refused.stderr, refused.stderr
+    if where == "/etc":
+        assert not Path("/etc/.trailkeeper-store").exists() and not Path("/etc/.tk-tmp").exists()
+
+
+def test_a_file_planted_in_a_trail_folder_is_not_served_and_the_attempt_is_recorded(
+        server: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "planted"
+    server.cli("trail", "create", "planted", "--destination", str(dest), "--flush-interval", "1s")
+    dest.mkdir(exist_ok=True)
+    account = server.creds["accountId"]
+    (dest / "secret.txt").write_text("not an audit log")
+    aside = dest / "AWSLogs" / account / "CloudTrail" / "notes.txt"
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    aside.write_text("not a log file either")
+    reader = _user(server, "rita", "log-reader")
+    listing = _aws(server, reader, "s3", "ls", "s3://planted/", "--recursive")
+    assert listing.returncode == 0 and "secret.txt" not in listing.stdout and "notes.txt" not in listing.stdout
+    for key in ("secret.txt", f"AWSLogs/{account}/CloudTrail/notes.txt", ".trailkeeper-store"):
+        got = _aws(server, reader, "s3", "cp", f"s3://planted/{key}", "-")
+        assert got.returncode != 0 and ("404" in got.stderr or "NoSuchKey" in got.stderr), got.stderr
+    assert wait_until(lambda: any(r.get("errorCode") == "NoSuchKey" and r["requestParameters"]["key"] == "secret.txt"
+                                  for r in _records(server, Username="rita")), 5)
+
+
+# ---- 2. root cannot be locked out, and can be recovered ----
+
+def test_an_administrator_cannot_delete_or_deactivate_the_root_key(server: Server) -> None:
+    admin = _user(server, "adam", "administrator")
+    root_key = server.creds["rootAccessKeyId"]
+    for args in (("iam", "delete-access-key", "--access-key-id", root_key),
+                 ("iam", "update-access-key", "--access-key-id", root_key, "--status", "Inactive"),
+                 ("iam", "list-access-keys", "--user-name", "root"),
+                 ("iam", "create-user", "--user-name", "root")):
+        refused = _aws(server, admin, *args)
+        assert refused.returncode != 0, args
+    assert _aws(server, _root(server), "cloudtrail", "describe-trails").returncode == 0
+    last = _aws(server, _root(server), "iam", "delete-access-key", "--access-key-id", root_key)
+    assert last.returncode != 0 and "DeleteConflict" in last.stderr  # not even the root's own last key
+
+
+def test_recover_root_issues_a_new_key_and_records_it(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data")
+    srv.init()
+    srv.start()
+    try:
+        recovered = json.loads(run_cli("recover-root", "--data-dir", str(srv.data_dir), "--json").stdout)
+        assert recovered["revokedAccessKeyIds"] == [srv.creds["rootAccessKeyId"]]
+        new = {"AccessKeyId": recovered["rootAccessKeyId"], "SecretAccessKey": recovered["rootSecretAccessKey"]}
+        old = _aws(srv, _root(srv), "cloudtrail", "describe-trails")
+        assert old.returncode != 0 and "InvalidClientTokenId" in old.stderr
+        assert _aws(srv, new, "cloudtrail", "describe-trails").returncode == 0
+        srv.creds.update(rootAccessKeyId=new["AccessKeyId"], rootSecretAccessKey=new["SecretAccessKey"])
+        assert wait_until(lambda: any(r["serviceEventDetails"]["newAccessKeyId"] == new["AccessKeyId"]
+                                      for r in _records(srv, EventName="RootCredentialsRecovered")), 15)
+    finally:
+        assert srv.terminate() == 0
+
+
+# ---- 3. refusals are bounded ----
+
+def _spool_bytes(server: Server) -> int:
+    return sum(p.stat().st_size for p in (server.data_dir / "spool").glob("*.seg"))
+
+
+def test_refusal_records_are_bounded_and_rate_limited(server: Server) -> None:
+    before = _spool_bytes(server)
+    long_path = "/" + "A" * 60_000 + "%1b%00"
+    started = time.monotonic()
+    first = httpx.get(f"{server.endpoint}{long_path}", headers={"User-Agent": "x" * (8 << 20)}, timeout=30)
+    assert first.status_code in (400, 403)
+    with httpx.Client(timeout=10) as client:
+        for _ in range(200):
+            client.get(f"{server.endpoint}{long_path}")
+    elapsed = time.monotonic() - started
+    grown = _spool_bytes(server) - before
+    # One address: a burst of PER_SOURCE_BURST records, then PER_SOURCE_RATE a second.
+    allowed = PER_SOURCE_BURST + PER_SOURCE_RATE * elapsed + 1
+    assert grown < allowed * 2_000, (grown, elapsed)
+    refusals = [r for r in _records(server, EventSource="cloudtrail.amazonaws.com")
+                if r.get("errorCode") == "MissingAuthenticationToken" and r["eventName"].startswith("/AAAA")]
+    assert refusals and len(refusals) <= allowed, (len(refusals), elapsed)
+    for r in refusals:
+        assert len(r["eventName"]) <= 1024 and "\x1b" not in r["eventName"] and "\x00" not in r["eventName"]
+        assert len(r["userAgent"]) <= 1024
+        assert len(json.dumps(r)) < 262_144
+
+
+# ---- 4. output cannot drive the terminal ----
+
+def test_escape_sequences_never_reach_the_terminal(server: Server) -> None:
+    httpx.get(f"{server.endpoint}/%1b%5b2J%1b%5b31mHACKED", timeout=10)
+    writer = _user(server, "wes", "writer")
+    server.client(writer["AccessKeyId"], writer["SecretAccessKey"]).put_events([_event("\x1b[2J\x1b[31mPWNED")])
+    assert wait_until(lambda: any("PWNED" in r["eventName"] for r in _records(server, Username="wes")), 5)
+    shown = server.cli("lookup", "--attribute", "Username=wes").stdout
+    assert "\x1b" not in shown and "\\x1b[2J" in shown  # shown as an escape, never sent
+    refused = server.cli("lookup", "--max-results", "50").stdout
+    assert "\x1b" not in refused
+    as_json = server.cli("lookup", "--attribute", "Username=wes", "--json").stdout
+    assert json.loads(json.loads(as_json)["Events"][0]["CloudTrailEvent"])["eventName"] == "\x1b[2J\x1b[31mPWNED"
+
+
+# ---- 5. the audit of the audit system is not selectable ----
+
+@pytest.mark.parametrize("selectors", [
+    '[{"ReadWriteType":"All","IncludeManagementEvents":false}]',
+    '[{"ReadWriteType":"All","IncludeManagementEvents":true,'
+    '"ExcludeManagementEventSources":["cloudtrail.amazonaws.com","iam.amazonaws.com"]}]',
+], ids=["no-management-events", "cloudtrail-and-iam-excluded"])
+def test_an_excluding_selector_still_leaves_the_admins_own_changes_in_the_signed_logs(
+        server: Server, tmp_path: Path, selectors: str) -> None:
+    name = f"sel-{len(selectors)}"
+    dest = tmp_path / "sel"
+    server.cli("trail", "create", name, "--destination", str(dest), "--validation", "--flush-interval", "1s")
+    server.cli("trail", "start", name)
+    root = _root(server)
+    assert _aws(server, root, "cloudtrail", "put-event-selectors", "--trail-name", name,
+                "--event-selectors", selectors).returncode == 0
+    server.client().put_events([_event("AppEventAfterSelectors")])
+    assert _aws(server, root, "iam", "create-user", "--user-name", f"hidden-{len(selectors)}",
+                "--tags", "Key=trailkeeper:role,Value=writer").returncode == 0
+    assert _aws(server, root, "cloudtrail", "stop-logging", "--name", name).returncode == 0
+
+    def delivered() -> set[str]:
+        return {r["eventName"] for r in _delivered(dest)}
+
+    assert wait_until(lambda: {"PutEventSelectors", "CreateUser", "StopLogging"} <= delivered(), 15), delivered()
+    if "false" in selectors:
+        assert "AppEventAfterSelectors" not in delivered()  # the selector still applies to everything else
+    assert wait_until(lambda: server.client().get_trail_status(name)["IsLogging"] is False, 10)
+    checked = run_cli("validate", "--data-dir", str(server.data_dir), "--trail", name, "--start-time",
+                      (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _delivered(dest: Path) -> list[dict[str, Any]]:
+    import gzip
+
+    records: list[dict[str, Any]] = []
+    for path in sorted(dest.rglob("*.json.gz")):
+        if "CloudTrail-Digest" not in str(path):
+            records.extend(json.loads(gzip.decompress(path.read_bytes()))["Records"])
+    return records
