@@ -32,6 +32,9 @@ MIN_KEY_ROTATION = timedelta(minutes=1)
 DEFAULT_RETENTION = timedelta(days=90)
 DEFAULT_PURGE_INTERVAL = timedelta(hours=1)
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
+# A request's headers, then its body, must arrive within these (slow senders hold connections).
+DEFAULT_HEADER_TIMEOUT = timedelta(seconds=10)
+DEFAULT_BODY_TIMEOUT = timedelta(seconds=15)
 DEFAULT_SPOOL_SEGMENT_BYTES = 64 * 1024 * 1024
 DEFAULT_IDEMPOTENCY_WINDOW = timedelta(hours=1)
 DEFAULT_RETRY_MAX_BACKOFF = timedelta(seconds=30)
@@ -67,6 +70,8 @@ class Config:
     purge_interval: timedelta = DEFAULT_PURGE_INTERVAL
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
     max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE
+    header_timeout: timedelta = DEFAULT_HEADER_TIMEOUT
+    body_timeout: timedelta = DEFAULT_BODY_TIMEOUT
     spool_segment_bytes: int = DEFAULT_SPOOL_SEGMENT_BYTES
     idempotency_window: timedelta = DEFAULT_IDEMPOTENCY_WINDOW
     retry_max_backoff: timedelta = DEFAULT_RETRY_MAX_BACKOFF
@@ -130,6 +135,9 @@ class Config:
             problems.append("retention must be at least 1 day")
         if self.max_clock_skew <= timedelta(0) or self.max_clock_skew > timedelta(minutes=15):
             problems.append("max_clock_skew must be in (0, 15 min]")
+        for name in ("header_timeout", "body_timeout"):
+            if not timedelta(seconds=1) <= getattr(self, name) <= timedelta(minutes=10):
+                problems.append(f"{name} must be in 1s..10m")
         if not timedelta(minutes=1) <= self.max_event_age <= timedelta(days=3650):
             problems.append("max_event_age must be in 1 min..3650 d")
         if self.max_index_lag_events < 100:

@@ -162,25 +162,35 @@ class TrailWorker(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        """Supervised: whatever goes wrong in a step (a store or KMS outage, a disk I/O error in
+        the state database, a bug) is logged, recorded as a delivery failure shown in the
+        trail's status, and retried with backoff; the worker never dies of it."""
         while not self._stop_event.is_set():
             try:
                 progressed = self.step()
                 self._backoff = 1.0
-            except StorageError as e:
-                self._on_failure(e)
-                self._stop_event.wait(self._backoff)
-                self._backoff = min(self._backoff * 2, self.ctx.max_backoff.total_seconds())
-                continue
             except TrailkeeperError as e:
                 if "TrailNotFound" in getattr(e, "code", ""):
                     return
-                log.exception("trail %s: %s", self.trail_name, e)
-                self._stop_event.wait(self._backoff)
+                self._fail_and_wait(e)
+                continue
+            except Exception as e:
+                log.exception("trail %s: unexpected error in delivery; retrying in %.0fs", self.trail_name,
+                              self._backoff)
+                self._fail_and_wait(e)
                 continue
             if not progressed:
                 self.idle.set()
                 self._wait_for_work()
                 self.idle.clear()
+
+    def _fail_and_wait(self, error: Exception) -> None:
+        try:
+            self._on_failure(error)
+        except Exception:  # the state database itself may be what failed: keep the worker alive
+            log.exception("trail %s: the failure could not be recorded either", self.trail_name)
+        self._stop_event.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, self.ctx.max_backoff.total_seconds())
 
     def _wait_for_work(self) -> None:
         trail = self.ctx.trails.find(self.trail_name)
@@ -432,12 +442,12 @@ class TrailWorker(threading.Thread):
         return True
 
     # ---- failure bookkeeping (PCI DSS 10.7.3: start and end of each failure are events) ----
-    def _on_failure(self, error: StorageError) -> None:
+    def _on_failure(self, error: Exception) -> None:
         trail = self.ctx.trails.find(self.trail_name)
         if trail is None:
             return
         now = self.ctx.clock.now()
-        message = str(error)
+        message = str(error) if isinstance(error, TrailkeeperError) else f"{type(error).__name__}: {error}"
         state = trail.state
         digest_pending = state.intent is None
         state = replace(state, latest_delivery_attempt_time=now)

@@ -12,6 +12,7 @@ from types import FrameType
 import uvicorn
 
 from trailkeeper.api.app import App
+from trailkeeper.api.protocol import guarded_protocol
 from trailkeeper.bootstrap import init_with_config, is_initialised
 from trailkeeper.config import load_config
 from trailkeeper.service import Service
@@ -39,7 +40,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
     # a full collection no longer walks it, which cut event-loop stalls under load by half.
     gc.freeze()
     server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, loop="uvloop", http="httptools", lifespan="on",
+        app, host=config.host, port=config.port, loop="uvloop", http=guarded_protocol(config.header_timeout.total_seconds()), lifespan="on",
         log_level="warning", access_log=False, timeout_graceful_shutdown=10,
     ))
     log.info("trailkeeper listening on http://%s:%d (account %s, region %s, data %s)",

@@ -212,3 +212,143 @@ def _delivered(dest: Path) -> list[dict[str, Any]]:
         if "CloudTrail-Digest" not in str(path):
             records.extend(json.loads(gzip.decompress(path.read_bytes()))["Records"])
     return records
+
+
+# ---- 8. the gateway behaves as S3 does; errors in each protocol's own format ----
+
+@pytest.fixture(scope="module")
+def delivered(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("ranged") / "ranged"  # the bucket is named after the folder
+    server.cli("trail", "create", "ranged", "--destination", str(dest), "--flush-interval", "1s")
+    server.cli("trail", "start", "ranged")
+    server.client().put_events([_event(f"Ranged{i}") for i in range(5)])
+    assert wait_until(lambda: any(p for p in dest.rglob("*.json.gz") if "Digest" not in str(p)), 10)
+    return dest
+
+
+def test_a_multipart_download_of_a_log_file_is_intact(server: Server, delivered: Path, tmp_path: Path) -> None:
+    log = next(p for p in delivered.rglob("*.json.gz") if "Digest" not in str(p))
+    key = log.relative_to(delivered).as_posix()
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\ns3 =\n    multipart_threshold = 100\n    multipart_chunksize = 100\n")
+    copy = tmp_path / "copy.json.gz"
+    env = {**os.environ, "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": server.creds["region"],
+           "AWS_ACCESS_KEY_ID": server.creds["rootAccessKeyId"],
+           "AWS_SECRET_ACCESS_KEY": server.creds["rootSecretAccessKey"], "AWS_CONFIG_FILE": str(config),
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    done = subprocess.run([AWS, "s3", "cp", f"s3://ranged/{key}", str(copy)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert log.stat().st_size > 100 and copy.read_bytes() == log.read_bytes()
+
+
+def _boto3(server: Server, service: str, secret: str | None = None, key_id: str | None = None) -> Any:
+    import boto3
+
+    return boto3.client(service, endpoint_url=server.endpoint, region_name=server.creds["region"],
+                        aws_access_key_id=key_id or server.creds["rootAccessKeyId"],
+                        aws_secret_access_key=secret or server.creds["rootSecretAccessKey"])
+
+
+def _client_error(call: Any) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as info:
+        call()
+    error: dict[str, Any] = info.value.response["Error"]
+    return error
+
+
+def test_ranges_and_long_keys_as_s3_answers_them(server: Server, delivered: Path) -> None:
+    log = next(p for p in delivered.rglob("*.json.gz") if "Digest" not in str(p))
+    key, data = log.relative_to(delivered).as_posix(), log.read_bytes()
+    s3 = _boto3(server, "s3")
+    part = s3.get_object(Bucket="ranged", Key=key, Range="bytes=10-19")
+    assert part["Body"].read() == data[10:20] and part["ContentRange"] == f"bytes 10-19/{len(data)}"
+    assert s3.get_object(Bucket="ranged", Key=key, Range="bytes=-5")["Body"].read() == data[-5:]
+    assert _client_error(lambda: s3.get_object(Bucket="ranged", Key=key, Range=f"bytes={len(data)}-"))["Code"] == \
+        "InvalidRange"
+    long_key = "AWSLogs/" + "x" * 300 + "/log.json.gz"
+    for call in (lambda: s3.get_object(Bucket="ranged", Key=long_key),
+                 lambda: s3.head_object(Bucket="ranged", Key=long_key)):
+        error = _client_error(call)
+        assert error["Code"] in ("NoSuchKey", "404") and str(server.data_dir.parent) not in str(error)
+    listed = s3.list_objects_v2(Bucket="ranged", Prefix="AWSLogs/" + "y" * 300)
+    assert listed["KeyCount"] == 0
+
+
+def test_reads_and_listings_through_the_gateway_are_recorded(server: Server, delivered: Path) -> None:
+    s3 = _boto3(server, "s3")
+    s3.list_buckets()
+    s3.list_objects(Bucket="ranged", Prefix="AWSLogs/")
+    s3.list_objects_v2(Bucket="ranged")
+    s3.get_bucket_location(Bucket="ranged")
+    names = {"ListBuckets", "ListObjects", "ListObjectsV2", "GetBucketLocation"}
+    assert wait_until(lambda: names <= {r["eventName"] for r in _records(server, EventSource="s3.amazonaws.com")}, 5)
+
+
+def test_signature_errors_come_in_each_protocols_own_format(server: Server) -> None:
+    key_id = server.creds["rootAccessKeyId"]
+    assert _client_error(lambda: _boto3(server, "iam", secret="x" * 40).list_users())["Code"] == \
+        "SignatureDoesNotMatch"
+    s3 = _boto3(server, "s3", secret="x" * 40)
+    assert _client_error(lambda: s3.list_objects(Bucket="ranged"))["Code"] == "SignatureDoesNotMatch"
+    unknown = _boto3(server, "s3", key_id="AKIA" + "Q" * 16)
+    assert _client_error(lambda: unknown.list_objects(Bucket="ranged"))["Code"] == "InvalidAccessKeyId"
+    iam = _boto3(server, "iam")
+    assert _client_error(lambda: iam.create_user(UserName="bad\x00name\x1b"))["Code"] == "ValidationError"
+    assert key_id  # the root's key is untouched by all this
+
+
+def test_unsupported_iam_actions_are_refused_and_recorded(server: Server) -> None:
+    refused = _aws(server, _root(server), "iam", "tag-user", "--user-name", "adam", "--tags", "Key=k,Value=v")
+    assert refused.returncode != 0
+    assert wait_until(lambda: any(r["eventName"] == "TagUser" and r.get("errorCode")
+                                  for r in _records(server, EventSource="iam.amazonaws.com")), 5)
+
+
+def test_an_unsigned_oversized_body_is_refused_and_recorded(server: Server) -> None:
+    answer = httpx.post(f"{server.endpoint}/v1/events", content=b"x" * (3 << 20), timeout=30)
+    assert answer.status_code == 413
+    assert wait_until(lambda: any(r.get("errorCode") == "RequestEntityTooLarge"
+                                  for r in _records(server, EventSource="cloudtrail.amazonaws.com")), 5)
+
+
+def test_idle_slow_header_and_slow_body_connections_are_closed(tmp_path: Path) -> None:
+    import socket
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "trailkeeper.toml").write_text('header_timeout = "1s"\nbody_timeout = "1s"\n')
+    srv = Server(data)
+    srv.init()
+    srv.start()
+    try:
+        def closed_after(first: bytes, trickle: bytes) -> float:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+                sock.sendall(first)
+                started = time.monotonic()
+                try:
+                    while True:
+                        if trickle:
+                            sock.sendall(trickle)
+                        got = sock.recv(65536) if not trickle else _poll(sock)
+                        if got == b"" or (got and b"408" in got):
+                            return time.monotonic() - started
+                        time.sleep(0.2)
+                except (ConnectionResetError, BrokenPipeError):
+                    return time.monotonic() - started
+
+        assert closed_after(b"", b"") < 5  # idle: never sends a request
+        assert closed_after(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n", b"X-Slow: 1\r\n") < 5  # slowloris
+        body = b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        assert closed_after(body, b"x") < 5  # a body at a few bytes a second
+    finally:
+        assert srv.terminate() == 0
+
+
+def _poll(sock: Any) -> bytes | None:
+    import select
+
+    ready, _, _ = select.select([sock], [], [], 0.05)
+    return sock.recv(65536) if ready else None

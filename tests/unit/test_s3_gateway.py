@@ -392,3 +392,27 @@ def test_buckets_share_one_store_per_bucket(service: Service) -> None:
         assert [b.findtext(f"{NS}Name") for b in xml(call(service, "GET", "/")).iter(f"{NS}Bucket")] == [BUCKET]
     finally:
         service.delete_trail("second")
+
+
+@pytest.mark.parametrize(("header", "span"), [
+    (None, None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 614)), ("bytes=-10", (605, 614)),
+    ("bytes=600-700", (600, 614)), ("bytes=5-2", None), ("bytes=0-0,5-6", None), ("items=0-1", None),
+    ("bytes=abc", None), ("bytes=615-", 416), ("bytes=-0", 416),
+])
+def test_range_header_as_s3_reads_it(header: str | None, span: object) -> None:
+    from trailkeeper.api.s3 import _range, _S3Error
+
+    if span == 416:
+        with pytest.raises(_S3Error) as info:
+            _range(header, 615)
+        assert (info.value.status, info.value.code) == (416, "InvalidRange")
+    else:
+        assert _range(header, 615) == span
+
+
+def test_a_ranged_get_answers_206_with_the_span(service: Service, store: ObjectStore) -> None:
+    key = next(k for k in all_keys(store) if "/CloudTrail/" in k)
+    data = store.get(key).data
+    answer = handle_s3(service, S3Request("GET", f"/{BUCKET}/{key}", "", {"range": "bytes=2-5"}), Recorder())
+    assert answer.status == 206 and answer.body == data[2:6]
+    assert header(answer, "content-range") == f"bytes 2-5/{len(data)}" and header(answer, "content-length") == "4"

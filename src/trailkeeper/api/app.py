@@ -22,6 +22,7 @@ from trailkeeper.api import iam_query, operations
 from trailkeeper.api import kms as kms_api
 from trailkeeper.api.refusals import RefusalLimiter
 from trailkeeper.api.s3 import S3Request, handle_s3
+from trailkeeper.api.s3 import error_response as s3_error_response
 from trailkeeper.api.sigv4 import SignedRequest, verify
 from trailkeeper.errors import (
     AuthError,
@@ -57,7 +58,7 @@ ALL_OPERATIONS: dict[str, operations.Operation] = {**operations.OPERATIONS, **km
 CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 JSON_TYPE = "application/json"
 JSON11_TYPE = "application/x-amz-json-1.1"
-S3_DATA_OPERATIONS = frozenset({"GetObject", "HeadObject"})
+S3_DATA_OPERATIONS = frozenset({"GetObject", "HeadObject", "ListObjects", "ListObjectsV2"})
 MAX_BODY_BYTES = 2 * 1024 * 1024  # ingest allows 1 MB; the rest is headroom for a clear 4xx
 INGEST_PATH = "/v1/events"
 OPS_PREFIX = "/v1/ops/"
@@ -69,6 +70,8 @@ BACKPRESSURE_POLL_S = 0.01
 INLINE_OPERATIONS = frozenset({"LookupEvents"})
 MAX_KEY_ID_CHARS = 128  # an access key id claimed by an unsigned request, as kept in its record
 FLOOD_TARPIT_S = 0.05  # how late a flooding source's refusals are answered
+# S3 names an unknown access key differently from the other services.
+_S3_AUTH_CODES = {"InvalidClientTokenId": "InvalidAccessKeyId", "MissingAuthenticationToken": "AccessDenied"}
 
 
 class HttpError(Exception):
@@ -82,6 +85,22 @@ class HttpError(Exception):
 
 def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> bytes:
     return orjson.dumps({"__type": code, "message": message, **(extra or {})})
+
+
+def _error_answer(error: HttpError, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """An error in the protocol the client speaks: XML for IAM (Query) and S3 (REST-XML), JSON
+    otherwise, so that botocore reads the real code (SignatureDoesNotMatch, not a parse error)."""
+    service = _signing_service(scope)
+    if service == IAM_SERVICE:
+        request_id = str(uuid.uuid4())
+        body = iam_query.error_xml(error.code, str(error), request_id, sender=error.status < 500)
+        return error.status, body, [("content-type", iam_query.CONTENT_TYPE), ("x-amzn-requestid", request_id)]
+    if service == S3_SERVICE:
+        code = _S3_AUTH_CODES.get(error.code, error.code)
+        answer = s3_error_response(error.status, code, str(error), scope["method"])
+        return answer.status, answer.body, answer.headers
+    content_type = JSON11_TYPE if service == CLOUDTRAIL_SERVICE else JSON_TYPE
+    return error.status, error_body(error.code, str(error), error.extra), [("content-type", content_type)]
 
 
 class App:
@@ -107,9 +126,7 @@ class App:
         try:
             status, body, headers = await self._handle(scope, receive)
         except HttpError as e:
-            status, body = e.status, error_body(e.code, str(e), e.extra)
-            if _signing_service(scope) == CLOUDTRAIL_SERVICE:
-                headers = [("content-type", JSON11_TYPE)]
+            status, body, headers = _error_answer(e, scope)
             if e.close:
                 headers = [*headers, ("connection", "close")]
         except Exception:
@@ -140,9 +157,10 @@ class App:
         if path == "/health" and method == "GET":
             return 200, orjson.dumps({"status": "ok", "region": self.service.account.region}), json_headers
         try:
-            body = await _read_body(receive, MAX_BODY_BYTES)
+            body = await _read_body(receive, MAX_BODY_BYTES, self.service.config.body_timeout.total_seconds())
         except HttpError as e:  # too large to read, so never authenticated: a bounded refusal
-            e.close = not await self._refuse_unauthenticated(scope, "", None, e.code, str(e))
+            recorded = await self._refuse_unauthenticated(scope, "", None, e.code, str(e))
+            e.close = e.close or not recorded
             raise
         request = _signed_request(scope, body)
         # Requests are routed by the service named in the SigV4 credential scope, as AWS does.
@@ -225,8 +243,14 @@ class App:
                 code = "AccessDenied" if e.code == "AccessDeniedException" else e.code  # IAM's spelling
                 raise iam_query.QueryError(code, str(e), e.status) from e
 
+        def refused(action: str, params: dict[str, Any], code: str, message: str) -> None:
+            self.service.emit(audit.api_call_record(
+                self._call_context(scope), principal_identity(principal), bounded(action, 128),
+                {bounded(k, 128): bounded(v) for k, v in list(params.items())[:50]}, None, code, bounded(message),
+                event_source=audit.IAM_SOURCE))
+
         status, headers, body = await self._run(iam_query.handle_iam, request.body, request.query, call,
-                                                str(uuid.uuid4()))
+                                                str(uuid.uuid4()), refused)
         return status, body, headers
 
     async def _kms(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -511,7 +535,19 @@ def principal_identity(principal: Principal) -> dict[str, Any]:
     return records.caller_identity(caller_of(principal))
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
+    """The request body, within `limit` bytes and `timeout_s` (a body trickling in a byte at a
+    time would otherwise hold its connection and its task for as long as the sender likes)."""
+    try:
+        return await asyncio.wait_for(_read_chunks(receive, limit), timeout_s)
+    except TimeoutError as e:
+        error = HttpError(408, "RequestTimeout", f"the request body did not arrive within {timeout_s:g} s; "
+                          "send it at once")
+        error.close = True
+        raise error from e
+
+
+async def _read_chunks(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from trailkeeper._internal.text import xml_safe
 from trailkeeper.clock import iso_seconds
 from trailkeeper.errors import TrailkeeperError
 
@@ -187,8 +188,8 @@ def error_xml(code: str, message: str, request_id: str, sender: bool = True) -> 
 
 
 def _serialise(root: ET.Element) -> bytes:
-    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
-    return data
+    # XML 1.0 cannot carry most control characters: a name echoed in a message may hold one.
+    return xml_safe(ET.tostring(root, encoding="unicode")).encode("utf-8")
 
 
 def _request_id(root: ET.Element, request_id: str) -> None:
@@ -243,17 +244,29 @@ def _scalar(name: str, value: Any) -> str:
 Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-def handle_iam(body: bytes, query: str, call: Call, request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+Refused = Callable[[str, dict[str, Any], str, str], None]  # action, parameters, error code, message
+
+
+def handle_iam(body: bytes, query: str, call: Call, request_id: str,
+               refused: Refused | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
     """Answer one IAM Query request: (HTTP status, headers, XML body).
 
     Errors that carry an AWS `code` (QueryError, IdentityError, AuthError, TrailError) become
-    IAM error documents; any other exception propagates to the app's generic handler.
+    IAM error documents; any other exception propagates to the app's generic handler. A
+    request refused before it reaches an operation (an action this subset lacks, such as
+    TagUser, or a parameter it does not take) goes to `refused`, so that it is recorded too.
     """
     headers = [("Content-Type", CONTENT_TYPE), ("x-amzn-RequestId", request_id)]
+    action = "Unknown"
     try:
         action, params = parse_query(body, query)
-        native = to_native(action, params)
-        _page_request(params)  # refuse bad paging before the operation runs and is audited
+        try:
+            native = to_native(action, params)
+            _page_request(params)  # refuse bad paging before the operation runs and is audited
+        except QueryError as e:
+            if refused is not None:
+                refused(action, {k: v for k, v in params.items() if "Secret" not in k}, e.code, str(e))
+            raise
         response = _paginate(action, params, call(IAM_ACTIONS[action], native))
     except TrailkeeperError as e:
         code = getattr(e, "code", None)

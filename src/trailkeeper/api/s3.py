@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from trailkeeper import envelope, layout
-from trailkeeper._internal.text import bounded
+from trailkeeper._internal.text import bounded, xml_safe
 from trailkeeper.errors import EnvelopeError, ObjectNotFoundError, StorageError
 from trailkeeper.service import Service
 from trailkeeper.storage.base import ObjectInfo, ObjectStore
@@ -146,6 +146,14 @@ def handle_s3(service: Service, request: S3Request, record: Recorder) -> S3Respo
     return S3Response(response.status, [*response.headers, ("x-amz-request-id", request_id)], response.body)
 
 
+def error_response(status: int, code: str, message: str, method: str) -> S3Response:
+    """An S3 error document for a request refused before it reached the gateway (e.g. its
+    signature): S3 clients read the code from the XML, never from JSON."""
+    request_id = secrets.token_hex(8).upper()
+    response = _error_response(_S3Error(status, code, message), method, request_id)
+    return S3Response(response.status, [*response.headers, ("x-amz-request-id", request_id)], response.body)
+
+
 def write_operation(method: str, bucket: str, key: str, query: str) -> str:
     """The S3 operation name a refused write would have been, for its audit record."""
     params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -174,14 +182,39 @@ def _dispatch(service: Service, request: S3Request, record: Recorder, request_id
         return _refuse_write(service, method, bucket, key, request.query, record)
     if method not in ("GET", "HEAD"):
         raise _S3Error(405, "MethodNotAllowed", f"The method {method} is not allowed; the gateway answers GET and HEAD.")
-    if not bucket:
-        return _list_buckets(service)
     if key:
         return _read_object(service, request, bucket, key, record)
+    params = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
+    operation = _bucket_operation(method, bucket, params)
+    recorded: dict[str, object] = {"bucketName": bounded(bucket)} if bucket else {}
+    recorded.update({name: bounded(params[name]) for name in ("prefix", "marker", "start-after") if name in params})
+    resources = _resources(service, bucket, "") if bucket else None
+    # Listings and bucket reads are reads of the audit logs too (PCI DSS 10.2.1.3): each is recorded.
+    try:
+        response = _bucket_read(service, method, bucket, params)
+    except _S3Error as e:
+        record(operation, recorded, e.code, str(e), resources)
+        raise
+    record(operation, recorded, None, None, resources)
+    return response
+
+
+def _bucket_operation(method: str, bucket: str, params: Mapping[str, str]) -> str:
+    if not bucket:
+        return "ListBuckets"
+    if method == "HEAD":
+        return "HeadBucket"
+    if "location" in params:
+        return "GetBucketLocation"
+    return "ListObjectsV2" if params.get("list-type") == "2" else "ListObjects"
+
+
+def _bucket_read(service: Service, method: str, bucket: str, params: Mapping[str, str]) -> S3Response:
+    if not bucket:
+        return _list_buckets(service)
     served = _find_bucket(service, bucket)
     if method == "HEAD":
         return S3Response(200, [("x-amz-bucket-region", service.account.region)], b"")
-    params = dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
     if "location" in params:
         return _xml(_location(service.account.region))
     unknown = sorted(set(params) - _LISTING_PARAMS)
@@ -255,16 +288,56 @@ def _object_response(service: Service, request: S3Request, bucket: str, key: str
     data, encryption = obj.data, list[tuple[str, str]]()
     if envelope.is_envelope(data):
         data, encryption = _decrypted(service, request, bucket, key, data)
+    status, body, ranged = 200, data, list[tuple[str, str]]()
+    span = _range(request.headers.get("range"), len(data))
+    if span is not None:
+        first, last = span
+        status, body = 206, data[first:last + 1]
+        ranged = [("content-range", f"bytes {first}-{last}/{len(data)}")]
     headers = [
         ("content-type", OBJECT_TYPE),
-        ("content-length", str(len(data))),
+        ("content-length", str(len(body))),
         ("etag", _etag(data)),
         ("last-modified", _http_date(obj.last_modified)),
         ("accept-ranges", "bytes"),
+        *ranged,
         *encryption,
     ]
     headers += [(f"x-amz-meta-{name}", value) for name, value in obj.metadata.items()]
-    return S3Response(200, headers, b"" if request.method == "HEAD" else data)
+    return S3Response(status, headers, b"" if request.method == "HEAD" else body)
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive byte span a `Range: bytes=...` header asks for, as S3 reads it: one range
+    (several, or another unit, get the whole object, as from S3); 416 InvalidRange when it
+    starts past the end."""
+    if header is None:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition("-")
+    try:
+        if not dash or not (first_text or last_text):
+            return None
+        if not first_text:  # bytes=-N: the last N bytes
+            suffix = int(last_text)
+            if suffix <= 0 or size == 0:
+                return _unsatisfiable(size)
+            return max(0, size - suffix), size - 1
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        return _unsatisfiable(size)
+    if first < 0 or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def _unsatisfiable(size: int) -> tuple[int, int]:
+    raise _S3Error(416, "InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size))
 
 
 def _decrypted(service: Service, request: S3Request, bucket: str, key: str,
@@ -522,7 +595,8 @@ def _xml(root: ET.Element) -> S3Response:
 
 
 def _serialize(root: ET.Element) -> bytes:
-    return XML_DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")
+    # XML 1.0 cannot carry most control characters (a key or message may hold them).
+    return XML_DECLARATION + xml_safe(ET.tostring(root, encoding="unicode")).encode("utf-8")
 
 
 def _error_response(error: _S3Error, method: str, request_id: str) -> S3Response:
