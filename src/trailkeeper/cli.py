@@ -7,8 +7,10 @@ errors keep exit code 2.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -101,13 +103,26 @@ def _input_error(message: str, index: int | None = None) -> RecordError:
 
 def load_records(data: bytes, source: str) -> list[dict[str, Any]]:
     """Records of a JSON array, a `{"Records": [...]}` document, or NDJSON."""
+    return load_records_placed(data, source)[0]
+
+
+def load_records_placed(data: bytes, source: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records and where each stands in the input ("line 7 of f.ndjson", "record 151 of
+    f.json"), so that a refusal names the place in the file, not in a batch."""
     text = data.strip()
     if not text:
         raise _input_error(f"{source} holds no records")
     try:
-        document = orjson.loads(text)
+        orjson.loads(text)
     except orjson.JSONDecodeError:
-        return _load_ndjson(text, source)
+        lines = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        return _load_ndjson(text, source), [f"line {n} of {source}" for n in lines]
+    records = _load_document(text, source)
+    return records, [f"record {i} of {source}" for i in range(1, len(records) + 1)]
+
+
+def _load_document(text: bytes, source: str) -> list[dict[str, Any]]:
+    document = orjson.loads(text)
     if isinstance(document, dict) and "Records" in document:
         document = document["Records"]
     elif isinstance(document, dict):
@@ -138,7 +153,7 @@ def _load_ndjson(text: bytes, source: str) -> list[dict[str, Any]]:
 
 
 if TYPE_CHECKING:
-    from trailkeeper.client import Client
+    from trailkeeper.client import ApiError, Client
     _ParamBase = click.ParamType[Any]
 else:
     # click < 8.4 has no subscriptable ParamType; pyproject allows click >= 8.1.
@@ -232,6 +247,11 @@ def _client_options(f: _F) -> _F:
     return _endpoint_option(_region_option(_config_option(f)))
 
 
+def _exports_option(command: _F) -> _F:
+    return click.option("--exports", is_flag=True,
+                        help='Print only shell export lines of the new key: eval "$(... --exports)".')(command)
+
+
 def _json_option(f: _F) -> _F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
@@ -319,13 +339,17 @@ def main() -> None:
     "--region", "account_region", help="Region of the new account (default: the server's)."
 )
 @_json_option
+@_exports_option
 @click.pass_context
-def init(ctx: click.Context, account_region: str | None, as_json: bool) -> None:
+def init(ctx: click.Context, account_region: str | None, as_json: bool, exports: bool) -> None:
     """Create a data directory, its account and the root access key."""
     from trailkeeper.bootstrap import init_data_dir
 
     data_dir = _data_dir(ctx) or DEFAULT_DATA_DIR
     root = init_data_dir(data_dir, account_region, config_path=_config_path(ctx))
+    if exports:
+        _print_exports(root.access_key_id, root.secret_access_key, AWS_DEFAULT_REGION=root.region)
+        return
     document = {
         "accountId": root.account_id,
         "region": root.region,
@@ -339,6 +363,27 @@ def init(ctx: click.Context, account_region: str | None, as_json: bool) -> None:
     print_message("The root secret access key is shown once, now: store it safely.")
     print_message(f"export AWS_ACCESS_KEY_ID={root.access_key_id}")
     print_message(f"export AWS_SECRET_ACCESS_KEY={root.secret_access_key}")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print docs/roles.md (the table as Markdown).")
+@_json_option
+def roles(markdown: bool, as_json: bool) -> None:
+    """What each role may do (from the permission table the server enforces)."""
+    from trailkeeper.api import roles as role_table
+    from trailkeeper.identity import ROLES
+
+    if markdown:
+        click.echo(role_table.markdown(), nl=False)
+        return
+    rows = role_table.permission_table()
+    if as_json:
+        print_json([{"Permission": r.permission, "Requests": list(r.requests), "Roles": sorted(r.roles)}
+                    for r in rows])
+        return
+    print_table(["Permission", *ROLES], [{"Permission": r.permission, **{role: "yes" if role in r.roles else ""
+                                                                        for role in ROLES}} for r in rows],
+                title="what each role may do (the root may do everything; requests: --markdown)")
 
 
 @main.command("recover-root")
@@ -468,13 +513,17 @@ def record(
     idempotency_key_prefix: str | None,
     as_json: bool,
 ) -> None:
-    """Send audit records to the server (PutEvents)."""
-    if file == "-":
-        records = load_records(sys.stdin.buffer.read(), "stdin")
-    else:
-        records = load_records(_read_file(Path(file)), file)
+    """Send audit records to the server (PutEvents), in batches of any number of records.
+
+    Each batch carries an idempotency key made from the file and the batch's own records
+    (or --idempotency-key-prefix and its number), so running the same command again, also
+    after fixing a refused record, stores no batch twice."""
+    source = "stdin" if file == "-" else file
+    data = sys.stdin.buffer.read() if file == "-" else _read_file(Path(file))
+    records, places = load_records_placed(data, source)
+    origin = "stdin" if file == "-" else str(Path(file).resolve())
     client = _make_client(ctx)
-    event_ids = _send_records(client, records, batch_size, idempotency_key_prefix)
+    event_ids = _send_records(client, records, places, batch_size, idempotency_key_prefix, origin)
     if as_json:
         print_json({"Count": len(event_ids), "EventIds": event_ids})
         return
@@ -489,18 +538,63 @@ def _read_file(path: Path) -> bytes:
         raise ConfigError(f"cannot read {path}: {e}", hint="check the --file path") from e
 
 
-def _send_records(
-    client: Client, records: Sequence[dict[str, Any]], batch_size: int, prefix: str | None
-) -> list[str]:
-    if len(records) <= PROGRESS_BAR_MIN_RECORDS or not sys.stdout.isatty():
-        return client.put_events_batched(records, batch_size, prefix)
-    from rich.progress import Progress
+def _send_records(client: Client, records: Sequence[dict[str, Any]], places: Sequence[str], batch_size: int,
+                  prefix: str | None, origin: str) -> list[str]:
+    from trailkeeper.client import ApiError
 
-    with Progress(console=stderr_console(), transient=True) as progress:
-        task = progress.add_task("recording", total=len(records))
-        return client.put_events_batched(
-            records, batch_size, prefix, on_batch=lambda count: progress.advance(task, count)
-        )
+    starts = range(0, len(records), batch_size)
+    progress = _RecordProgress(len(records))
+    event_ids: list[str] = []
+    with progress:
+        for number, start in enumerate(starts):
+            batch = records[start:start + batch_size]
+            key = f"{prefix}-{number}" if prefix else _batch_key(origin, number, batch)
+            try:
+                event_ids.extend(client.put_events(batch, idempotency_key=key))
+            except ApiError as e:
+                raise _partly_stored(e, len(event_ids), places, start) from e
+            progress.advance(len(batch))
+    return event_ids
+
+
+def _batch_key(origin: str, number: int, batch: Sequence[dict[str, Any]]) -> str:
+    """Same file, same batch, same records: same key (a fixed record changes only its batch's)."""
+    digest = hashlib.sha256(origin.encode() + b"\0" + orjson.dumps(batch)).hexdigest()[:40]
+    return f"record-{number}-{digest}"
+
+
+def _partly_stored(error: ApiError, stored: int, places: Sequence[str], start: int) -> TrailkeeperError:
+    where = f" at {places[start + error.index]}" if error.index is not None else ""
+    refused = TrailkeeperError(
+        f"{stored} record(s) stored; the batch from {places[start]} was refused{where}: {error.message}",
+        "fix that record and run the same command again: batches already stored are not stored twice")
+    return refused
+
+
+class _RecordProgress:
+    """A progress bar on stderr for long uploads to a terminal; nothing otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _RecordProgress:
+        if self.total > PROGRESS_BAR_MIN_RECORDS and sys.stdout.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(console=stderr_console(), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("recording", total=self.total)
+        return self
+
+    def advance(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, count)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
 
 
 @main.command()
@@ -617,15 +711,25 @@ def key() -> None:
 @_client_options
 @click.argument("name", required=False)
 @_json_option
+@_exports_option
 @click.pass_context
-def key_create(ctx: click.Context, name: str | None, as_json: bool) -> None:
+def key_create(ctx: click.Context, name: str | None, as_json: bool, exports: bool) -> None:
     """Create an access key for user NAME (default: the caller's own)."""
     created = _make_client(ctx).create_access_key(name)
+    if exports:
+        _print_exports(created["AccessKeyId"], created["SecretAccessKey"])
+        return
     if as_json:
         print_json(created)
         return
     print_mapping(created, title="access key created")
     print_message("The secret access key is shown once, now: store it safely.")
+
+
+def _print_exports(key_id: str, secret: str, **more: str) -> None:
+    """Shell lines that sign the next commands with this key: `eval "$(trailkeeper ... --exports)"`."""
+    for variable, value in {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret, **more}.items():
+        click.echo(f"export {variable}={shlex.quote(value)}")
 
 
 @key.command("list")

@@ -30,9 +30,16 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
     if not is_initialised(config):
         creds = init_with_config(config)
         # First start on embedded defaults: the root secret is shown this once, never again.
-        print(f"Initialised account {creds.account_id} in {creds.region} (data dir {config.data_dir}).", file=sys.stderr)
-        print(f"Root access key id:     {creds.access_key_id}", file=sys.stderr)
-        print(f"Root secret access key: {creds.secret_access_key}  (shown once; store it now)", file=sys.stderr)
+        endpoint = f"http://{config.host}:{config.port}"
+        print(f"Initialised account {creds.account_id} in {creds.region} (data dir {config.data_dir}).\n"
+              "The root secret access key is shown this once: store it now. In another shell, sign\n"
+              "commands as the root with:\n\n"
+              f"  export AWS_ACCESS_KEY_ID={creds.access_key_id}\n"
+              f"  export AWS_SECRET_ACCESS_KEY={creds.secret_access_key}\n"
+              f"  export AWS_DEFAULT_REGION={creds.region}\n"
+              f"  export TRAILKEEPER_ENDPOINT={endpoint} AWS_ENDPOINT_URL={endpoint}\n"
+              "  export PATH=\"$PWD/.venv/bin:$PATH\"   # trailkeeper (and aws, after scripts/setup.sh dev)\n\n"
+              "Then: trailkeeper status; and README.md, \"A 5-minute tour\".\n", file=sys.stderr)
     service = Service(config)
     service.start()
     app = App(service)

@@ -352,3 +352,18 @@ def _poll(sock: Any) -> bytes | None:
 
     ready, _, _ = select.select([sock], [], [], 0.05)
     return sock.recv(65536) if ready else None
+
+
+# ---- 9. the first hour ----
+
+def test_the_first_start_prints_the_next_steps(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data")  # no init: the first start creates the account, as serve.sh does
+    srv.start()
+    try:
+        assert srv.log_path is not None
+        printed = srv.log_path.read_text()
+        assert "export AWS_ACCESS_KEY_ID=AKIA" in printed and "export AWS_SECRET_ACCESS_KEY=" in printed
+        assert f"TRAILKEEPER_ENDPOINT=http://127.0.0.1:{srv.port}" in printed
+        assert "A 5-minute tour" in printed
+    finally:
+        assert srv.terminate() == 0

@@ -74,8 +74,8 @@ def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
     return fake
 
 
-def run(*args: str, stdin: str | bytes | None = None) -> Result:
-    return CliRunner().invoke(cli.main, list(args), input=stdin)
+def run(*args: str, stdin: str | bytes | None = None, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli.main, list(args), input=stdin, env=env)
 
 
 def run_json(*args: str, stdin: str | bytes | None = None) -> Any:
@@ -565,7 +565,9 @@ def test_record_ndjson_from_stdin(api: FakeApi) -> None:
     result = run("record", stdin='{"eventName": "A"}\n{"eventName": "B"}\n')
     assert result.exit_code == 0, result.output
     assert result.stdout == "recorded 2 events in 1 batch(es)\n"
-    assert api.batches == [([{"eventName": "A"}, {"eventName": "B"}], None)]
+    [(records, key)] = api.batches
+    assert records == [{"eventName": "A"}, {"eventName": "B"}]
+    assert key is not None and key.startswith("record-0-")  # a re-run stores nothing twice
     assert run("record", "--file", "-", stdin="[{}]").exit_code == 0
 
 
@@ -579,24 +581,66 @@ def test_record_bad_input_is_an_error_before_sending(api: FakeApi) -> None:
 def test_record_progress_bar_only_on_a_terminal_for_big_uploads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen: list[bool] = []
+    import rich.progress
+
+    seen: list[int] = []
+
+    class Bar:
+        def __init__(self, **_: Any) -> None:
+            seen.append(0)
+
+        def __enter__(self) -> Bar:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def add_task(self, *_: Any, **__: Any) -> int:
+            return 0
+
+        def advance(self, _: int, count: int) -> None:
+            seen[-1] += count
 
     class Recorder:
-        def put_events_batched(
-            self, records: Any, size: int, prefix: Any, on_batch: Any = None
-        ) -> list[str]:
-            seen.append(on_batch is not None)
-            if on_batch is not None:
-                on_batch(len(records))
+        def put_events(self, records: Any, idempotency_key: Any = None) -> list[str]:
             return ["x"] * len(records)
 
+    monkeypatch.setattr(rich.progress, "Progress", Bar)
     many: list[dict[str, Any]] = [{}] * (cli.PROGRESS_BAR_MIN_RECORDS + 1)
+    places = [f"record {i}" for i in range(len(many))]
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    assert len(cli._send_records(Recorder(), many, 100, None)) == len(many)  # type: ignore[arg-type]
-    cli._send_records(Recorder(), many[:10], 100, None)  # type: ignore[arg-type]
+    assert len(cli._send_records(Recorder(), many, places, 100, None, "f")) == len(many)  # type: ignore[arg-type]
+    cli._send_records(Recorder(), many[:10], places, 100, None, "f")  # type: ignore[arg-type]
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
-    cli._send_records(Recorder(), many, 100, None)  # type: ignore[arg-type]
-    assert seen == [True, False, False]
+    cli._send_records(Recorder(), many, places, 100, None, "f")  # type: ignore[arg-type]
+    assert seen == [len(many)]  # one bar, for the big upload to a terminal, that reached the end
+
+
+def test_record_of_any_length_names_the_refused_records_place_and_what_was_stored(
+        api: FakeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [orjson.dumps({"eventName": f"E{i}"}).decode() for i in range(151)]
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+
+    def refuse_the_last(self: Client, records: Any, idempotency_key: str | None = None) -> list[str]:
+        api.batches.append((list(records), idempotency_key))
+        if any(r.get("eventName") == "E150" for r in records):
+            raise ApiError("InvalidRecord", "field eventTime: is required", 400, index=len(records) - 1,
+                           path="eventTime")
+        return [f"ev-{r['eventName']}" for r in records]
+
+    monkeypatch.setattr(Client, "put_events", refuse_the_last)
+    failed = run("record", "--file", str(path))
+    assert failed.exit_code == 1
+    assert "100 record(s) stored" in failed.stderr and "line 151 of" in failed.stderr
+    first_keys = [key for _, key in api.batches]
+    lines[150] = orjson.dumps({"eventName": "Fixed"}).decode()
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(Client, "put_events", lambda self, records, idempotency_key=None: (
+        api.batches.append((list(records), idempotency_key)) or ["x"] * len(records)))
+    assert run("record", "--file", str(path)).exit_code == 0
+    again = [key for _, key in api.batches[len(first_keys):]]
+    assert again[0] == first_keys[0] and again[1] != first_keys[1]  # the stored batch keeps its key
 
 
 # -- lookup --------------------------------------------------------------------------------
@@ -677,4 +721,15 @@ def test_status(api: FakeApi) -> None:
     document = run_json("status", "--json")
     assert document == answer and list(document) == ["Spool", "Healthy"]
     human = run("status")
-    assert '{"Lag":0}' in human.stdout and "true" in human.stdout
+    assert "Spool.Lag" in human.stdout and "true" in human.stdout and "{" not in human.stdout  # fields, not JSON
+
+
+def test_tables_fit_80_columns(api: FakeApi) -> None:
+    event = {"EventId": "0193a0b2-7c41-7d2e-9f3a-1b2c3d4e5f60", "EventName": "ConsoleLogin",
+             "EventTime": 1714564800, "Username": "alice.longname", "EventSource": "signin.amazonaws.com",
+             "CloudTrailEvent": '{"metadata": {"ingestionTime": "2024-05-01T12:00:01Z"}}'}
+    api.answers = {"LookupEvents": {"Events": [event, event]}}
+    human = run("lookup", env={"COLUMNS": "80"})
+    assert max(len(line) for line in human.stdout.splitlines()) <= 80
+    assert "EventId      0193a0b2-7c41-7d2e-9f3a-1b2c3d4e5f60" in human.stdout  # whole, never folded
+    assert "Received     2024-05-01T12:00:01Z" in human.stdout

@@ -72,27 +72,63 @@ def _cell(text: str) -> Text:
 def print_table(
     columns: Sequence[str], rows: Iterable[Mapping[str, Any]], title: str | None = None
 ) -> None:
-    """One row per mapping, showing the named keys as columns."""
+    """One row per mapping, showing the named keys as columns; when the rows would not fit the
+    terminal's width, one block of `Column: value` lines per row instead (folded cells of a
+    too-narrow table are unreadable)."""
     from rich.table import Table
 
+    cells = [[format_cell(column, row.get(column)) for column in columns] for row in rows]
+    console = stdout_console()
+    if _natural_width(columns, cells) > console.width:
+        _print_blocks(columns, cells, title)
+        return
     table = Table(title=title and visible(title), show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(format_cell(column, row.get(column))) for column in columns))
-    stdout_console().print(table)
+    for row_cells in cells:
+        table.add_row(*(_cell(text) for text in row_cells))
+    console.print(table)
+
+
+def _natural_width(columns: Sequence[str], cells: Sequence[Sequence[str]]) -> int:
+    widths = [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)]
+    return sum(widths) + 3 * len(columns) + 1  # a cell's padding and the borders
+
+
+def _print_blocks(columns: Sequence[str], cells: Sequence[Sequence[str]], title: str | None) -> None:
+    if title:
+        click.echo(visible(title))
+    label = max(len(column) for column in columns)
+    for number, row_cells in enumerate(cells):
+        if number or title:
+            click.echo("")
+        for column, text in zip(columns, row_cells, strict=True):
+            click.echo(f"{column.ljust(label)}  {text}")
 
 
 def print_mapping(document: Mapping[str, Any], title: str | None = None) -> None:
-    """A two-column Field/Value table of one mapping."""
+    """A two-column Field/Value table of one mapping; nested mappings and lists of mappings
+    are spelled out as dotted fields (`Trails[0].Name`), not dumped as JSON."""
     from rich.table import Table
 
     table = Table(title=title and visible(title), show_header=True)
     table.add_column("Field", style="bold")
     table.add_column("Value", overflow="fold")
-    for key, value in document.items():
+    for key, value in _flatten(document):
         table.add_row(_cell(visible(key)), _cell(format_cell(key, value)))
     stdout_console().print(table)
+
+
+def _flatten(document: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, f"{name}.")
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            for i, item in enumerate(value):
+                yield from _flatten(item, f"{name}[{i}].")
+        else:
+            yield name, value
 
 
 def print_message(text: str) -> None:
