@@ -429,11 +429,14 @@ def server(ctx: click.Context, host: str | None, port: int | None) -> None:
 @main.command()
 @_data_dir_option
 @_config_option
-@click.option("--trail", required=True, help="Name of the trail to validate.")
+@click.option("--trail", required=True, help="Name of the trail to validate (also a deleted one).")
 @click.option("--start-time", required=True, type=TIME, help="ISO 8601 or epoch seconds.")
 @click.option("--end-time", type=TIME, help="ISO 8601 or epoch seconds (default: now).")
 @click.option("--verbose", is_flag=True, help="Report every file, not only the problems.")
 @click.option("--mode", type=click.Choice(["full", "stored"]), default="full", show_default=True)
+@click.option("--s3-bucket", help="Only the trail's files in this bucket (as aws cloudtrail validate-logs).")
+@click.option("--s3-prefix", help="Only the trail's files under this key prefix.")
+@click.option("--account-id", help="The account that wrote the files (this installation's).")
 @_json_option
 @click.pass_context
 def validate(
@@ -443,14 +446,19 @@ def validate(
     end_time: datetime | None,
     verbose: bool,
     mode: str,
+    s3_bucket: str | None,
+    s3_prefix: str | None,
+    account_id: str | None,
     as_json: bool,
 ) -> None:
-    """Validate a trail's logs and digests offline, straight from the data directory."""
-    from trailkeeper.offline import validate_command
+    """Validate a trail's logs and digests offline, straight from the data directory: every
+    place it delivered to, each against its own chain, also after the trail was deleted."""
+    from trailkeeper.offline import Selection, validate_command
 
     data_dir, config_path = _data_dir(ctx), _config_path(ctx)
+    selection = Selection(trail, s3_bucket, s3_prefix, account_id)
     code = validate_command(
-        data_dir, trail, start_time, end_time, verbose, as_json, mode, config_path=config_path
+        data_dir, selection, start_time, end_time, verbose, as_json, mode, config_path=config_path
     )
     ctx.exit(code)
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
@@ -40,6 +40,7 @@ GZIP_LEVEL = 6
 IDLE_WAIT_S = 0.5
 BYTES_RECHECK_EVENTS = 1000
 STOP_RECORD_GRACE = timedelta(seconds=2)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class SpoolReader(Protocol):
@@ -353,7 +354,8 @@ class TrailWorker(threading.Thread):
         state = trail.state
         if trail.config.validation and state.is_logging and state.stop_seq is None and state.digest_start is None:
             start = self._chain_start(state, now)
-            self.ctx.trails.start_chain(trail.config.name, replace(state, digest_start=start, chain=None), start)
+            self.ctx.trails.start_chain(trail.config.name, replace(state, digest_start=start, chain=None), start,
+                                        trail.config.location)
             return True
         if state.digest_start is not None and not trail.config.validation and state.stop_seq is None:
             return self._write_digest(trail, now, final=True)
@@ -401,10 +403,17 @@ class TrailWorker(threading.Thread):
         state = trail.state
         window_start = state.digest_start
         assert window_start is not None
-        # A final window closes at the next whole second, after every file delivered so far.
-        end = end or _ceil_seconds(now)
-        if end <= window_start:
-            return False  # a final digest needs a window of at least one second
+        if end is None:  # a final digest
+            # It closes at the next whole second after every file delivered so far, and is written
+            # once that second has come: no digest ends in the future (a validator run right after
+            # a stop would take it for not yet due). The end is kept, so that waiting for it, or a
+            # crash, cannot move it back; a file delivered meanwhile moves it forward.
+            end = self._final_end(trail.config.name, state, now)
+            if end != state.final_end and end > window_start:
+                state = replace(state, final_end=end)
+                self.ctx.trails.save_state(trail.config.name, state)
+        if end <= window_start or end > now:
+            return False  # a final digest needs a window of at least one second, and its end reached
         fingerprint = state.digest_fingerprint
         if fingerprint is None:
             fingerprint = self.ctx.keys.current().fingerprint
@@ -433,13 +442,20 @@ class TrailWorker(threading.Thread):
         chain = ChainHead(store.bucket, key, hashlib.sha256(body).hexdigest(), signature, end)
         new_state = replace(
             state, chain=chain, digest_start=None if final else end, digest_fingerprint=None,
-            latest_digest_time=now, latest_digest_error="",
+            latest_digest_time=now, latest_digest_error="", final_end=None,
         )
         if final and state.stop_seq is not None:
             new_state = replace(new_state, stop_seq=None, is_logging=False)
         new_state = self._recovered(trail, new_state, now)
         self.ctx.trails.record_digest(trail.config.name, new_state, [f.key for f in files], end, final)
         return True
+
+    def _final_end(self, name: str, state: TrailState, now: datetime) -> datetime:
+        end = state.final_end or _ceil_seconds(now)
+        pending = self.ctx.trails.undigested(name, FAR_FUTURE)
+        if pending:
+            end = max(end, _seconds(max(f.delivered_at for f in pending)) + timedelta(seconds=1))
+        return end
 
     # ---- failure bookkeeping (PCI DSS 10.7.3: start and end of each failure are events) ----
     def _on_failure(self, error: Exception) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +21,21 @@ from trailkeeper.errors import ValidationRunError
 from trailkeeper.identity import read_account
 from trailkeeper.keys.signing import load_public_keys
 from trailkeeper.storage.destinations import open_destination
-from trailkeeper.trails import Trail, TrailStore
-from trailkeeper.validate import TrailInfo, ValidationReport, VerifiedState, validate_trail
+from trailkeeper.trails import Location, Trail, TrailConfig, TrailStore
+from trailkeeper.validate import (
+    TrailInfo,
+    ValidationReport,
+    VerifiedState,
+    merge_reports,
+    validate_trail,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rich.progress import Progress
 
+    from trailkeeper.envelope import DataKey, Unwrapped
     from trailkeeper.kms import Kms
 
 INBOX_DIR = "inbox"
@@ -33,48 +43,123 @@ PROGRESS_MIN_FILES = 200
 
 
 def trail_info(store: TrailStore, trail: Trail, account_id: str, region: str) -> TrailInfo:
-    periods = [(p.started, p.final_digest_end) for p in store.periods(trail.config.name)]
-    allowance = max(timedelta(minutes=1), trail.config.flush_interval * 2 + timedelta(seconds=30))
-    return TrailInfo(
-        name=trail.config.name, account_id=account_id, home_region=region, bucket=trail.config.bucket,
-        prefix=trail.config.prefix, digest_interval=trail.config.digest_interval,
-        logging_periods=periods, delivery_allowance=allowance,
-    )
+    """The validator's facts for a trail's current location (all its periods there)."""
+    [(info, _)] = [found for found in trail_infos(store, trail.config, trail.config.name, account_id, region)
+                   if found[1] == trail.config.location] or [(_info(trail.config, trail.config.location, [],
+                                                                    account_id, region), trail.config.location)]
+    return info
+
+
+def trail_infos(store: TrailStore, config: TrailConfig, history_key: str, account_id: str,
+                region: str) -> list[tuple[TrailInfo, Location]]:
+    """One TrailInfo per place the trail's files went: a logging period's chain lives in the
+    bucket and prefix it was written to (the digests' own s3Bucket/s3Object say so), so each
+    place is validated against its own periods. Periods recorded before locations were kept
+    belong to the trail's current location (it could not change while logging)."""
+    by_place: dict[Location, list[tuple[datetime, datetime | None]]] = {}
+    for period in store.periods(history_key):
+        by_place.setdefault(period.location or config.location, []).append((period.started, period.final_digest_end))
+    return [(_info(config, place, periods, account_id, region), place) for place, periods in by_place.items()]
+
+
+def _info(config: TrailConfig, place: Location, periods: list[tuple[datetime, datetime | None]], account_id: str,
+          region: str) -> TrailInfo:
+    allowance = max(timedelta(minutes=1), config.flush_interval * 2 + timedelta(seconds=30))
+    return TrailInfo(name=config.name, account_id=account_id, home_region=region, bucket=place.bucket,
+                     prefix=place.prefix, digest_interval=config.digest_interval, logging_periods=periods,
+                     delivery_allowance=allowance)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to validate: a trail (live or deleted) by name, optionally narrowed as the AWS CLI's
+    `--s3-bucket`, `--s3-prefix` and `--account-id` narrow `validate-logs`."""
+
+    trail: str
+    s3_bucket: str | None = None
+    s3_prefix: str | None = None
+    account_id: str | None = None
+
+
+def _places(trails: TrailStore, selection: Selection, account_id: str,
+            region: str) -> tuple[TrailConfig, list[tuple[TrailInfo, Location]]]:
+    live = trails.find(selection.trail)
+    if live is not None:
+        config, key = live.config, live.config.name
+    else:
+        gone = [d for d in trails.deleted() if d.config.name == selection.trail]
+        if not gone:
+            raise ValidationRunError(f"A trail could not be found for {selection.trail}",
+                                     "list trails with `trailkeeper trail describe`")
+        config, key = gone[-1].config, gone[-1].key  # the most recently deleted trail of that name
+    if selection.account_id is not None and selection.account_id != account_id:
+        raise ValidationRunError(f"--account-id {selection.account_id} is not this installation's account "
+                                 f"({account_id})", "omit --account-id, or pass this account's id")
+    places = [(info, place) for info, place in trail_infos(trails, config, key, account_id, region)
+              if (selection.s3_bucket is None or place.bucket == selection.s3_bucket)
+              and (selection.s3_prefix is None or place.prefix == selection.s3_prefix)]
+    if not places:
+        where = f" in bucket {selection.s3_bucket}" if selection.s3_bucket else ""
+        raise ValidationRunError(f"trail {selection.trail} has no logging history{where}",
+                                 "check --s3-bucket and --s3-prefix, or start logging first")
+    return config, places
 
 
 def state_path(config: Config, trail_name: str) -> Path:
     return config.validation_state_dir / f"{trail_name}.json"
 
 
-def run_validation(config: Config, trail_name: str, start: datetime, end: datetime | None,
+def run_validation(config: Config, trail_name: str | Selection, start: datetime, end: datetime | None,
                    mode: str = "full", show_progress: bool = False,
                    now: datetime | None = None) -> tuple[ValidationReport, TrailInfo]:
+    """Validate every place a trail (live or deleted) delivered to, as one report."""
+    selection = trail_name if isinstance(trail_name, Selection) else Selection(trail_name)
     if not config.state_db.exists():
         raise ValidationRunError(f"no trailkeeper data in {config.data_dir}", "pass --data-dir pointing at the server's data directory")
     account = read_account(config.state_db)
     db = Database(config.state_db)
     try:
-        trails = TrailStore(db)
-        trail = trails.find(trail_name)
-        if trail is None:
-            raise ValidationRunError(f"A trail could not be found for {trail_name}", "list trails with `trailkeeper trail describe`")
-        info = trail_info(trails, trail, account.account_id, account.region)
+        trail_config, places = _places(TrailStore(db), selection, account.account_id, account.region)
     finally:
         db.close()
-    store = open_destination(trail.config.destination, trail.config.bucket, 0, config.s3, SystemClock())
     now = now or datetime.now(UTC)
-    state = VerifiedState.load(state_path(config, trail_name))
+    state = VerifiedState.load(state_path(config, trail_config.name))
     keys = load_public_keys(config.state_db)
-    data_keys = _kms(config, account.account_id, account.region) if trail.config.kms_key_id and mode == "full" else None
+    data_keys = _LazyKms(config, account.account_id, account.region) if mode == "full" else None
+    reports = []
     with _progress(show_progress) as progress:
-        report = validate_trail(store, info, keys, start, end or now, now, mode=mode,  # type: ignore[arg-type]
-                                state=state, workers=max(2, os.cpu_count() or 2), progress=progress,
-                                data_keys=data_keys)
+        for info, place in places:
+            store = open_destination(place.destination, place.bucket, 0, config.s3, SystemClock())
+            reports.append(validate_trail(store, info, keys, start, end or now, now, mode=mode,  # type: ignore[arg-type]
+                                          state=state, workers=max(2, os.cpu_count() or 2), progress=progress,
+                                          data_keys=data_keys))
+    report, info = merge_reports(reports), places[-1][0]
     if state.advance(report):
         config.validation_state_dir.mkdir(parents=True, exist_ok=True)
         state.save()
     record_validation_run(config, account.account_id, account.region, info, start, end or now, report, mode)
     return report, info
+
+
+class _LazyKms:
+    """The installation's KMS, opened (root of trust and all) only when a log file turns out to
+    be encrypted: trails that never encrypted do not pay for it, and a trail that did encrypt
+    some of its files, at any of its places, still gets them decrypted."""
+
+    def __init__(self, config: Config, account_id: str, region: str) -> None:
+        self._args = (config, account_id, region)
+        self._kms: Kms | None = None
+
+    def _open(self) -> Kms:
+        if self._kms is None:
+            self._kms = _kms(*self._args)
+        return self._kms
+
+    def generate_data_key(self, key_ref: str, context: Mapping[str, str], number_of_bytes: int = 32) -> DataKey:
+        return self._open().generate_data_key(key_ref, context, number_of_bytes)
+
+    def decrypt(self, blob: bytes, context: Mapping[str, str], key_ref: str | None = None) -> Unwrapped:
+        return self._open().decrypt(blob, context, key_ref)
 
 
 def _kms(config: Config, account_id: str, region: str) -> Kms:
@@ -163,8 +248,8 @@ def write_inbox(directory: Path, record: dict[str, Any]) -> None:
     fsync_dir(directory)
 
 
-def validate_command(data_dir: Path | None, trail: str, start: datetime, end: datetime | None, verbose: bool,
-                     as_json: bool, mode: str, config_path: Path | None = None) -> int:
+def validate_command(data_dir: Path | None, trail: str | Selection, start: datetime, end: datetime | None,
+                     verbose: bool, as_json: bool, mode: str, config_path: Path | None = None) -> int:
     config = load_config(data_dir, config_path)
     if end is not None and start > end:
         raise ValidationRunError("--start-time must not be after --end-time")

@@ -36,7 +36,7 @@ from trailkeeper.quarantine import Quarantine
 from trailkeeper.spool import AppendResult, Spool
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.destinations import folder_destination_problem, is_s3, open_destination
-from trailkeeper.trails import Trail, TrailConfig, TrailStore
+from trailkeeper.trails import Location, Trail, TrailConfig, TrailStore
 
 log = logging.getLogger(__name__)
 
@@ -398,15 +398,16 @@ class Service:
         return trail
 
     def open_store(self, trail: Trail) -> ObjectStore:
-        key = f"{trail.config.destination}|{trail.config.bucket}|{trail.config.object_lock_days}"
+        return self.open_location(trail.config.location, trail.config.object_lock_days)
+
+    def open_location(self, place: Location, object_lock_days: int = 0) -> ObjectStore:
+        """The store of a place a trail delivers (or delivered) to; one per place, reused."""
+        key = f"{place.destination}|{place.bucket}|{object_lock_days}"
         store = self._stores.get(key)
         if store is None:
-            store = self._new_store(trail.config)
+            store = open_destination(place.destination, place.bucket, object_lock_days, self.config.s3, self.clock)
             self._stores[key] = store
         return store
-
-    def _new_store(self, config: TrailConfig) -> ObjectStore:
-        return open_destination(config.destination, config.bucket, config.object_lock_days, self.config.s3, self.clock)
 
     # ---- WORM conformance (integrity-and-compliance.md §5.3) ----
     def probe_worm(self, config: TrailConfig) -> None:
@@ -504,7 +505,15 @@ class Service:
 
     def update_trail(self, config: TrailConfig) -> Trail:
         current = self.get_trail(config.name)
-        if (config.destination, config.bucket) != (current.config.destination, current.config.bucket):
+        if config.location != current.config.location:
+            if current.state.is_logging and current.state.stop_seq is not None:
+                self._wait_stopped(config.name, 15.0)  # a stop being finished: its final digest first
+                current = self.get_trail(config.name)
+            if current.state.is_logging:
+                # A chain of signed digests lives in one place: close it where it is, then move.
+                raise TrailError("ConflictException", f"Trail {config.name} is logging; its bucket, prefix and "
+                                 "destination change only while it is stopped: StopLogging, UpdateTrail, "
+                                 "StartLogging (each location keeps its own signed chain).")
             self._check_destination(config)
         self.trails.update_config(config)
         self._wake(config.name)
@@ -538,24 +547,30 @@ class Service:
         name = trail.config.name
         if trail.state.is_logging:
             self.stop_logging(name)
-            deadline = time.monotonic() + timeout
-            while self.trails.get(name).state.is_logging:
-                if not self.background:
-                    self.pump()
-                    if not self.trails.get(name).state.is_logging:
-                        break
-                if time.monotonic() > deadline:
-                    raise TrailError("ConflictException", f"Trail {name} still has undelivered events (destination error: "
-                                     f"{self.trails.get(name).state.latest_delivery_error or 'none'}); retry when delivery succeeds.")
-                time.sleep(0.05)
+            self._wait_stopped(name, timeout)
         worker = self._workers.pop(name, None)
         if worker and worker.is_alive():
             worker.stop()
             worker.join(timeout=5)
-        self.trails.delete(name)
+        self.trails.delete(name, self.clock.now())
+
+    def _wait_stopped(self, name: str, timeout: float) -> None:
+        """Wait (bounded) until a stopping trail has delivered everything and its final digest."""
+        deadline = time.monotonic() + timeout
+        while self.trails.get(name).state.is_logging:
+            if not self.background:
+                self.pump()
+                if not self.trails.get(name).state.is_logging:
+                    break
+            if time.monotonic() > deadline:
+                raise TrailError("ConflictException", f"Trail {name} still has undelivered events (destination error: "
+                                 f"{self.trails.get(name).state.latest_delivery_error or 'none'}); retry when delivery succeeds.")
+            time.sleep(0.05)
 
     def _check_destination(self, config: TrailConfig) -> None:
-        others = [(t.config.destination, t.config.bucket) for t in self.trails.all() if t.config.name != config.name]
+        # Every place any trail delivers or delivered to, live or deleted: one folder, one bucket.
+        others = [(place.destination, place.bucket) for name, place in self.trails.places()
+                  if (name, place) != (config.name, config.location)]
         problem = folder_destination_problem(config.destination, config.bucket, self.config.data_dir,
                                              self.config.buckets_dir, others)
         if problem is not None:

@@ -34,7 +34,14 @@ CREATE TABLE IF NOT EXISTS delivered_files (
   seq_from INTEGER NOT NULL, seq_to INTEGER NOT NULL, events INTEGER NOT NULL,
   PRIMARY KEY (name, key));
 CREATE INDEX IF NOT EXISTS delivered_pending ON delivered_files (name, digest_end, delivered_at);
+CREATE TABLE IF NOT EXISTS deleted_trails (
+  key TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL, created REAL NOT NULL, deleted REAL NOT NULL);
 """
+_STATE_TIMES = ("start_logging_time", "stop_logging_time", "latest_delivery_time", "latest_delivery_attempt_time",
+                "latest_digest_time", "latest_digest_attempt_time", "failing_since", "digest_start", "final_end")
+# Where each logging period's files went (added after the first release: NULL there means the
+# trail's location at the time, which could not change while logging).
+_PERIOD_LOCATION_COLUMNS = ("bucket", "prefix", "destination")
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -90,6 +97,10 @@ class TrailConfig:
         data["tags"] = tuple(tuple(t) for t in data.get("tags", ()))
         return cls(**data)
 
+    @property
+    def location(self) -> Location:
+        return Location(self.bucket, self.prefix, self.destination)
+
     def selects(self, record: dict[str, Any]) -> bool:
         if is_own_change(record):
             return True  # the audit of the audit system is not selectable (docs/contracts.md)
@@ -128,13 +139,13 @@ class TrailState:
     chain: ChainHead | None = None
     digest_fingerprint: str | None = None  # key chosen for the digest being written (crash-stable)
     deleted: bool = False
+    final_end: datetime | None = None  # end chosen for the final digest being written (crash-stable)
 
     def to_json(self) -> str:
         out: dict[str, Any] = {}
         for key, value in asdict(self).items():
             out[key] = value
-        for key in ("start_logging_time", "stop_logging_time", "latest_delivery_time", "latest_delivery_attempt_time",
-                    "latest_digest_time", "latest_digest_attempt_time", "failing_since", "digest_start"):
+        for key in _STATE_TIMES:
             out[key] = _ts(getattr(self, key))
         if self.chain:
             out["chain"] = {**asdict(self.chain), "end": self.chain.end.timestamp()}
@@ -143,8 +154,7 @@ class TrailState:
     @classmethod
     def from_json(cls, text: str) -> TrailState:
         data = json.loads(text)
-        for key in ("start_logging_time", "stop_logging_time", "latest_delivery_time", "latest_delivery_attempt_time",
-                    "latest_digest_time", "latest_digest_attempt_time", "failing_since", "digest_start"):
+        for key in _STATE_TIMES:
             data[key] = _dt(data.get(key))
         chain = data.get("chain")
         data["chain"] = ChainHead(**{**chain, "end": _dt(chain["end"])}) if chain else None
@@ -163,10 +173,28 @@ class DeliveredFile:
 
 
 @dataclass(frozen=True)
+class Location:
+    """Where a trail's files go: a logging period's files and digests all share one."""
+
+    bucket: str
+    prefix: str
+    destination: str
+
+
+@dataclass(frozen=True)
 class LoggingPeriod:
     started: datetime
     stopped: datetime | None
     final_digest_end: datetime | None
+    location: Location | None = None  # None: recorded before locations were (the trail's own)
+
+
+@dataclass(frozen=True)
+class DeletedTrail:
+    key: str  # "{name}@{deleted epoch}": its periods are kept under this key
+    config: TrailConfig
+    created: datetime
+    deleted: datetime
 
 
 @dataclass
@@ -253,6 +281,10 @@ class TrailStore:
         self.db = db
         with db.lock:
             db.conn.executescript(_SCHEMA)
+            present = {row[1] for row in db.conn.execute("PRAGMA table_info(logging_periods)")}
+            for column in _PERIOD_LOCATION_COLUMNS:
+                if column not in present:
+                    db.conn.execute(f"ALTER TABLE logging_periods ADD COLUMN {column} TEXT")
 
     # ---- configuration ----
     def create(self, config: TrailConfig, now: datetime) -> Trail:
@@ -270,10 +302,37 @@ class TrailStore:
         with self.db.tx() as c:
             c.execute("UPDATE trails SET config=? WHERE name=?", (config.to_json(), config.name))
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, when: datetime) -> None:
+        """Remove a trail, keeping its configuration and logging history as a deleted trail:
+        its files stay where they are, and can still be served and validated."""
+        key = f"{name}@{when.timestamp():.6f}"
         with self.db.tx() as c:
+            row = c.execute("SELECT config, created FROM trails WHERE name=?", (name,)).fetchone()
+            if row is not None:
+                c.execute("INSERT INTO deleted_trails VALUES (?,?,?,?,?)", (key, name, row[0], row[1], when.timestamp()))
+                c.execute("UPDATE logging_periods SET name=? WHERE name=?", (key, name))
+                c.execute("UPDATE delivered_files SET name=? WHERE name=?", (key, name))
             c.execute("DELETE FROM trails WHERE name=?", (name,))
             c.execute("DELETE FROM trail_state WHERE name=?", (name,))
+
+    def places(self) -> list[tuple[str, Location]]:
+        """(trail name, location) of every place any trail, live or deleted, has delivered to or
+        delivers to now: what the S3 gateway may serve, read-only."""
+        found: dict[tuple[str, Location], None] = {}
+        for trail in self.all():
+            found[(trail.config.name, trail.config.location)] = None
+        for gone in self.deleted():
+            found[(gone.config.name, gone.config.location)] = None
+        rows = self.db.query("SELECT p.name, p.bucket, p.prefix, p.destination, d.name FROM logging_periods p "
+                             "LEFT JOIN deleted_trails d ON d.key = p.name WHERE p.bucket IS NOT NULL")
+        for key, bucket, prefix, destination, deleted_name in rows:
+            found[(deleted_name or key, Location(bucket, prefix or "", destination))] = None
+        return list(found)
+
+    def deleted(self) -> list[DeletedTrail]:
+        """Deleted trails, oldest deletion first."""
+        rows = self.db.query("SELECT key, config, created, deleted FROM deleted_trails ORDER BY deleted")
+        return [DeletedTrail(r[0], TrailConfig.from_json(r[1]), _req_dt(r[2]), _req_dt(r[3])) for r in rows]
 
     def get(self, name: str) -> Trail:
         rows = self.db.query("SELECT t.config, t.created, s.state FROM trails t JOIN trail_state s USING(name) WHERE name=?", (name,))
@@ -297,11 +356,13 @@ class TrailStore:
         with self.db.tx() as c:
             c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
 
-    def start_chain(self, name: str, state: TrailState, started: datetime) -> None:
-        """A starting digest window opens: the validator expects digests from here on."""
+    def start_chain(self, name: str, state: TrailState, started: datetime, location: Location) -> None:
+        """A starting digest window opens: the validator expects digests from here on, at `location`."""
         with self.db.tx() as c:
             c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
-            c.execute("INSERT OR REPLACE INTO logging_periods VALUES (?,?,NULL,NULL)", (name, started.timestamp()))
+            c.execute("INSERT OR REPLACE INTO logging_periods (name, started, stopped, final_digest_end, bucket, "
+                      "prefix, destination) VALUES (?,?,NULL,NULL,?,?,?)",
+                      (name, started.timestamp(), location.bucket, location.prefix, location.destination))
 
     def mark_stopped(self, name: str, state: TrailState, stopped: datetime) -> None:
         with self.db.tx() as c:
@@ -309,8 +370,11 @@ class TrailStore:
             c.execute("UPDATE logging_periods SET stopped=? WHERE name=? AND stopped IS NULL", (stopped.timestamp(), name))
 
     def periods(self, name: str) -> list[LoggingPeriod]:
-        rows = self.db.query("SELECT started, stopped, final_digest_end FROM logging_periods WHERE name=? ORDER BY started", (name,))
-        return [LoggingPeriod(_req_dt(r[0]), _dt(r[1]), _dt(r[2])) for r in rows]
+        """The logging periods of a trail (by name) or a deleted trail (by its key)."""
+        rows = self.db.query("SELECT started, stopped, final_digest_end, bucket, prefix, destination "
+                             "FROM logging_periods WHERE name=? ORDER BY started", (name,))
+        return [LoggingPeriod(_req_dt(r[0]), _dt(r[1]), _dt(r[2]),
+                              Location(r[3], r[4] or "", r[5]) if r[3] is not None else None) for r in rows]
 
     def record_delivery(self, name: str, state: TrailState, file: DeliveredFile, seq_from: int, seq_to: int) -> None:
         """The log file is stored: remember it for the digest and advance the offset, atomically."""

@@ -161,6 +161,7 @@ class VerifiedHead:
     digest_key: str
     end_time: datetime
     hash_value: str  # sha256 of the digest's inflated bytes
+    bucket: str = ""  # where it was verified ("": a state saved before buckets were kept)
 
 
 ReportItem = ReportEntry | GapNotice | PendingNotice
@@ -350,11 +351,15 @@ class VerifiedState:
 
 
 def _head_to_json(h: VerifiedHead) -> dict[str, str]:
-    return {"digestKey": h.digest_key, "endTime": iso_seconds(h.end_time), "hashValue": h.hash_value}
+    doc = {"digestKey": h.digest_key, "endTime": iso_seconds(h.end_time), "hashValue": h.hash_value}
+    if h.bucket:
+        doc["bucket"] = h.bucket
+    return doc
 
 
 def _head_from_json(d: Mapping[str, str]) -> VerifiedHead:
-    return VerifiedHead(str(d["digestKey"]), parse_iso_seconds(d["endTime"]), str(d["hashValue"]))
+    return VerifiedHead(str(d["digestKey"]), parse_iso_seconds(d["endTime"]), str(d["hashValue"]),
+                        str(d.get("bucket", "")))
 
 
 def _read_optional(path: Path) -> bytes | None:
@@ -757,6 +762,25 @@ def validate_trail(
     return report
 
 
+def merge_reports(reports: Sequence[ValidationReport]) -> ValidationReport:
+    """One report of a trail validated in several places (one chain each), in the given order."""
+    first = reports[0]
+    merged = ValidationReport(first.trail_arn, first.start, first.end, first.now, first.mode)
+    for report in reports:
+        merged.items.extend(report.items)
+        for when, pick in ((report.found_start, min), (report.found_end, max)):
+            current = merged.found_start if pick is min else merged.found_end
+            value = when if current is None else current if when is None else pick(current, when)
+            if pick is min:
+                merged.found_start = value
+            else:
+                merged.found_end = value
+        for region, head in report.heads.items():
+            if region not in merged.heads or head.end_time > merged.heads[region].end_time:
+                merged.heads[region] = head
+    return merged
+
+
 def _check_args(trail: TrailInfo, start: datetime, end: datetime, now: datetime, mode: str, workers: int) -> None:
     for name, when in (("start", start), ("end", end), ("now", now)):
         if when.tzinfo is None:
@@ -906,7 +930,7 @@ def _require(run: _Run, region: str, slots: list[_Slot], digests: list[_Digest])
     if not closed:
         return
     proof = [d.doc_end for d in digests if d.authentic and not d.backfill and d.doc_end is not None]
-    head = run.state.head(run.trail.arn, region) if run.state is not None else None
+    head = _state_head(run, region)
     if head is not None:
         proof.append(head.end_time)
     proven_through = max(proof, default=None)
@@ -961,8 +985,17 @@ def _chain_findings(run: _Run, region: str, slots: list[_Slot], unexpected: list
     return items
 
 
-def _state_findings(run: _Run, region: str, slots: list[_Slot]) -> list[ReportEntry]:
+def _state_head(run: _Run, region: str) -> VerifiedHead | None:
+    """The head an earlier run verified, if it lies in the place this run validates (a trail
+    that moved has its newest verified digest in its newest place)."""
     head = run.state.head(run.trail.arn, region) if run.state is not None else None
+    if head is None or (head.bucket and head.bucket != run.store.bucket):
+        return None
+    return head
+
+
+def _state_findings(run: _Run, region: str, slots: list[_Slot]) -> list[ReportEntry]:
+    head = _state_head(run, region)
     if head is None or not run.start < head.end_time <= run.end:
         return []
     bucket = run.store.bucket
@@ -1229,4 +1262,4 @@ def _track_found(run: _Run, region: str, d: _Digest) -> None:
     report.found_end = end if report.found_end is None else max(report.found_end, end)
     head = report.heads.get(region)
     if not d.backfill and (head is None or d.end > head.end_time):
-        report.heads[region] = VerifiedHead(d.key, d.end, d.inflated_sha)
+        report.heads[region] = VerifiedHead(d.key, d.end, d.inflated_sha, run.store.bucket)

@@ -369,8 +369,10 @@ def test_server_passes_settings_and_exit_code(fake_module: Any, tmp_path: Path) 
 
 
 def test_validate_passes_parsed_arguments(fake_module: Any, tmp_path: Path) -> None:
+    from trailkeeper.offline import Selection
+
     seen: list[tuple[Any, ...]] = []
-    fake_module("offline", validate_command=recorder(seen, 0))
+    fake_module("offline", validate_command=recorder(seen, 0), Selection=Selection)
     result = run(
         "validate", "--data-dir", str(tmp_path), "--trail", "main",
         "--start-time", "2024-05-01", "--end-time", "1714564800",
@@ -378,11 +380,15 @@ def test_validate_passes_parsed_arguments(fake_module: Any, tmp_path: Path) -> N
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 1, 12, tzinfo=UTC)
-    assert seen == [(tmp_path, "main", start, end, True, True, "stored", {"config_path": None})]
-    fake_module("offline", validate_command=recorder(seen, 1))
+    main = Selection("main")
+    assert seen == [(tmp_path, main, start, end, True, True, "stored", {"config_path": None})]
+    fake_module("offline", validate_command=recorder(seen, 1), Selection=Selection)
     result = run("validate", "--trail", "main", "--start-time", "2024-05-01T00:00:00Z")
     assert result.exit_code == 1
-    assert seen[1] == (None, "main", start, None, False, False, "full", {"config_path": None})
+    assert seen[1] == (None, main, start, None, False, False, "full", {"config_path": None})
+    run("validate", "--trail", "main", "--start-time", "2024-05-01T00:00:00Z", "--s3-bucket", "old-logs",
+        "--s3-prefix", "p", "--account-id", "111122223333")
+    assert seen[2][1] == Selection("main", "old-logs", "p", "111122223333")
 
 
 def test_data_dir_from_env(

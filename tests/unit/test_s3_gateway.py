@@ -388,7 +388,7 @@ def test_buckets_share_one_store_per_bucket(service: Service) -> None:
     service.create_trail(TrailConfig(name="second", bucket=BUCKET, destination=dest))
     try:
         assert list(buckets(service)) == [BUCKET]
-        assert [t.name for t in buckets(service)[BUCKET].trails] == ["main", "odd-0", "odd-1", "odd-2", "second"]
+        assert [name for name, _ in buckets(service)[BUCKET].trails] == ["main", "odd-0", "odd-1", "odd-2", "second"]
         assert [b.findtext(f"{NS}Name") for b in xml(call(service, "GET", "/")).iter(f"{NS}Bucket")] == [BUCKET]
     finally:
         service.delete_trail("second")

@@ -137,6 +137,10 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     name = base.name if base else _str_param(params, "Name", code="InvalidTrailNameException")
     bucket = params.get("S3BucketName", base.bucket if base else None)
     destination = params.get("Destination", base.destination if base else None)
+    if base is not None and bucket != base.bucket and "Destination" not in params:
+        # Another bucket is another place (as on AWS): files already delivered stay where they
+        # are, under the name they were written with; nothing is renamed under them.
+        destination = f"s3://{bucket}" if base.destination.startswith("s3://") else None
     if bucket is None and destination is None:
         raise TrailError("InvalidParameterException", "Give S3BucketName or Destination (a folder path or s3://bucket).")
     if destination is None:

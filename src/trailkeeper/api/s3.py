@@ -40,7 +40,6 @@ from trailkeeper.errors import EnvelopeError, ObjectNotFoundError, StorageError
 from trailkeeper.service import Service
 from trailkeeper.storage.base import ObjectInfo, ObjectStore
 from trailkeeper.storage.folder import validate_key
-from trailkeeper.trails import TrailConfig
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +92,12 @@ class _S3Error(Exception):
 
 @dataclass(frozen=True)
 class Bucket:
-    """A trail destination as the gateway serves it: its store, and the trails whose objects
-    it may serve from it (nothing else in the folder or bucket is ever served or listed)."""
+    """A trail destination as the gateway serves it: its store, and the (trail name, key prefix)
+    of the trails whose objects it may serve from it, now or in the past (deleted trails and
+    earlier locations included): nothing else in the folder or bucket is served or listed."""
 
     store: ObjectStore
-    trails: tuple[TrailConfig, ...]
+    trails: tuple[tuple[str, str], ...]
     account: str
     region: str
 
@@ -111,23 +111,25 @@ class Bucket:
             return any(self._owns(parsed, t) for t in self.trails)
         return False
 
-    def _owns(self, parsed: layout.LogKey | layout.DigestKey, trail: TrailConfig) -> bool:
-        if (parsed.prefix, parsed.account, parsed.org_id) != (trail.prefix, self.account, None):
+    def _owns(self, parsed: layout.LogKey | layout.DigestKey, trail: tuple[str, str]) -> bool:
+        name, prefix = trail
+        if (parsed.prefix, parsed.account, parsed.org_id) != (prefix, self.account, None):
             return False
         if isinstance(parsed, layout.LogKey):
             return parsed.region == self.region
-        return (parsed.src_region, parsed.trail_name, parsed.home_region) == (self.region, trail.name, self.region)
+        return (parsed.src_region, parsed.trail_name, parsed.home_region) == (self.region, name, self.region)
 
 
 def buckets(service: Service) -> dict[str, Bucket]:
-    """Bucket name → what it serves, one per trail destination. When two trails name the same
-    bucket, the first trail's store is used (one folder serves one bucket) for the keys of both."""
-    found: dict[str, tuple[ObjectStore, list[TrailConfig]]] = {}
-    for trail in service.trails.all():
-        entry = found.setdefault(trail.config.bucket, (service.open_store(trail), []))
-        entry[1].append(trail.config)
+    """Bucket name → what it serves: every place a trail delivers or delivered to (one folder
+    serves one bucket; the first place found for a bucket gives its store)."""
+    found: dict[str, tuple[ObjectStore, list[tuple[str, str]]]] = {}
+    for name, place in service.trails.places():
+        entry = found.setdefault(place.bucket, (service.open_location(place), []))
+        if (name, place.prefix) not in entry[1]:
+            entry[1].append((name, place.prefix))
     account, region = service.account.account_id, service.account.region
-    return {name: Bucket(store, tuple(trails), account, region) for name, (store, trails) in found.items()}
+    return {bucket: Bucket(store, tuple(owners), account, region) for bucket, (store, owners) in found.items()}
 
 
 def handle_s3(service: Service, request: S3Request, record: Recorder) -> S3Response:
@@ -560,11 +562,14 @@ def _encoder(url: bool) -> Callable[[str], str]:
 # ---- buckets ----
 
 def _list_buckets(service: Service) -> S3Response:
+    epoch = datetime.fromtimestamp(0, UTC)
+    made = [(t.config.bucket, t.created or epoch) for t in service.trails.all()]
+    made += [(gone.config.bucket, gone.created) for gone in service.trails.deleted()]
     created: dict[str, datetime] = {}
-    for trail in service.trails.all():
-        when = trail.created or datetime.fromtimestamp(0, UTC)
-        bucket = trail.config.bucket
+    for bucket, when in made:
         created[bucket] = min(created.get(bucket, when), when)
+    for bucket in buckets(service):  # an earlier place of a trail: no date of its own
+        created.setdefault(bucket, epoch)
     root = ET.Element("ListAllMyBucketsResult", xmlns=S3_NS)
     owner = ET.SubElement(root, "Owner")
     _add(owner, "ID", service.account.account_id)
