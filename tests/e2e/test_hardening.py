@@ -91,6 +91,7 @@ def test_a_file_planted_in_a_trail_folder_is_not_served_and_the_attempt_is_recor
         assert got.returncode != 0 and ("404" in got.stderr or "NoSuchKey" in got.stderr), got.stderr
     assert wait_until(lambda: any(r.get("errorCode") == "NoSuchKey" and r["requestParameters"]["key"] == "secret.txt"
                                   for r in _records(server, Username="rita")), 5)
+    server.client().delete_trail("planted")  # a region holds 5 trails: make room for the next tests
 
 
 # ---- 2. root cannot be locked out, and can be recovered ----
@@ -139,12 +140,13 @@ def test_refusal_records_are_bounded_and_rate_limited(server: Server) -> None:
     started = time.monotonic()
     first = httpx.get(f"{server.endpoint}{long_path}", headers={"User-Agent": "x" * (8 << 20)}, timeout=30)
     assert first.status_code in (400, 403)
-    with httpx.Client(timeout=10) as client:
-        for _ in range(200):
-            client.get(f"{server.endpoint}{long_path}")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:  # flooding sources are answered late: send in parallel
+        list(pool.map(lambda _: httpx.get(f"{server.endpoint}{long_path}", timeout=10), range(80)))
     elapsed = time.monotonic() - started
     grown = _spool_bytes(server) - before
-    # One address: a burst of PER_SOURCE_BURST records, then PER_SOURCE_RATE a second.
+    # 81 refusals from one address: a burst of PER_SOURCE_BURST records, then PER_SOURCE_RATE a second.
     allowed = PER_SOURCE_BURST + PER_SOURCE_RATE * elapsed + 1
     assert grown < allowed * 2_000, (grown, elapsed)
     refusals = [r for r in _records(server, EventSource="cloudtrail.amazonaws.com")
@@ -202,6 +204,7 @@ def test_an_excluding_selector_still_leaves_the_admins_own_changes_in_the_signed
     checked = run_cli("validate", "--data-dir", str(server.data_dir), "--trail", name, "--start-time",
                       (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    server.client().delete_trail(name)
 
 
 def _delivered(dest: Path) -> list[dict[str, Any]]:
