@@ -106,8 +106,12 @@ def _flood(port: int, seconds: float, rate: float, connections: int, out: multip
 
     async def run() -> None:
         deadline = time.perf_counter() + seconds
-        await asyncio.gather(*(_flood_connection(port, deadline, rate / connections, counts)
-                               for _ in range(connections)), return_exceptions=True)
+        flood = asyncio.gather(*(_flood_connection(port, deadline, rate / connections, counts)
+                                 for _ in range(connections)), return_exceptions=True)
+        try:
+            await asyncio.wait_for(flood, seconds + 1)  # connections still waiting then are abandoned
+        except TimeoutError:
+            pass
 
     started = time.perf_counter()
     asyncio.run(run())
