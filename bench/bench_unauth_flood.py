@@ -10,14 +10,16 @@ authenticated p99 flooded vs unflooded.
 
 Issue #9 goals: flood spool growth <= 1 MB over 10 s at 10,000 requests/s; authenticated p99
 within 2x of the unflooded figure. Client, flood and server share this machine's two cores.
-Usage: python -m bench.bench_unauth_flood [--seconds 10] [--rate 10000] [--connections 32]
+Usage: python -m bench.bench_unauth_flood [--seconds 10] [--rate 10000] [--connections 32] [--nice 19]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
@@ -74,17 +76,21 @@ def _measure(server: BenchServer, seconds: float) -> list[float]:
 
 async def _flood_connection(port: int, deadline: float, per_conn_rate: float, counts: list[int]) -> None:
     """One attacker connection: pipelined unsigned requests at its share of the rate; when the
-    server closes the connection, it reconnects at once, as a flood would."""
+    server closes the connection, it reconnects, as a flood would (the pace holds throughout)."""
     next_at = time.perf_counter()
     while time.perf_counter() < deadline:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        next_at = max(next_at, time.perf_counter() - 1.0) + PIPELINE / per_conn_rate
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            continue
         counts[2] += 1
         try:
             while time.perf_counter() < deadline:
                 writer.write(FLOOD_REQUEST * PIPELINE)
-                await writer.drain()
                 counts[0] += PIPELINE
-                next_at += PIPELINE / per_conn_rate  # the aimed rate holds across reconnections
+                await writer.drain()
                 got = 0
                 while got < PIPELINE:
                     chunk = await reader.read(1 << 16)
@@ -92,26 +98,27 @@ async def _flood_connection(port: int, deadline: float, per_conn_rate: float, co
                         break
                     got += chunk.count(b"HTTP/1.1 ")
                 counts[1] += got
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
                 if got < PIPELINE:
                     break  # closed by the server: reconnect
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += PIPELINE / per_conn_rate
         except OSError:
             pass
         finally:
             writer.close()
 
 
-def _flood(port: int, seconds: float, rate: float, connections: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _flood(port: int, seconds: float, rate: float, connections: int, nice: int,
+           out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    os.nice(nice)  # --nice: the attacker's CPU as if it were another machine's (it still sends at --rate)
     counts = [0, 0, 0]  # requests sent, answers read, connections opened
 
     async def run() -> None:
         deadline = time.perf_counter() + seconds
         flood = asyncio.gather(*(_flood_connection(port, deadline, rate / connections, counts)
                                  for _ in range(connections)), return_exceptions=True)
-        try:
-            await asyncio.wait_for(flood, seconds + 1)  # connections still waiting then are abandoned
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):  # connections still waiting then are abandoned
+            await asyncio.wait_for(flood, seconds + 1)
 
     started = time.perf_counter()
     asyncio.run(run())
@@ -150,6 +157,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=10_000.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--nice", type=int, default=0, help="run the flood process at this niceness")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = BenchServer(Path(tmp) / "data")
@@ -158,7 +166,7 @@ def main() -> None:
             first = server.cli("status", "--json")["Spool"]["next_seq"]
             queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
             flood = multiprocessing.get_context("spawn").Process(
-                target=_flood, args=(server.port, args.seconds, args.rate, args.connections, queue))
+                target=_flood, args=(server.port, args.seconds, args.rate, args.connections, args.nice, queue))
             flood.start()
             flooded = _measure(server, args.seconds)
             sent, answered, opened, took = queue.get(timeout=args.seconds * 10)
@@ -168,7 +176,7 @@ def main() -> None:
         finally:
             server.stop()
         grown, refusals, summaries = _flood_bytes(server.data_dir, first, last)
-    print(f"flood: {sent:,} unsigned requests sent over {opened:,} connections in {took:.1f} s "
+    print(f"flood (niceness {args.nice}): {sent:,} unsigned requests sent over {opened:,} connections in {took:.1f} s "
           f"({sent / took:,.0f}/s; aimed at {args.rate:,.0f}/s over {args.connections} at a time), "
           f"{answered:,} answered ({answered / took:,.0f}/s); the rest died with connections the server closed")
     print(f"spool growth from the flood: {grown:,} bytes ({refusals} refusal records, {summaries} summaries); "
