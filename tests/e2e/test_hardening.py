@@ -437,3 +437,19 @@ def test_a_deleted_trail_can_still_be_validated_and_read(server: Server) -> None
                   "--start-time", _iso(start))
     assert theirs.returncode == 0 and "INVALID" not in theirs.stderr, theirs.stdout + theirs.stderr
     assert _aws(server, root, "s3", "rm", f"s3://gone-logs/{listed.stdout.split()[-1]}").returncode != 0  # read-only
+
+
+def test_pipelined_requests_end_the_connection_after_the_answer_in_flight(server: Server) -> None:
+    import socket
+
+    request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request * 3)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 200") == 1 and b"connection: close" in received.lower()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:  # one at a time: kept alive
+        for _ in range(3):
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
