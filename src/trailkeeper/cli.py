@@ -356,13 +356,19 @@ def init(ctx: click.Context, account_region: str | None, as_json: bool, exports:
         "rootAccessKeyId": root.access_key_id,
         "rootSecretAccessKey": root.secret_access_key,
     }
+    _show_root(document, as_json, f"trailkeeper account in {data_dir}",
+               "The root secret access key is shown once, now: store it safely.")
+
+
+def _show_root(document: dict[str, Any], as_json: bool, title: str, note: str) -> None:
+    """Root credentials, as JSON or as a table with the export lines that use them."""
     if as_json:
         print_json(document)
         return
-    print_mapping(document, title=f"trailkeeper account in {data_dir}")
-    print_message("The root secret access key is shown once, now: store it safely.")
-    print_message(f"export AWS_ACCESS_KEY_ID={root.access_key_id}")
-    print_message(f"export AWS_SECRET_ACCESS_KEY={root.secret_access_key}")
+    print_mapping(document, title=title)
+    print_message(note)
+    print_message(f"export AWS_ACCESS_KEY_ID={document['rootAccessKeyId']}")
+    print_message(f"export AWS_SECRET_ACCESS_KEY={document['rootSecretAccessKey']}")
 
 
 @main.command()
@@ -400,13 +406,8 @@ def recover_root(ctx: click.Context, as_json: bool) -> None:
     root, revoked = recover(config)
     document = {"accountId": root.account_id, "region": root.region, "rootAccessKeyId": root.access_key_id,
                 "rootSecretAccessKey": root.secret_access_key, "revokedAccessKeyIds": revoked}
-    if as_json:
-        print_json(document)
-        return
-    print_mapping(document, title=f"root credentials recovered in {config.data_dir}")
-    print_message("Every earlier root key is revoked; the new secret is shown once, now: store it safely.")
-    print_message(f"export AWS_ACCESS_KEY_ID={root.access_key_id}")
-    print_message(f"export AWS_SECRET_ACCESS_KEY={root.secret_access_key}")
+    _show_root(document, as_json, f"root credentials recovered in {config.data_dir}",
+               "Every earlier root key is revoked; the new secret is shown once, now: store it safely.")
 
 
 @main.command()

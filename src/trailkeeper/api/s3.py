@@ -192,12 +192,18 @@ def _dispatch(service: Service, request: S3Request, record: Recorder, request_id
     recorded.update({name: bounded(params[name]) for name in ("prefix", "marker", "start-after") if name in params})
     resources = _resources(service, bucket, "") if bucket else None
     # Listings and bucket reads are reads of the audit logs too (PCI DSS 10.2.1.3): each is recorded.
+    return _recorded(record, operation, recorded, resources, lambda: _bucket_read(service, method, bucket, params))
+
+
+def _recorded(record: Recorder, operation: str, params: dict[str, object], resources: list[dict[str, str]] | None,
+              answer: Callable[[], S3Response]) -> S3Response:
+    """Answer a read and record it, with the S3 error code when it failed."""
     try:
-        response = _bucket_read(service, method, bucket, params)
+        response = answer()
     except _S3Error as e:
-        record(operation, recorded, e.code, str(e), resources)
+        record(operation, params, e.code, str(e), resources)
         raise
-    record(operation, recorded, None, None, resources)
+    record(operation, params, None, None, resources)
     return response
 
 
@@ -264,13 +270,7 @@ def _read_object(service: Service, request: S3Request, bucket: str, key: str, re
     operation = "HeadObject" if request.method == "HEAD" else "GetObject"
     params: dict[str, object] = {"bucketName": bounded(bucket), "key": bounded(key)}
     resources = _resources(service, bucket, key)
-    try:
-        response = _object_response(service, request, bucket, key)
-    except _S3Error as e:
-        record(operation, params, e.code, str(e), resources)
-        raise
-    record(operation, params, None, None, resources)
-    return response
+    return _recorded(record, operation, params, resources, lambda: _object_response(service, request, bucket, key))
 
 
 def _object_response(service: Service, request: S3Request, bucket: str, key: str) -> S3Response:
