@@ -46,8 +46,9 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
     # Everything built so far lives as long as the server: moved out of the collector's reach,
     # a full collection no longer walks it, which cut event-loop stalls under load by half.
     gc.freeze()
+    protocol = guarded_protocol(config.header_timeout.total_seconds(), app.refusals)
     server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, loop="uvloop", http=guarded_protocol(config.header_timeout.total_seconds()), lifespan="on",
+        app, host=config.host, port=config.port, loop="uvloop", http=protocol, lifespan="on",
         log_level="warning", access_log=False, timeout_graceful_shutdown=10,
     ))
     log.info("trailkeeper listening on http://%s:%d (account %s, region %s, data %s)",

@@ -164,7 +164,7 @@ def test_escape_sequences_never_reach_the_terminal(server: Server) -> None:
     httpx.get(f"{server.endpoint}/%1b%5b2J%1b%5b31mHACKED", timeout=10)
     writer = _user(server, "wes", "writer")
     server.client(writer["AccessKeyId"], writer["SecretAccessKey"]).put_events([_event("\x1b[2J\x1b[31mPWNED")])
-    assert wait_until(lambda: any("PWNED" in r["eventName"] for r in _records(server, Username="wes")), 5)
+    assert wait_until(lambda: any("PWNED" in r["eventName"] for r in _records(server, Username="wes")), 15)
     shown = server.cli("lookup", "--attribute", "Username=wes").stdout
     assert "\x1b" not in shown and "\\x1b[2J" in shown  # shown as an escape, never sent
     refused = server.cli("lookup", "--max-results", "50").stdout

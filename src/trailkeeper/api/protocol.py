@@ -13,14 +13,24 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from trailkeeper.api.refusals import RefusalLimiter
 
-def guarded_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
-    """The protocol class to give uvicorn (`http=`), with this header deadline."""
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"header_timeout_s": header_timeout_s})
+# The answer to an unsigned request from a source that has used up its refusal budget.
+_UNSIGNED_MESSAGE = b'{"__type":"MissingAuthenticationToken","message":"Request is missing Authentication Token"}'
+UNSIGNED_REFUSAL = (b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                    b"content-length: " + str(len(_UNSIGNED_MESSAGE)).encode() + b"\r\n\r\n" + _UNSIGNED_MESSAGE)
+
+
+def guarded_protocol(header_timeout_s: float, refusals: RefusalLimiter | None = None) -> type[HttpToolsProtocol]:
+    """The protocol class to give uvicorn (`http=`), with this header deadline, and the app's
+    refusal limiter (an unsigned request of a source over its budget is answered right here)."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
+                {"header_timeout_s": header_timeout_s, "refusals": refusals})
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout_s = 10.0
+    refusals: RefusalLimiter | None = None
     _header_deadline: asyncio.TimerHandle | None = None
     _pipelined = False
 
@@ -53,7 +63,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._pipelined:
             return
         self._disarm()
+        if self._flooding():
+            return
         super().on_headers_complete()
+
+    def _flooding(self) -> bool:
+        """An unsigned request from a source that has used up its refusal budget costs no more
+        than a canned answer and a closed connection: no request object, no app task. (The app
+        records unsigned requests while the budget lasts; these are counted for its summary.)"""
+        source = self.client[0] if self.client else None
+        if self.refusals is None or source is None or not self.refusals.exhausted(source):
+            return False
+        if any(name == b"authorization" for name, _ in self.headers) or b"X-Amz-Credential" in self.url:
+            return False  # signed: the app verifies it as any other
+        self.refusals.drop(source, "MissingAuthenticationToken")
+        self._pipelined = True  # ignore whatever follows on this connection
+        self.transport.write(UNSIGNED_REFUSAL)
+        self.transport.close()
+        return True
 
     def on_body(self, body: bytes) -> None:
         if not self._pipelined:

@@ -90,6 +90,22 @@ class RefusalLimiter:
             self._dropped.until = now
             return False
 
+    def exhausted(self, source: str) -> bool:
+        """Whether `source` has no refusal left to record right now (nothing is consumed)."""
+        rate = self._rates[0]
+        with self._lock:
+            bucket = self._sources.get(source)
+            if bucket is None:
+                return False
+            return bucket.tokens + (self._clock() - bucket.at) * rate < 1.0
+
+    def drop(self, source: str, code: str) -> None:
+        """Count a refusal that was answered without a record (for the next summary)."""
+        with self._lock:
+            self._dropped.by_source[source] += 1
+            self._dropped.codes[code] += 1
+            self._dropped.until = self._clock()
+
     def summary_due(self) -> Suppressed | None:
         """What was dropped, once SUMMARY_INTERVAL_S has passed since the last summary."""
         with self._lock:
