@@ -352,7 +352,9 @@ class TrailWorker(threading.Thread):
     # ---- digests ----
     def _maybe_start_chain(self, trail: Trail, now: datetime) -> bool:
         state = trail.state
-        if trail.config.validation and state.is_logging and state.stop_seq is None and state.digest_start is None:
+        # Also when stopping: a trail stopped before its worker first ran still gets its chain,
+        # so the files it delivers on the way out are covered by a (final) digest.
+        if trail.config.validation and state.is_logging and state.digest_start is None:
             start = self._chain_start(state, now)
             self.ctx.trails.start_chain(trail.config.name, replace(state, digest_start=start, chain=None), start,
                                         trail.config.location)

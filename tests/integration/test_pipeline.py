@@ -53,6 +53,22 @@ def test_events_reach_log_files_exactly_once_and_validate(pipeline: Pipeline, tm
     assert report.digests_valid >= 5
 
 
+def test_a_trail_stopped_before_its_worker_ran_still_seals_what_it_delivers(pipeline: Pipeline, tmp_path: Path) -> None:
+    # Seen under load: start, record and stop all came before the worker's first step; the chain
+    # never started and the delivered log file had no digest at all.
+    _trail(pipeline, tmp_path)
+    ids = pipeline.ingest([app_event(0, pipeline.clock.now())])
+    pipeline.service.stop_logging("main")
+    pipeline.advance(1)
+    pipeline.advance(3)
+    state = pipeline.service.get_trail("main").state
+    assert not state.is_logging and state.chain is not None
+    assert set(ids) <= {r["eventID"] for r in _delivered_records(tmp_path / "dest")}
+    report, _ = run_validation(pipeline.service.config, "main", pipeline.clock.now() - timedelta(hours=1),
+                               pipeline.clock.now(), now=pipeline.clock.now() + timedelta(hours=2))
+    assert report.ok and report.digests_valid == 1 and report.logs_valid >= 1, report.entries
+
+
 def test_signing_key_rotation_keeps_the_chain_valid(tmp_path: Path) -> None:
     with open_pipeline(tmp_path, key_rotation="2m") as p:
         _trail(p, tmp_path)
