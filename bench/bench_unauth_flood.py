@@ -11,8 +11,9 @@ authenticated p99 flooded vs unflooded.
 Issue #9 goals: flood spool growth <= 1 MB over 10 s at 10,000 requests/s; authenticated p99
 within 2x of the unflooded figure. Client, flood and server share this machine's two cores.
 Each of --rounds rounds runs an unflooded phase and then a flooded one (interleaved, so that
-the machine's drift hits both); the ratio is taken per round and its median reported.
-Usage: python -m bench.bench_unauth_flood [--seconds 10] [--rate 10000] [--connections 32] [--rounds 3] [--nice 19]
+the machine's drift hits both); the verdict compares the p99 of all flooded phases' requests
+with that of all unflooded ones (per-round ratios are printed too).
+Usage: python -m bench.bench_unauth_flood [--seconds 10] [--rate 10000] [--connections 32] [--rounds 5] [--nice 19]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -111,9 +113,13 @@ async def _flood_connection(port: int, deadline: float, per_conn_rate: float, co
 
 
 def _flood(port: int, seconds: float, rate: float, connections: int, nice: int,
-           out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+           out: multiprocessing.Queue, go: Any) -> None:  # type: ignore[type-arg]
     os.nice(nice)  # --nice: the attacker's CPU as if it were another machine's (it still sends at --rate)
     counts = [0, 0, 0]  # requests sent, answers read, connections opened
+    # The process has started and imported this module: its start-up (a second of CPU) is over
+    # before the flooded phase is timed, which measures the flood and nothing else.
+    out.put("ready")
+    go.wait()
 
     async def run() -> None:
         deadline = time.perf_counter() + seconds
@@ -155,10 +161,15 @@ def _p99(values: list[float]) -> float:
 
 
 def _flooded_round(server: BenchServer, args: argparse.Namespace) -> tuple[list[float], tuple[int, ...]]:
-    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
-    flood = multiprocessing.get_context("spawn").Process(
-        target=_flood, args=(server.port, args.seconds, args.rate, args.connections, args.nice, queue))
+    spawn = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue = spawn.Queue()  # type: ignore[type-arg]
+    go = spawn.Event()
+    flood = spawn.Process(
+        target=_flood, args=(server.port, args.seconds, args.rate, args.connections, args.nice, queue, go))
     flood.start()
+    assert queue.get(timeout=60) == "ready"
+    time.sleep(1)  # let the machine settle after the start-up
+    go.set()
     flooded = _measure(server, args.seconds)
     counts = queue.get(timeout=args.seconds * 10)
     flood.join()
@@ -170,7 +181,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=10_000.0)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="unflooded and flooded phases, interleaved")
+    parser.add_argument("--rounds", type=int, default=5, help="unflooded and flooded phases, interleaved")
     parser.add_argument("--nice", type=int, default=0, help="run the flood process at this niceness")
     args = parser.parse_args()
     rounds: list[tuple[list[float], list[float], tuple[int, ...]]] = []
@@ -199,9 +210,13 @@ def main() -> None:
     print(f"spool growth from {args.rounds} floods: {grown:,} bytes ({refusals} refusal records, {summaries} summaries), "
           f"{per_flood:,.0f} bytes per {args.seconds:g}-s flood; goal <= 1,000,000: "
           f"{'met' if per_flood <= 1_000_000 else 'NOT met'}")
-    median = statistics.median(ratios)
-    print(f"authenticated ingest p99, flooded vs unflooded: median {median:.2f}x over {args.rounds} interleaved rounds "
-          f"({', '.join(f'{r:.2f}' for r in ratios)}); goal <= 2x: {'met' if median <= 2 else 'NOT met'}")
+    # The verdict is on the p99 of every acknowledgement of the flooded phases against that of
+    # the unflooded ones (thousands each); a single 10-s phase's p99 rests on 8 samples.
+    base = _p99([x for baseline, _, _ in rounds for x in baseline])
+    hit = _p99([x for _, flooded, _ in rounds for x in flooded])
+    print(f"authenticated ingest p99 over all {args.rounds} rounds: {base:.1f} ms unflooded, {hit:.1f} ms flooded: "
+          f"{hit / base:.2f}x (per-round ratios {', '.join(f'{r:.2f}' for r in ratios)}, median "
+          f"{statistics.median(ratios):.2f}); goal <= 2x: {'met' if hit / base <= 2 else 'NOT met'}")
 
 
 if __name__ == "__main__":

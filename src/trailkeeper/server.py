@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from types import FrameType
@@ -22,6 +23,15 @@ log = logging.getLogger("trailkeeper")
 
 def _ignore_reraised_signal(signum: int, frame: FrameType | None) -> None:
     """uvicorn re-raises the signal that stopped it; the stop is already under way (and logged)."""
+
+
+def listening_socket(server_config: uvicorn.Config, receive_buffer_bytes: int) -> socket.socket:
+    """The bound socket uvicorn listens on. Its receive buffer is set before listen(), so every
+    accepted connection inherits it (0: leave the kernel's autotuning)."""
+    sock = server_config.bind_socket()
+    if receive_buffer_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+    return sock
 
 
 def serve(data_dir: Path | None, host: str | None, port: int | None, config_path: Path | None) -> int:
@@ -58,7 +68,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _ignore_reraised_signal)
     try:
-        server.run()
+        server.run(sockets=[listening_socket(server.config, config.receive_buffer_bytes)])
     finally:
         log.info("trailkeeper stopping: delivering pending events")
         left = service.close()

@@ -52,6 +52,7 @@ def test_toml_file_in_data_dir_with_sections(tmp_path: Path) -> None:
     ('no_such_setting = 1', "unknown setting"),
     ('max_batch_events = "many"', "expected an integer"),
     ('default_flush_interval = "soon"', "cannot read"),
+    ("receive_buffer_bytes = 100", "receive_buffer_bytes must be 0"),
 ])
 def test_inconsistent_settings_are_refused_with_a_reason(tmp_path: Path, toml: str, fragment: str) -> None:
     (tmp_path / "trailkeeper.toml").write_text(toml + "\n")

@@ -4,13 +4,16 @@ uvicorn closes a keep-alive connection that stays idle after a response, but wai
 on a connection that never sends a request, or sends its headers a byte at a time (a
 slowloris). Here each request's headers, from the connection's start or the request's first
 byte, must be complete within `header_timeout`; otherwise the connection is closed. (The
-body has its own deadline in the app, which reads it.) Pipelined requests are not parsed.
+body has its own deadline in the app, which reads it.) Pipelined requests are not parsed, and
+after a canned answer to a flood the rest of the data received is not parsed either.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from trailkeeper.api.refusals import RefusalLimiter
@@ -28,15 +31,39 @@ def guarded_protocol(header_timeout_s: float, refusals: RefusalLimiter | None = 
                 {"header_timeout_s": header_timeout_s, "refusals": refusals})
 
 
+class _StopParsing(Exception):
+    """Raised from a parser callback: what is left of the data received is not parsed."""
+
+
+class _StoppableParser(httptools.HttpRequestParser):
+    """httptools' parser, whose feed_data a callback can end early by raising _StopParsing
+    (httptools then raises HttpParserCallbackError with it as the context)."""
+
+    def feed_data(self, data: bytes) -> None:  # type: ignore[override]
+        try:
+            super().feed_data(data)
+        except httptools.HttpParserCallbackError as e:
+            if not isinstance(e.__context__, _StopParsing):
+                raise
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout_s = 10.0
     refusals: RefusalLimiter | None = None
     _header_deadline: asyncio.TimerHandle | None = None
     _pipelined = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parser = _StoppableParser(self)
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._pipelined:  # after a pipelined request or a canned answer, nothing more is read
+            super().data_received(data)
 
     def on_message_begin(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
@@ -47,7 +74,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._pipelined = True
             self.cycle.keep_alive = False
             self.flow.pause_reading()
-            return
+            raise _StopParsing
         super().on_message_begin()
         self._arm()
 
@@ -64,7 +91,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._disarm()
         if self._flooding():
-            return
+            raise _StopParsing
         super().on_headers_complete()
 
     def _flooding(self) -> bool:
