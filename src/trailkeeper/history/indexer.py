@@ -22,6 +22,7 @@ from trailkeeper.errors import HistoryError
 _ENTRY = struct.Struct("<QI")
 CONSUMER = "history-indexer"  # its name in the quarantine
 ACK_TIMEOUT_S = 120.0
+EXIT_WAIT_S = 2.0  # how long a child whose pipe closed may take to be reaped
 # The server's history connections: enough cache for the hot index pages, no mmap, so the
 # resident memory of a long-running server stays flat as the database grows.
 SERVER_CACHE_KIB = 64 * 1024
@@ -115,6 +116,9 @@ class IndexerProcess:
         try:
             status, value, poisoned = self._conn.recv()
         except (EOFError, OSError) as e:
+            # The pipe closes while the dying child is torn down, a moment before it can be
+            # reaped: wait for that moment, so that the exit status is known and said.
+            self._proc.join(timeout=EXIT_WAIT_S)
             raise HistoryError(f"the history indexer process has exited ({self.exit_description()})") from e
         if status != "ok":
             raise HistoryError(f"history indexing failed: {value}")
