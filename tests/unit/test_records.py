@@ -105,6 +105,8 @@ def sample_records() -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for path in sorted(SAMPLES.glob("*.json")):
         records.extend(orjson.loads(path.read_bytes()))
+    # A loop over no samples asserts nothing: the 310 stratus-red-team records must be there.
+    assert len(records) >= 300, f"{len(records)} sample records under {SAMPLES}: the shared samples are missing"
     return records
 
 

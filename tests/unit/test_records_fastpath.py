@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from trailkeeper.records import (
@@ -64,9 +64,21 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
 @given(record=mutated())
 def test_fast_path_never_accepts_what_the_full_check_refuses(record: dict[str, Any]) -> None:
     ctx = _ctx()
-    if _BatchMemo(ctx).plainly_valid(record):
-        assert check_record(record, ctx) == []
+    fast = _BatchMemo(ctx).plainly_valid(record)
+    assert not fast or check_record(record, ctx) == []
+    if fast:
         assert _finish(record, ctx, _BatchMemo(ctx)) == _finish(record, ctx)
+
+
+def test_the_property_reaches_the_fast_path_with_mutated_records() -> None:
+    # The property above asserts only on records the fast path takes: the strategy must make
+    # such records with real mutations, and records it refuses, or the property checks nothing.
+    ctx = _ctx()
+    taken = find(mutated(), lambda r: r != _base() and _BatchMemo(ctx).plainly_valid(r),
+                 settings=settings(database=None, max_examples=2000))
+    assert check_record(taken, ctx) == []
+    left = find(mutated(), lambda r: not _BatchMemo(ctx).plainly_valid(r), settings=settings(database=None, max_examples=2000))
+    assert left != _base()
 
 
 def test_fast_path_takes_the_common_records() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from trailkeeper.errors import RecordError
@@ -146,13 +146,25 @@ def test_mutated_record_is_all_or_nothing(
     before: list[object], mutant: object, after: list[object], ctx: IngestContext
 ) -> None:
     batch = [*before, mutant, *after]
-    out = outcome(batch, ctx)
-    if out is None:
+    try:
+        out = normalize_batch(batch, ctx)
+    except RecordError as e:
+        # Nothing is returned, and the refusal names the mutant, never a valid neighbour.
+        assert e.index == len(before), f"record {e.index} blamed, the mutant is {len(before)}: {e}"
         return
+    assert len(out) == len(batch)
     for data in out:
         record = orjson.loads(data)
         assert orjson.dumps(record) == data
         assert len(data) <= MAX_EVENT_BYTES
+
+
+def test_the_mutations_make_both_accepted_and_refused_records() -> None:
+    # The all-or-nothing property has a branch for each: the strategy must reach both.
+    ctx = IngestContext(CALLERS[2], "eu-west-1", "192.0.2.1", "ua", RECEIVED)
+    quick = settings(database=None, max_examples=2000)
+    assert outcome([find(mutated_records(), lambda r: outcome([r], ctx) is not None, settings=quick)], ctx)
+    assert outcome([find(mutated_records(), lambda r: outcome([r], ctx) is None, settings=quick)], ctx) is None
 
 
 @settings(max_examples=150, deadline=None)
