@@ -20,6 +20,7 @@ from trailkeeper import audit, lake, records
 from trailkeeper._internal.text import bounded
 from trailkeeper.api import iam_query, operations
 from trailkeeper.api import kms as kms_api
+from trailkeeper.api.protocol import HEALTH_PATH
 from trailkeeper.api.refusals import RefusalLimiter
 from trailkeeper.api.s3 import S3Request, handle_s3
 from trailkeeper.api.s3 import error_response as s3_error_response
@@ -154,7 +155,7 @@ class App:
         path: str = scope["path"]
         method: str = scope["method"]
         json_headers = [("content-type", JSON_TYPE)]
-        if path == "/health" and method == "GET":
+        if path == HEALTH_PATH and method == "GET":
             return 200, orjson.dumps({"status": "ok", "region": self.service.account.region}), json_headers
         try:
             body = await _read_body(receive, MAX_BODY_BYTES, self.service.config.body_timeout.total_seconds())

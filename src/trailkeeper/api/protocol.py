@@ -18,6 +18,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from trailkeeper.api.refusals import RefusalLimiter
 
+# The one path the app answers without a signature (clients ask it for the region): never a
+# refusal, whatever the source's budget.
+HEALTH_PATH = "/health"
 # The answer to an unsigned request from a source that has used up its refusal budget.
 _UNSIGNED_MESSAGE = b'{"__type":"MissingAuthenticationToken","message":"Request is missing Authentication Token"}'
 UNSIGNED_REFUSAL = (b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -103,6 +106,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return False
         if any(name == b"authorization" for name, _ in self.headers) or b"X-Amz-Credential" in self.url:
             return False  # signed: the app verifies it as any other
+        if self.url.partition(b"?")[0] == HEALTH_PATH.encode() and self.parser.get_method() == b"GET":
+            return False  # public: answered, not refused
         self.refusals.drop(source, "MissingAuthenticationToken")
         self._pipelined = True  # ignore whatever follows on this connection
         self.transport.write(UNSIGNED_REFUSAL)
