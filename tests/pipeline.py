@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +17,7 @@ from trailkeeper.clock import FrozenClock
 from trailkeeper.config import load_config
 from trailkeeper.identity import RootCredentials
 from trailkeeper.service import Service
+from trailkeeper.storage.base import ObjectStore
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -52,7 +53,8 @@ def app_event(i: int, when: datetime, name: str = "Login") -> dict[str, Any]:
 
 
 @contextmanager
-def open_pipeline(tmp_path: Path, start: datetime | None = None, **overrides: Any) -> Iterator[Pipeline]:
+def open_pipeline(tmp_path: Path, start: datetime | None = None,
+                  wrap_store: Callable[[ObjectStore], ObjectStore] | None = None, **overrides: Any) -> Iterator[Pipeline]:
     """A foreground service on a fresh data directory. By default its frozen clock starts just
     after now; `start` puts the whole history elsewhere (init and keys included)."""
     data_dir = tmp_path / "data"
@@ -61,7 +63,7 @@ def open_pipeline(tmp_path: Path, start: datetime | None = None, **overrides: An
     clock = FrozenClock(begin - timedelta(seconds=5) if start else datetime.now(UTC))
     creds = init_with_config(config, clock)
     clock.set(begin)
-    service = Service(config, clock=clock, background=False)
+    service = Service(config, clock=clock, background=False, wrap_store=wrap_store)
     service.start()
     try:
         yield Pipeline(service, clock, creds, data_dir)

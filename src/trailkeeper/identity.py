@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from trailkeeper.clock import Clock
 from trailkeeper.errors import AuthError, IdentityError
+from trailkeeper.state.schema import STATE_SCHEMA
 
 if TYPE_CHECKING:
     from trailkeeper.keys.keyring import KeyProvider
@@ -62,34 +63,6 @@ _REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)
 _CONTEXT_PREFIX = b"access-key:"
 MSG_INVALID_TOKEN = "The security token included in the request is invalid."
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS identity_account (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    account_id TEXT NOT NULL,
-    region TEXT NOT NULL,
-    created_us INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identity_users (
-    user_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    role TEXT NOT NULL,
-    created_us INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identity_access_keys (
-    access_key_id TEXT PRIMARY KEY,
-    user_id TEXT,
-    user_name TEXT,
-    status TEXT NOT NULL CHECK (status IN ('Active', 'Inactive', 'Deleted')),
-    secret_envelope BLOB,
-    created_us INTEGER NOT NULL,
-    status_changed_us INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identity_version (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    version INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO identity_version VALUES (1, 0);
-"""
 
 
 def allowed(role: str | None, permission: str) -> bool:
@@ -235,6 +208,7 @@ class IdentityStore:
         self._lock = threading.Lock()
         # Autocommit mode: every write opens its own BEGIN IMMEDIATE so that checks such as
         # the per-user key quota hold against other processes sharing the file.
+        STATE_SCHEMA.ensure(db_path)
         self._conn = sqlite3.connect(
             db_path,
             timeout=SQLITE_TIMEOUT_SECONDS,
@@ -242,7 +216,6 @@ class IdentityStore:
             isolation_level=None,
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
         self._cache: dict[str, tuple[Principal, str]] | None = None
         self._cache_version = -1
 

@@ -45,6 +45,7 @@ from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import Clock
 from trailkeeper.errors import KeyProviderUnavailableError, KmsError, SigningKeyError
 from trailkeeper.keys.keyring import KeyProvider
+from trailkeeper.state.schema import STATE_SCHEMA
 
 MAGIC = b"TKK1"
 NONCE_BYTES = 12
@@ -66,44 +67,6 @@ _HEADER_FIXED = struct.Struct(">4sB")
 _VERSION = struct.Struct(">I")
 _DAY_US = 86_400_000_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS kms_keys (
-    key_id TEXT PRIMARY KEY,
-    description TEXT NOT NULL,
-    created_us INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('Enabled', 'Disabled', 'PendingDeletion')),
-    current_version INTEGER NOT NULL,
-    deletion_us INTEGER,
-    pending_days INTEGER,
-    rotation_enabled INTEGER NOT NULL DEFAULT 0,
-    rotation_days INTEGER,
-    rotation_anchor_us INTEGER
-);
-CREATE TABLE IF NOT EXISTS kms_key_material (
-    key_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    sealed BLOB NOT NULL,
-    created_us INTEGER NOT NULL,
-    on_demand INTEGER NOT NULL,
-    PRIMARY KEY (key_id, version)
-);
-CREATE TABLE IF NOT EXISTS kms_aliases (
-    name TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    created_us INTEGER NOT NULL,
-    updated_us INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kms_tags (
-    key_id TEXT NOT NULL,
-    tag_key TEXT NOT NULL,
-    tag_value TEXT NOT NULL,
-    PRIMARY KEY (key_id, tag_key)
-);
-CREATE TABLE IF NOT EXISTS kms_deleted_keys (
-    key_id TEXT PRIMARY KEY,
-    deleted_us INTEGER NOT NULL
-);
-"""
 _KEY_COLUMNS = ("key_id, description, created_us, state, current_version, deletion_us, pending_days,"
                 " rotation_enabled, rotation_days, rotation_anchor_us")
 
@@ -345,10 +308,10 @@ class Kms:
     def __init__(self, db_path: Path, root: KeyProvider, clock: Clock, account_id: str, region: str,
                  in_use: Callable[[str], list[str]] = lambda arn: [],
                  material_ttl_s: float = DEFAULT_MATERIAL_TTL_S) -> None:
+        STATE_SCHEMA.ensure(db_path)
         self._db = Database(db_path)
         # Pages freed by deleting sealed key material are zeroed, not left in the file.
         self._db.conn.execute("PRAGMA secure_delete=ON")
-        self._db.conn.executescript(_SCHEMA)
         self._root = root
         self._clock = clock
         self.account_id = account_id

@@ -43,6 +43,7 @@ from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import iso_seconds
 from trailkeeper.errors import SpoolError, TrailError
 from trailkeeper.records import Caller
+from trailkeeper.state.schema import STATE_SCHEMA
 
 MAX_EVENTS = 100
 MAX_REQUEST_BYTES = 1_048_576
@@ -82,12 +83,6 @@ _TEXT_LIMITS = {"version": MAX_VERSION_CHARS, "eventSource": MAX_TEXT_CHARS, "ev
 _OBJECT_OR_NULL = ("requestParameters", "responseElements", "additionalEventData")
 _DUPLICATE_MARK = "reused with a different request"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS channels (
-    arn TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
-    destinations JSON NOT NULL, tags JSON NOT NULL, created REAL NOT NULL
-);
-"""
 
 
 # ---- channels ---------------------------------------------------------------
@@ -111,8 +106,7 @@ class ChannelStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        with db.tx() as conn:
-            conn.execute(_SCHEMA)
+        STATE_SCHEMA.ensure(db.path)
 
     def create(self, name: str, source: str, destinations: list[dict[str, str]], account: str, region: str,
                tags: list[dict[str, str]] | None = None, now: datetime | None = None) -> Channel:

@@ -34,6 +34,7 @@ from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.kms import Kms
 from trailkeeper.quarantine import Quarantine
 from trailkeeper.spool import AppendResult, Spool
+from trailkeeper.state.schema import HISTORY_SCHEMA, STATE_SCHEMA
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.destinations import folder_destination_problem, is_s3, open_destination
 from trailkeeper.trails import Location, Trail, TrailConfig, TrailStore
@@ -67,13 +68,19 @@ class Account:
 class Service:
     """Owns every component; `start()` launches the background consumers, `close()` stops them."""
 
-    def __init__(self, config: Config, clock: Clock | None = None, background: bool = True) -> None:
-        """`background=False` runs no threads: tests drive the consumers with `pump()`."""
+    def __init__(self, config: Config, clock: Clock | None = None, background: bool = True,
+                 wrap_store: Callable[[ObjectStore], ObjectStore] | None = None) -> None:
+        """`background=False` runs no threads: tests drive the consumers with `pump()`.
+        `wrap_store` wraps every destination store opened (tests: storage.faults.FaultyStore)."""
         self.config = config
+        self._wrap_store = wrap_store
         self.background = background
         self.clock: Clock = clock or SystemClock()
         # The root of trust seals access-key secrets, signing keys and KMS key material alike.
         self.keyring = open_root_of_trust(config.root_of_trust, config.keyring_dir)
+        # Before any component opens them: an older data directory is migrated, a newer refused.
+        self.migrated = [done for done in (STATE_SCHEMA.ensure(config.state_db), HISTORY_SCHEMA.ensure(config.history_db))
+                         if done is not None]
         self.identity = IdentityStore(config.state_db, self.keyring, self.clock)
         acct = self.identity.account()
         self.account = Account(acct.account_id, acct.region)
@@ -111,6 +118,10 @@ class Service:
         for trail in self.trails.all():
             self._ensure_worker(trail.config.name)
         self.emit_service("ServerStarted", {"pid": _pid(), "dataDir": str(self.config.data_dir)})
+        for done in self.migrated:
+            self.emit_service("DataDirectoryMigrated", {"database": done.path.name, "fromSchemaVersion": done.from_version,
+                                                        "toSchemaVersion": done.to_version})
+        self.migrated = []
         self.report_quarantine()
         self.drain_inbox()
         for trail in self.trails.all():
@@ -406,6 +417,8 @@ class Service:
         store = self._stores.get(key)
         if store is None:
             store = open_destination(place.destination, place.bucket, object_lock_days, self.config.s3, self.clock)
+            if self._wrap_store is not None:
+                store = self._wrap_store(store)
             self._stores[key] = store
         return store
 

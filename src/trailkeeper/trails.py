@@ -12,6 +12,7 @@ from trailkeeper._internal.sqlite import Database
 from trailkeeper.errors import TrailError
 from trailkeeper.records import is_reserved_source
 from trailkeeper.selectors import selects_advanced
+from trailkeeper.state.schema import STATE_SCHEMA
 
 READ_WRITE_TYPES = ("ReadOnly", "WriteOnly", "All")
 DEFAULT_SELECTORS: tuple[dict[str, Any], ...] = (
@@ -20,28 +21,8 @@ DEFAULT_SELECTORS: tuple[dict[str, Any], ...] = (
 MAX_EVENT_SELECTORS = 5
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS trails (
-  name TEXT PRIMARY KEY, config TEXT NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS trail_state (
-  name TEXT PRIMARY KEY, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS logging_periods (
-  name TEXT NOT NULL, started REAL NOT NULL, stopped REAL, final_digest_end REAL,
-  PRIMARY KEY (name, started));
-CREATE TABLE IF NOT EXISTS delivered_files (
-  name TEXT NOT NULL, key TEXT NOT NULL, hash TEXT NOT NULL, stored_hash TEXT NOT NULL,
-  newest REAL, oldest REAL, delivered_at REAL NOT NULL, digest_end REAL,
-  seq_from INTEGER NOT NULL, seq_to INTEGER NOT NULL, events INTEGER NOT NULL,
-  PRIMARY KEY (name, key));
-CREATE INDEX IF NOT EXISTS delivered_pending ON delivered_files (name, digest_end, delivered_at);
-CREATE TABLE IF NOT EXISTS deleted_trails (
-  key TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL, created REAL NOT NULL, deleted REAL NOT NULL);
-"""
 _STATE_TIMES = ("start_logging_time", "stop_logging_time", "latest_delivery_time", "latest_delivery_attempt_time",
                 "latest_digest_time", "latest_digest_attempt_time", "failing_since", "digest_start", "final_end")
-# Where each logging period's files went (added after the first release: NULL there means the
-# trail's location at the time, which could not change while logging).
-_PERIOD_LOCATION_COLUMNS = ("bucket", "prefix", "destination")
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -279,12 +260,7 @@ class TrailStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        with db.lock:
-            db.conn.executescript(_SCHEMA)
-            present = {row[1] for row in db.conn.execute("PRAGMA table_info(logging_periods)")}
-            for column in _PERIOD_LOCATION_COLUMNS:
-                if column not in present:
-                    db.conn.execute(f"ALTER TABLE logging_periods ADD COLUMN {column} TEXT")
+        STATE_SCHEMA.ensure(db.path)
 
     # ---- configuration ----
     def create(self, config: TrailConfig, now: datetime) -> Trail:

@@ -16,16 +16,19 @@ from trailkeeper.errors import (
     StoreFormatError,
 )
 from trailkeeper.storage.base import ObjectStore
+from trailkeeper.storage.faults import FaultyStore
 from trailkeeper.storage.folder import MARKER_NAME, TMP_DIR_NAME, FolderStore
 from trailkeeper.storage.memory import MemoryStore
 
 StoreFactory = Callable[[], ObjectStore]
 
 
-@pytest.fixture(params=["memory", "folder"])
+@pytest.fixture(params=["memory", "folder", "faulty-without-faults"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "memory":
         return MemoryStore("bucket-a")
+    if request.param == "faulty-without-faults":  # the wrapper changes nothing until told to fail
+        return FaultyStore(FolderStore(tmp_path / "bucket-a"))
     return FolderStore(tmp_path / "bucket-a")
 
 

@@ -17,18 +17,20 @@ from trailkeeper.api.operations import OPEN_END, OPEN_START, get_server_status
 from trailkeeper.errors import BacklogFullError
 from trailkeeper.history.base import LookupQuery
 from trailkeeper.service import BACKLOG_RECHECK_S
+from trailkeeper.storage.faults import FaultyStore
 from trailkeeper.trails import TrailConfig
 
 LIMIT = 30
 
 
-def _break_destination(p: Pipeline, dest: Path) -> Path:
+def _break_destination(p: Pipeline, dest: Path) -> FaultyStore:
     p.service.create_trail(TrailConfig(name="held", bucket="held-bucket", destination=str(dest),
                                        flush_interval_s=1, digest_interval_s=60))
     p.service.start_logging("held")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text("a file where the destination folder should be")
-    return dest
+    store = p.service.open_store(p.service.get_trail("held"))
+    assert isinstance(store, FaultyStore)
+    store.fail("put")  # every write fails until healed
+    return store
 
 
 def _names(p: Pipeline, name: str) -> list[dict[str, Any]]:
@@ -54,9 +56,10 @@ def _post_events(app: App, p: Pipeline) -> tuple[int, dict[str, Any]]:
 
 
 def test_fail_closed_refuses_new_events_and_records_the_crossing(tmp_path: Path) -> None:
-    with open_pipeline(tmp_path, max_backlog_events=LIMIT) as p:
+    with open_pipeline(tmp_path, wrap_store=FaultyStore, max_backlog_events=LIMIT) as p:
         assert p.service.config.backlog_policy == "fail-closed"  # the default
-        dest = _break_destination(p, tmp_path / "dest")
+        dest = tmp_path / "dest"
+        store = _break_destination(p, dest)
         acked = _fill(p, LIMIT)
         time.sleep(BACKLOG_RECHECK_S + 0.1)
         with pytest.raises(BacklogFullError) as refused:
@@ -71,7 +74,8 @@ def test_fail_closed_refuses_new_events_and_records_the_crossing(tmp_path: Path)
         assert status["Backlog"] == {"MaxEvents": LIMIT, "Policy": "fail-closed", "LimitReached": True}
         assert status["Trails"][0]["Backlog"] >= LIMIT and status["Trails"][0]["LatestDeliveryError"]
 
-        dest.unlink()  # the destination is back: everything acknowledged is delivered
+        assert store.struck > 0
+        store.heal()  # the destination is back: everything acknowledged is delivered
         p.advance(2)
         p.advance(2)
         time.sleep(BACKLOG_RECHECK_S + 0.1)
@@ -84,7 +88,7 @@ def test_fail_closed_refuses_new_events_and_records_the_crossing(tmp_path: Path)
 
 
 def test_fail_open_accepts_and_raises_the_alarm(tmp_path: Path) -> None:
-    with open_pipeline(tmp_path, max_backlog_events=LIMIT, backlog_policy="fail-open") as p:
+    with open_pipeline(tmp_path, wrap_store=FaultyStore, max_backlog_events=LIMIT, backlog_policy="fail-open") as p:
         _break_destination(p, tmp_path / "dest")
         _fill(p, LIMIT)
         time.sleep(BACKLOG_RECHECK_S + 0.1)

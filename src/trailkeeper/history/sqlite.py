@@ -49,6 +49,7 @@ from trailkeeper.history.base import (
     check_query,
 )
 from trailkeeper.records import lookup_has, lookup_pairs, parse_event_time
+from trailkeeper.state.schema import HISTORY_SCHEMA
 
 FORMAT_VERSION = "3"
 ALL_KEY = 0
@@ -65,16 +66,6 @@ _TOKEN = struct.Struct(">B16sqq")
 _TOKEN_VERSION = 1
 _MAC_BYTES = 16
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, t INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS attrs (
-    k INTEGER NOT NULL, t INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, t, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ids (
-    k INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, seq)
-) WITHOUT ROWID;
-"""
 _EVENT_ID_SQL = """
 SELECT e.t, e.seq, e.body FROM ids i JOIN events e ON e.seq = i.seq
 WHERE i.k = ? AND e.t >= ? AND (e.t, e.seq) <= (?, ?)
@@ -169,10 +160,8 @@ class SqliteHistory:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        HISTORY_SCHEMA.ensure(Path(self._path))
         with self._tx():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._conn.execute(statement)
             self._init_meta()
 
     # ---- connections ----

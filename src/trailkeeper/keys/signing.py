@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from trailkeeper.clock import Clock
 from trailkeeper.errors import ConfigError, SigningKeyError
+from trailkeeper.state.schema import STATE_SCHEMA
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -34,16 +35,6 @@ PUBLIC_EXPONENT = 65537
 SIGNATURE_ALGORITHM = "SHA256withRSA"
 SQLITE_TIMEOUT_SECONDS = 30.0
 _CONTEXT_PREFIX = b"signing-key:"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS signing_keys (
-    fingerprint TEXT PRIMARY KEY,
-    public_der BLOB NOT NULL,
-    private_envelope BLOB NOT NULL,
-    keyring_id TEXT NOT NULL,
-    valid_from_us INTEGER NOT NULL,
-    valid_to_us INTEGER
-)
-"""
 _COLUMNS = "public_der, fingerprint, valid_from_us, valid_to_us"
 
 
@@ -114,8 +105,7 @@ class SigningKeys:
         self._rotation = rotation
         self._lock = threading.Lock()
         self._private: dict[str, rsa.RSAPrivateKey] = {}
-        with self._connect() as db:
-            db.execute(_SCHEMA)
+        STATE_SCHEMA.ensure(db_path)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,245 @@
+"""The versioned schema of the data directory's databases, with forward migrations.
+
+Each database (state.db, history.db) carries its version in SQLite's `user_version`. Whoever
+opens one first brings it to this release's version, in one transaction (so two processes
+starting at once cannot both migrate, and a crash leaves the old version whole); a version
+newer than this release knows is refused, since an older release cannot tell what a newer one
+changed. Version 0 is a database written before versions existed (or a new, empty file).
+
+To change a table: append a Migration (never edit one that has shipped) and test that the
+previous release's data directory (tests/fixtures) still opens, migrates and validates.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from trailkeeper.errors import ConfigError
+
+log = logging.getLogger(__name__)
+SQLITE_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int  # the version this migration brings the database to
+    summary: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+@dataclass(frozen=True)
+class Migrated:
+    path: Path
+    from_version: int
+    to_version: int
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    migrations: tuple[Migration, ...]
+
+    def __post_init__(self) -> None:
+        numbers = [m.version for m in self.migrations]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"{self.name} migrations must be numbered 1, 2, ... in order, got {numbers}")
+
+    @property
+    def version(self) -> int:
+        return len(self.migrations)
+
+    def ensure(self, path: Path) -> Migrated | None:
+        """Bring the database at `path` (created if missing) to this release's version; what was
+        done, or None when it was already there. Refuses a newer database (ConfigError)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None)) as conn:
+            if self._checked(conn, path) == self.version:
+                return None
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._checked(conn, path)  # another process may have migrated meanwhile
+                for migration in self.migrations[found:]:
+                    migration.apply(conn)
+                conn.execute(f"PRAGMA user_version = {self.version}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        if found == self.version:
+            return None
+        log.info("%s migrated from schema version %d to %d", path, found, self.version)
+        return Migrated(path, found, self.version)
+
+    def _checked(self, conn: sqlite3.Connection, path: Path) -> int:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > self.version:
+            raise ConfigError(
+                f"{path} has {self.name} schema version {found}, newer than this trailkeeper knows "
+                f"({self.version}): it was written by a newer release",
+                "upgrade trailkeeper to that release or a later one; an older release cannot run on it")
+        return found
+
+
+def schema_version(path: Path) -> int:
+    """The version a database file carries (0: none, or no such file)."""
+    if not path.exists():
+        return 0
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _run(ddl: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(conn: sqlite3.Connection) -> None:
+        # One statement at a time: executescript would commit the migration's transaction.
+        for statement in ddl.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    return apply
+
+
+# ---- state.db -------------------------------------------------------------------------------
+
+_TRAILS = """
+CREATE TABLE IF NOT EXISTS trails (
+  name TEXT PRIMARY KEY, config TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trail_state (
+  name TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS logging_periods (
+  name TEXT NOT NULL, started REAL NOT NULL, stopped REAL, final_digest_end REAL,
+  PRIMARY KEY (name, started));
+CREATE TABLE IF NOT EXISTS delivered_files (
+  name TEXT NOT NULL, key TEXT NOT NULL, hash TEXT NOT NULL, stored_hash TEXT NOT NULL,
+  newest REAL, oldest REAL, delivered_at REAL NOT NULL, digest_end REAL,
+  seq_from INTEGER NOT NULL, seq_to INTEGER NOT NULL, events INTEGER NOT NULL,
+  PRIMARY KEY (name, key));
+CREATE INDEX IF NOT EXISTS delivered_pending ON delivered_files (name, digest_end, delivered_at);
+CREATE TABLE IF NOT EXISTS deleted_trails (
+  key TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL, created REAL NOT NULL, deleted REAL NOT NULL);
+"""
+# Where each logging period's files went (added after the first release: NULL there means the
+# trail's location at the time, which could not change while logging).
+PERIOD_LOCATION_COLUMNS = ("bucket", "prefix", "destination")
+
+_IDENTITY = """
+CREATE TABLE IF NOT EXISTS identity_account (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    account_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_users (
+    user_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    role TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    user_id TEXT,
+    user_name TEXT,
+    status TEXT NOT NULL CHECK (status IN ('Active', 'Inactive', 'Deleted')),
+    secret_envelope BLOB,
+    created_us INTEGER NOT NULL,
+    status_changed_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_version (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO identity_version VALUES (1, 0);
+"""
+
+_SIGNING_KEYS = """
+CREATE TABLE IF NOT EXISTS signing_keys (
+    fingerprint TEXT PRIMARY KEY,
+    public_der BLOB NOT NULL,
+    private_envelope BLOB NOT NULL,
+    keyring_id TEXT NOT NULL,
+    valid_from_us INTEGER NOT NULL,
+    valid_to_us INTEGER
+)
+"""
+
+_KMS = """
+CREATE TABLE IF NOT EXISTS kms_keys (
+    key_id TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('Enabled', 'Disabled', 'PendingDeletion')),
+    current_version INTEGER NOT NULL,
+    deletion_us INTEGER,
+    pending_days INTEGER,
+    rotation_enabled INTEGER NOT NULL DEFAULT 0,
+    rotation_days INTEGER,
+    rotation_anchor_us INTEGER
+);
+CREATE TABLE IF NOT EXISTS kms_key_material (
+    key_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    sealed BLOB NOT NULL,
+    created_us INTEGER NOT NULL,
+    on_demand INTEGER NOT NULL,
+    PRIMARY KEY (key_id, version)
+);
+CREATE TABLE IF NOT EXISTS kms_aliases (
+    name TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kms_tags (
+    key_id TEXT NOT NULL,
+    tag_key TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (key_id, tag_key)
+);
+CREATE TABLE IF NOT EXISTS kms_deleted_keys (
+    key_id TEXT PRIMARY KEY,
+    deleted_us INTEGER NOT NULL
+);
+"""
+
+_CHANNELS = """
+CREATE TABLE IF NOT EXISTS channels (
+    arn TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
+    destinations JSON NOT NULL, tags JSON NOT NULL, created REAL NOT NULL
+);
+"""
+
+
+def _state_v1(conn: sqlite3.Connection) -> None:
+    for ddl in (_IDENTITY, _SIGNING_KEYS, _TRAILS, _KMS, _CHANNELS):
+        _run(ddl)(conn)
+    # Data directories of the first releases lack the logging periods' location columns.
+    present = {row[1] for row in conn.execute("PRAGMA table_info(logging_periods)")}
+    for column in PERIOD_LOCATION_COLUMNS:
+        if column not in present:
+            conn.execute(f"ALTER TABLE logging_periods ADD COLUMN {column} TEXT")
+
+
+STATE_SCHEMA = Schema("state", (
+    Migration(1, "the tables of releases up to b180352, with the logging periods' locations", _state_v1),
+))
+
+# ---- history.db -----------------------------------------------------------------------------
+
+_HISTORY = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, t INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS attrs (
+    k INTEGER NOT NULL, t INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, t, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ids (
+    k INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, seq)
+) WITHOUT ROWID;
+"""
+
+HISTORY_SCHEMA = Schema("history", (
+    Migration(1, "events, attribute and event-ID indexes, meta", _run(_HISTORY)),
+))
