@@ -168,7 +168,7 @@ class TrailWorker(threading.Thread):
         trail's status, and retried with backoff; the worker never dies of it."""
         while not self._stop_event.is_set():
             try:
-                progressed = self.step()
+                progressed = self.work()
                 self._backoff = 1.0
             except TrailkeeperError as e:
                 if "TrailNotFound" in getattr(e, "code", ""):
@@ -206,17 +206,29 @@ class TrailWorker(threading.Thread):
         self._wake.clear()
 
     # ---- one unit of work ----
-    def attempt(self) -> bool:
-        """`step`, with a storage or key failure recorded as the background loop records it
+    # ---- as a consumer of the spool (consumers.base.Consumer) ----
+    @property
+    def consumer_name(self) -> str:
+        return f"trail-{self.trail_name}"
+
+    def needed(self) -> int | None:
+        """The trail's offset while it logs or finishes a file; a stopped trail needs nothing kept."""
+        trail = self.ctx.trails.find(self.trail_name)
+        if trail is None or not (trail.state.is_logging or trail.state.intent is not None):
+            return None
+        return trail.state.offset_seq
+
+    def step(self) -> bool:
+        """`work`, with a storage or key failure recorded as the background loop records it
         (foreground pumping in tests and tools); False when it failed or nothing was due."""
         try:
-            return self.step()
+            return self.work()
         except StorageError as e:
             self._on_failure(e)
             return False
 
-    def step(self) -> bool:
-        """Do the next due piece of work; return False when nothing was due."""
+    def work(self) -> bool:
+        """Do the next due piece of work; return False when nothing was due (raises on failure)."""
         trail = self.ctx.trails.get(self.trail_name)
         now = self.ctx.clock.now()
         if trail.state.intent is not None:

@@ -23,6 +23,7 @@ from trailkeeper import audit, layout, records
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import Clock, SystemClock, iso_seconds
 from trailkeeper.config import FAIL_CLOSED, MAX_TRAILS, Config
+from trailkeeper.consumers.registry import ConsumerRegistry
 from trailkeeper.delivery import DeliveryContext, TrailWorker
 from trailkeeper.errors import BacklogFullError, HistoryError, TrailError, TrailkeeperError
 from trailkeeper.history.indexer import CONSUMER as INDEXER_CONSUMER
@@ -92,6 +93,9 @@ class Service:
         self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
                            idempotency_window=config.idempotency_window)
         self.history = SqliteHistory(config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
+        # Every reader of the spool; the indexer and the trail workers run threads of their own.
+        self.consumers = ConsumerRegistry(self.spool)
+        self.consumers.add(_HistoryIndexing(self), own_thread=True)
         self._workers: dict[str, TrailWorker] = {}
         self._stores: dict[str, ObjectStore] = {}
         self._stop = threading.Event()
@@ -115,6 +119,7 @@ class Service:
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
+            self.consumers.start()
         for trail in self.trails.all():
             self._ensure_worker(trail.config.name)
         self.emit_service("ServerStarted", {"pid": _pid(), "dataDir": str(self.config.data_dir)})
@@ -136,6 +141,7 @@ class Service:
         left = {t.config.name: top - t.state.offset_seq for t in self.trails.all()
                 if t.state.is_logging and t.state.offset_seq < top}
         self._stop.set()
+        self.consumers.stop()
         for worker in self._workers.values():
             worker.stop()
         for thread in [*self._workers.values(), *self._threads]:
@@ -325,14 +331,7 @@ class Service:
 
     def pump(self, rounds: int = 1000) -> None:
         """Foreground mode: run every consumer until none has work left (tests, tools)."""
-        for _ in range(rounds):
-            progressed = self.index_pending() > 0
-            for name in list(self._workers):
-                worker = self._workers[name]
-                if self.trails.find(name) is not None:
-                    progressed = worker.attempt() or progressed
-            if not progressed:
-                return
+        self.consumers.pump(rounds)
 
     def wait_indexed(self, seq: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -369,11 +368,7 @@ class Service:
                               source=audit.KMS_SOURCE)
 
     def _trim_spool(self) -> None:
-        needed = self._indexed_seq + 1
-        for trail in self.trails.all():
-            if trail.state.is_logging or trail.state.intent is not None:
-                needed = min(needed, trail.state.offset_seq)
-        self.spool.trim(needed)
+        self.consumers.trim()  # below what every consumer has durably consumed
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()
@@ -562,6 +557,8 @@ class Service:
             self.stop_logging(name)
             self._wait_stopped(name, timeout)
         worker = self._workers.pop(name, None)
+        if worker is not None:
+            self.consumers.remove(worker.consumer_name)
         if worker and worker.is_alive():
             worker.stop()
             worker.join(timeout=5)
@@ -602,7 +599,9 @@ class Service:
             data_keys=self.kms, set_aside=self.set_aside,
         )
         worker = TrailWorker(name, ctx)
+        self.consumers.remove(worker.consumer_name)  # a worker that died is replaced
         self._workers[name] = worker
+        self.consumers.add(worker, own_thread=True)
         if self.background and not self._stop.is_set():
             worker.start()
 
@@ -629,6 +628,22 @@ class Service:
         if bodies is None:
             bodies = [b for _, b in self.spool.read(first_seq, count, 1 << 62)][:count]
         return [str(orjson.loads(b)["eventID"]) for b in bodies]
+
+
+class _HistoryIndexing:
+    """The history indexer as a consumer: its offset is the history database's last seq (one
+    transaction with what it indexed), its background loop `Service._index_loop`."""
+
+    consumer_name = INDEXER_CONSUMER
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def needed(self) -> int | None:
+        return self._service.indexed_seq + 1
+
+    def step(self) -> bool:
+        return self._service.index_pending() > 0
 
 
 def _pid() -> int:

@@ -223,8 +223,14 @@ def _state_v1(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE logging_periods ADD COLUMN {column} TEXT")
 
 
+_CONSUMER_OFFSETS = """
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL CHECK (next_seq >= 1));
+"""
+
 STATE_SCHEMA = Schema("state", (
     Migration(1, "the tables of releases up to b180352, with the logging periods' locations", _state_v1),
+    Migration(2, "durable offsets of the generic spool consumers", _run(_CONSUMER_OFFSETS)),
 ))
 
 # ---- history.db -----------------------------------------------------------------------------
