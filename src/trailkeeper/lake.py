@@ -290,8 +290,7 @@ def put_audit_events(service: Any, caller: Caller, channel_arn: str, external_id
     channel = _ingest_channel(service, caller, channel_arn)
     _check_external_id(external_id)
     events = parse_audit_events(body)
-    ctx = records.IngestContext(caller, service.account.region, source_ip, user_agent, service.clock.now(),
-                                max_event_age=service.config.max_event_age)
+    ctx = service.ingest.context(caller, source_ip, user_agent)
     failed: list[dict[str, str]] = []
     pending: list[tuple[AuditEvent, Future[Any], str]] = []
     for event in events:
@@ -302,8 +301,8 @@ def put_audit_events(service: Any, caller: Caller, channel_arn: str, external_id
             if e.forged:
                 _record_forged_source(service, ctx, channel.arn, event.id, str(e))
             continue
-        future = service.spool.submit([record], idem_key=f"lake:{channel.arn}:{event.id}",
-                                      idem_hash=hashlib.sha256(event.data.encode("utf-8")).digest())
+        future = service.ingest.submit([record], idem_key=f"lake:{channel.arn}:{event.id}",
+                                       idem_hash=hashlib.sha256(event.data.encode("utf-8")).digest())
         pending.append((event, future, orjson.loads(record)["eventID"]))
     successful = []
     for event, future, event_id in pending:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from trailkeeper import audit, validate_report
-from trailkeeper._internal.fsutil import fsync_dir
+from trailkeeper._internal.fsutil import write_new
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import SystemClock, iso_seconds
 from trailkeeper.config import Config, load_config
@@ -239,13 +239,7 @@ def _login() -> str:
 def write_inbox(directory: Path, record: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex}.json"
-    tmp = directory / f".{name}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(orjson.dumps(record))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.rename(tmp, directory / name)
-    fsync_dir(directory)
+    write_new(directory / name, orjson.dumps(record))  # a hidden temp name until whole: never half-read
 
 
 def validate_command(data_dir: Path | None, trail: str | Selection, start: datetime, end: datetime | None,

@@ -30,6 +30,7 @@ from trailkeeper.history.indexer import CONSUMER as INDEXER_CONSUMER
 from trailkeeper.history.indexer import SERVER_CACHE_KIB, IndexerProcess
 from trailkeeper.history.sqlite import SqliteHistory
 from trailkeeper.identity import IdentityStore
+from trailkeeper.ingest import IN_PROCESS_AGENT, IN_PROCESS_ORIGIN, Ingest
 from trailkeeper.keys.roots import open_root_of_trust
 from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.kms import Kms
@@ -46,8 +47,6 @@ INDEX_BATCH = 2000
 # At most this much extra delay before a record is searchable (target: 1 s), in exchange for
 # at most 1 / INDEX_COALESCE_S indexer round trips per second while records trickle in.
 INDEX_COALESCE_S = 0.05
-IN_PROCESS_ORIGIN = "127.0.0.1"
-IN_PROCESS_AGENT = "trailkeeper-in-process"
 INDEX_MAX_BYTES = 16 * 1024 * 1024
 MAINTENANCE_EVERY_S = 5.0
 # The backlog (undelivered events of logging trails) is re-measured at most this often on ingest.
@@ -93,6 +92,7 @@ class Service:
         self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
                            idempotency_window=config.idempotency_window)
         self.history = SqliteHistory(config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
+        self.ingest = Ingest(self.spool, self.account.region, self.clock, config.max_event_age, self.admit)
         # Every reader of the spool; the indexer and the trail workers run threads of their own.
         self.consumers = ConsumerRegistry(self.spool)
         self.consumers.add(_HistoryIndexing(self), own_thread=True)
@@ -220,8 +220,8 @@ class Service:
             # Received now, whenever the offline command wrote it; the key and hash stay those of
             # the file, so a retry after a crash is still recognised as the same record.
             record["metadata"] = {**(record.get("metadata") or {}), **audit.received(self.clock.now())}
-            self.spool.append([orjson.dumps(record)], idem_key=f"inbox:{path.name}",
-                              idem_hash=hashlib.sha256(body).digest())
+            self.ingest.append([orjson.dumps(record)], idem_key=f"inbox:{path.name}",
+                               idem_hash=hashlib.sha256(body).digest())  # not admitted: our own record
             path.unlink()
         return len(names)
 
@@ -243,7 +243,7 @@ class Service:
                     self.account.account_id, self.account.region, self.clock.now(), "RecordQuarantined",
                     {"consumer": entry.consumer, "seq": entry.seq, "reason": entry.reason, "file": str(entry.path)})
                 key = f"quarantine:{entry.consumer}:{entry.seq}"
-                self.spool.append([orjson.dumps(record)], idem_key=key, idem_hash=hashlib.sha256(key.encode()).digest())
+                self.ingest.append([orjson.dumps(record)], idem_key=key, idem_hash=hashlib.sha256(key.encode()).digest())
                 self.quarantine.mark_reported(entry)
             return len(entries)
 
@@ -614,20 +614,8 @@ class Service:
     def record(self, batch: Sequence[Mapping[str, Any]], caller: records.Caller, *, source_ip: str = IN_PROCESS_ORIGIN,
                user_agent: str = IN_PROCESS_AGENT, idem_key: str | None = None) -> list[str]:
         """The in-process API: validate a whole batch of record objects, append it durably
-        (fsynced before this returns), and return the event IDs. Same rules as the HTTP API."""
-        self.admit()
-        ids = records.EventIdLog()
-        ctx = records.IngestContext(caller, self.account.region, source_ip, user_agent, self.clock.now(), ids,
-                                    self.config.max_event_age)
-        bodies = records.normalize_batch(list(batch), ctx)
-        idem_hash = hashlib.sha256(b"\n".join(bodies)).digest() if idem_key else None
-        result = self.spool.append(bodies, idem_key=idem_key, idem_hash=idem_hash)
-        return self.event_ids(result.first_seq, result.count, None) if result.duplicate else ids.issued
-
-    def event_ids(self, first_seq: int, count: int, bodies: list[bytes] | None) -> list[str]:
-        if bodies is None:
-            bodies = [b for _, b in self.spool.read(first_seq, count, 1 << 62)][:count]
-        return [str(orjson.loads(b)["eventID"]) for b in bodies]
+        (fsynced before this returns), and return the event IDs. Same path as the HTTP API."""
+        return self.ingest.record(batch, caller, source_ip=source_ip, user_agent=user_agent, idem_key=idem_key)
 
 
 class _HistoryIndexing:

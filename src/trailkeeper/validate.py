@@ -11,8 +11,6 @@ stops at the first problem.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -26,6 +24,7 @@ import orjson
 from trailkeeper import digest as digestfmt
 from trailkeeper import envelope, layout
 from trailkeeper._internal import gzipio
+from trailkeeper._internal.fsutil import replace_atomically
 from trailkeeper.clock import floor_to, iso_seconds, parse_iso_seconds
 from trailkeeper.errors import ConfigError, EnvelopeError, ObjectNotFoundError, ValidationRunError
 from trailkeeper.keys.signing import PublicKeyInfo
@@ -346,7 +345,7 @@ class VerifiedState:
                     "another validation run saved first; run the validation again",
                 )
             data = self.to_bytes()
-            _atomic_write(self.path, data)
+            replace_atomically(self.path, data)
             self._loaded = data
 
 
@@ -369,24 +368,6 @@ def _read_optional(path: Path) -> bytes | None:
         return None
     except OSError as e:
         raise ValidationRunError(f"cannot read {path}: {e}", "check the file's permissions") from e
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- digests

@@ -213,7 +213,7 @@ class App:
             await self._run(self._record_denied, principal, "PutAuditEvents", scope)
             raise HttpError(403, "ChannelInsufficientPermission", f"User {principal.arn} may not write events.")
         try:
-            self.service.admit()
+            self.service.ingest.admit()
         except BacklogFullError as e:
             body = orjson.dumps({"message": f"events were not stored: {e}"})
             return 503, body, [("content-type", JSON_TYPE), ("x-amzn-errortype", "ServiceUnavailableException")]
@@ -354,13 +354,12 @@ class App:
         await self._wait_for_indexer()
         issued = records.EventIdLog()
         caller = caller_of(principal)
-        ctx = records.IngestContext(caller, svc.account.region, _client_ip(scope),
-                                    bounded(request.headers.get("user-agent", "")) or "unknown", svc.clock.now(),
-                                    issued, svc.config.max_event_age)
+        ctx = svc.ingest.context(caller, _client_ip(scope), bounded(request.headers.get("user-agent", "")) or "unknown",
+                                 issued)
         batch: list[Any] = []
         try:
             batch = records.parse_batch(request.body)
-            bodies = records.normalize_batch(list(batch), ctx)
+            bodies = svc.ingest.normalise(batch, ctx)
         except RecordError as e:
             extra: dict[str, Any] = {}
             if e.index is not None:
@@ -374,20 +373,17 @@ class App:
         idem_key = request.headers.get("idempotency-key")
         idem_hash = hashlib.sha256(request.body).digest() if idem_key else None
         try:
-            result = await asyncio.wrap_future(svc.spool.submit(bodies, idem_key=idem_key, idem_hash=idem_hash))
+            result = await asyncio.wrap_future(svc.ingest.submit(bodies, idem_key=idem_key, idem_hash=idem_hash))
         except SpoolError as e:
             if "idempotency" in str(e):
                 raise HttpError(409, "IdempotencyConflict", str(e)) from e
             raise HttpError(503, "ServiceUnavailable", f"events were not stored: {e}; retry later") from e
-        if result.duplicate:
-            ids = await self._run(svc.event_ids, result.first_seq, result.count, None)
-        else:
-            ids = issued.issued
+        ids = await self._run(svc.ingest.acknowledged_ids, result, issued.issued) if result.duplicate else issued.issued
         return 200, orjson.dumps({"EventIds": ids, "Duplicate": result.duplicate})
 
     def _admit(self) -> None:
         try:
-            self.service.admit()
+            self.service.ingest.admit()
         except BacklogFullError as e:
             raise HttpError(503, "ServiceUnavailable", f"events were not stored: {e}") from e
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from trailkeeper._internal.fsutil import fsync_dir
+from trailkeeper._internal.fsutil import fsync_dir, write_synced
 from trailkeeper.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
@@ -189,7 +189,7 @@ class FolderStore:
         """Durably create `final` with `data`; False if the name already existed."""
         tmp = self._tmp / f"{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(8)}"
         try:
-            self._write_synced(tmp, data)
+            write_synced(tmp, data)
             try:
                 os.link(tmp, final)
             except FileExistsError:
@@ -210,18 +210,6 @@ class FolderStore:
                 pass
             except OSError as e:
                 raise storage_error("remove temp file", tmp, e) from e
-
-    @staticmethod
-    def _write_synced(path: Path, data: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _makedirs(self, directory: Path) -> None:
         missing: list[Path] = []
