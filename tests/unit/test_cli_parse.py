@@ -612,13 +612,13 @@ def test_record_progress_bar_only_on_a_terminal_for_big_uploads(
             return ["x"] * len(records)
 
     monkeypatch.setattr(rich.progress, "Progress", Bar)
-    many: list[dict[str, Any]] = [{}] * (cli.PROGRESS_BAR_MIN_RECORDS + 1)
+    many: list[dict[str, Any]] = [{}] * (cli.events.PROGRESS_BAR_MIN_RECORDS + 1)
     places = [f"record {i}" for i in range(len(many))]
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    assert len(cli._send_records(Recorder(), many, places, 100, None, "f")) == len(many)  # type: ignore[arg-type]
-    cli._send_records(Recorder(), many[:10], places, 100, None, "f")  # type: ignore[arg-type]
+    assert len(cli.events._send_records(Recorder(), many, places, 100, None, "f")) == len(many)  # type: ignore[arg-type]
+    cli.events._send_records(Recorder(), many[:10], places, 100, None, "f")  # type: ignore[arg-type]
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
-    cli._send_records(Recorder(), many, places, 100, None, "f")  # type: ignore[arg-type]
+    cli.events._send_records(Recorder(), many, places, 100, None, "f")  # type: ignore[arg-type]
     assert seen == [len(many)]  # one bar, for the big upload to a terminal, that reached the end
 
 
