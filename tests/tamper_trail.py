@@ -16,9 +16,9 @@ from tests.pipeline import Pipeline, app_event
 from trailkeeper import digest as digestfmt
 from trailkeeper._internal.gzipio import gunzip_strict
 from trailkeeper.clock import parse_iso_seconds
-from trailkeeper.offline import trail_info
 from trailkeeper.storage.folder import FolderStore
 from trailkeeper.trails import TrailConfig
+from trailkeeper.validate.command import trail_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "unit"))
 import tamper_scenarios as ts

@@ -44,7 +44,7 @@ def recover_root(config: Config, clock: Clock | None = None) -> tuple[RootCreden
     trust on this machine, no server: whoever has both owns the account anyway. The recovery
     is recorded (`RootCredentialsRecovered`) through the inbox the server appends."""
     from trailkeeper import audit
-    from trailkeeper.offline import local_identity, write_inbox
+    from trailkeeper.validate.command import local_identity, write_inbox
 
     if not is_initialised(config):
         raise IdentityError("NoSuchEntity", f"no trailkeeper account in {config.data_dir}", 404)

@@ -16,10 +16,10 @@ from tests.pipeline import Pipeline, app_event, open_pipeline
 from trailkeeper import envelope
 from trailkeeper.api.operations import OPEN_END, OPEN_START
 from trailkeeper.history.base import LookupQuery
-from trailkeeper.offline import run_validation
 from trailkeeper.storage.folder import FolderStore
 from trailkeeper.trails import TrailConfig
 from trailkeeper.validate import Code, Status, ValidationReport
+from trailkeeper.validate.command import run_validation
 
 BUCKET = "enc-bucket"
 

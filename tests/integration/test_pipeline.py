@@ -11,8 +11,8 @@ from tests.pipeline import Pipeline, app_event, open_pipeline
 
 from trailkeeper.api.operations import OPEN_END, OPEN_START
 from trailkeeper.history.base import LookupQuery
-from trailkeeper.offline import run_validation
 from trailkeeper.trails import TrailConfig
+from trailkeeper.validate.command import run_validation
 
 
 def _trail(pipeline: Pipeline, tmp_path: Path, name: str = "main") -> TrailConfig:

@@ -14,10 +14,10 @@ import pytest
 from tests.pipeline import Pipeline, app_event, open_pipeline
 from tests.seaweed import SeaweedS3
 
-from trailkeeper.offline import run_validation
 from trailkeeper.storage.s3 import S3Settings
 from trailkeeper.trails import TrailConfig
 from trailkeeper.validate import Code, Status, ValidationReport
+from trailkeeper.validate.command import run_validation
 
 BUCKET = "worm-trail"
 

@@ -21,9 +21,9 @@ from trailkeeper.clock import FrozenClock
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ConfigError
 from trailkeeper.history.base import LookupQuery
-from trailkeeper.offline import run_validation
 from trailkeeper.service import Service
 from trailkeeper.state.schema import HISTORY_SCHEMA, STATE_SCHEMA, schema_version
+from trailkeeper.validate.command import run_validation
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release-b180352.tar.gz"
 

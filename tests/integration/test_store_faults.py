@@ -14,9 +14,9 @@ from tests.pipeline import Pipeline, app_event, open_pipeline
 
 from trailkeeper.api.operations import OPEN_END, OPEN_START
 from trailkeeper.history.base import LookupQuery
-from trailkeeper.offline import run_validation
 from trailkeeper.storage.faults import FaultyStore
 from trailkeeper.trails import TrailConfig
+from trailkeeper.validate.command import run_validation
 
 CASES = {  # name: (key part, fail after the write landed, times)
     "log put fails before landing": ("/CloudTrail/", False, 3),

@@ -16,7 +16,7 @@ from tests.tamper_trail import YOUNG_ALLOWANCE, Built, ts, young
 
 from trailkeeper.storage.memory import MemoryStore
 from trailkeeper.validate import validate_trail
-from trailkeeper.validate_report import exit_code
+from trailkeeper.validate.render import exit_code
 
 
 @pytest.fixture(scope="module")

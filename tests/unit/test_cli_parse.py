@@ -369,10 +369,10 @@ def test_server_passes_settings_and_exit_code(fake_module: Any, tmp_path: Path) 
 
 
 def test_validate_passes_parsed_arguments(fake_module: Any, tmp_path: Path) -> None:
-    from trailkeeper.offline import Selection
+    from trailkeeper.validate.command import Selection
 
     seen: list[tuple[Any, ...]] = []
-    fake_module("offline", validate_command=recorder(seen, 0), Selection=Selection)
+    fake_module("validate.command", validate_command=recorder(seen, 0), Selection=Selection)
     result = run(
         "validate", "--data-dir", str(tmp_path), "--trail", "main",
         "--start-time", "2024-05-01", "--end-time", "1714564800",
@@ -382,7 +382,7 @@ def test_validate_passes_parsed_arguments(fake_module: Any, tmp_path: Path) -> N
     start, end = datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 1, 12, tzinfo=UTC)
     main = Selection("main")
     assert seen == [(tmp_path, main, start, end, True, True, "stored", {"config_path": None})]
-    fake_module("offline", validate_command=recorder(seen, 1), Selection=Selection)
+    fake_module("validate.command", validate_command=recorder(seen, 1), Selection=Selection)
     result = run("validate", "--trail", "main", "--start-time", "2024-05-01T00:00:00Z")
     assert result.exit_code == 1
     assert seen[1] == (None, main, start, None, False, False, "full", {"config_path": None})

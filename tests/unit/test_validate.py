@@ -32,7 +32,7 @@ from trailkeeper.validate import (
     expected_windows,
     validate_trail,
 )
-from trailkeeper.validate_report import exit_code, render_cli, render_json
+from trailkeeper.validate.render import exit_code, render_cli, render_json
 
 H = timedelta(hours=1)
 

@@ -14,7 +14,7 @@ import tamper_scenarios as ts
 from trailkeeper.clock import FrozenClock
 from trailkeeper.storage.memory import VersionedMemoryStore
 from trailkeeper.validate import Code, ReportEntry, Status, ValidationReport, validate_trail
-from trailkeeper.validate_report import exit_code, render_cli
+from trailkeeper.validate.render import exit_code, render_cli
 
 
 @pytest.fixture(scope="module")

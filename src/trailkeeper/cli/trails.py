@@ -60,7 +60,7 @@ def validate(
 ) -> None:
     """Validate a trail's logs and digests offline, straight from the data directory: every
     place it delivered to, each against its own chain, also after the trail was deleted."""
-    from trailkeeper.offline import Selection, validate_command
+    from trailkeeper.validate.command import Selection, validate_command
 
     data_dir, config_path = _data_dir(ctx), _config_path(ctx)
     selection = Selection(trail, s3_bucket, s3_prefix, account_id)

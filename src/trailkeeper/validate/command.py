@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from trailkeeper import audit, validate_report
+from trailkeeper import audit
 from trailkeeper._internal.fsutil import write_new
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import SystemClock, iso_seconds
@@ -29,6 +29,7 @@ from trailkeeper.validate import (
     merge_reports,
     validate_trail,
 )
+from trailkeeper.validate import render as validate_report
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
