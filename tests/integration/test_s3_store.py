@@ -35,11 +35,11 @@ from trailkeeper.clock import FrozenClock
 from trailkeeper.errors import ConfigError, ObjectExistsError, ObjectNotFoundError, StorageError
 from trailkeeper.storage import s3 as s3_module
 from trailkeeper.storage.base import ObjectVersion, VersionedStore
+from trailkeeper.storage.destinations import parse_destination
 from trailkeeper.storage.s3 import (
     ObjectLockPolicy,
     S3Settings,
     S3Store,
-    parse_destination,
     s3_client,
     s3_metadata,
 )

@@ -17,8 +17,9 @@ from trailkeeper.api import operations
 from trailkeeper.api.app import App
 from trailkeeper.api.operations import lookup_event_shape, trails_page
 from trailkeeper.errors import TrailError
+from trailkeeper.history.attributes import lookup_pairs
 from trailkeeper.history.base import LookupQuery
-from trailkeeper.records import lookup_pairs, parse_event_time
+from trailkeeper.records import parse_event_time
 from trailkeeper.trails import TrailConfig
 
 TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."

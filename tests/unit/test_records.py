@@ -13,6 +13,7 @@ import pytest
 
 from trailkeeper.clock import iso_seconds
 from trailkeeper.errors import RecordError
+from trailkeeper.history.attributes import lookup_values
 from trailkeeper.records import (
     EVENT_VERSION,
     MAX_BATCH_RECORDS,
@@ -23,7 +24,6 @@ from trailkeeper.records import (
     Caller,
     IngestContext,
     caller_identity,
-    lookup_values,
     normalize_batch,
     parse_batch,
     reserved_sources_named,

@@ -133,7 +133,7 @@ def test_fields_come_out_in_cloudtrail_order_with_unknown_fields_last() -> None:
 
 
 def test_lookup_has_agrees_with_lookup_pairs_on_real_samples() -> None:
-    from trailkeeper.records import lookup_has, lookup_pairs
+    from trailkeeper.history.attributes import lookup_has, lookup_pairs
 
     checked = 0
     for path in sorted(SAMPLES.glob("*.json")):

@@ -25,6 +25,7 @@ from trailkeeper.layout import validate_trail_name
 from trailkeeper.records import username_of
 from trailkeeper.selectors import validate_advanced
 from trailkeeper.service import Service
+from trailkeeper.storage.destinations import is_s3, parse_destination, s3_destination
 from trailkeeper.trails import (
     DEFAULT_SELECTORS,
     TrailConfig,
@@ -140,7 +141,7 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     if base is not None and bucket != base.bucket and "Destination" not in params:
         # Another bucket is another place (as on AWS): files already delivered stay where they
         # are, under the name they were written with; nothing is renamed under them.
-        destination = f"s3://{bucket}" if base.destination.startswith("s3://") else None
+        destination = s3_destination(str(bucket)) if is_s3(base.destination) else None
     if bucket is None and destination is None:
         raise TrailError("InvalidParameterException", "Give S3BucketName or Destination (a folder path or s3://bucket).")
     if destination is None:
@@ -150,7 +151,7 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     if not isinstance(bucket, str) or not isinstance(destination, str):
         raise TrailError("InvalidParameterException", "S3BucketName and Destination must be strings.")
     validate_bucket_name(bucket)
-    if destination.startswith("s3://") and _bucket_of(destination) != bucket:
+    if is_s3(destination) and _bucket_of(destination) != bucket:
         raise TrailError("InvalidParameterCombinationException",
                          f"S3BucketName {bucket} differs from the bucket of Destination {destination}.")
     default_prefix = base.prefix if base else _s3_prefix(destination)
@@ -197,16 +198,14 @@ def _lock_days_param(params: Params, destination: str, current: int) -> int:
     days = params.get("ObjectLockRetentionDays", current)
     if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 36500:
         raise TrailError("InvalidParameterException", "ObjectLockRetentionDays must be a whole number of days (0-36500).")
-    if days and not destination.startswith("s3://"):
+    if days and not is_s3(destination):
         raise TrailError("InvalidParameterCombinationException",
                          "ObjectLockRetentionDays needs an s3:// Destination on an Object Lock bucket.")
     return days
 
 
 def _bucket_of(destination: str) -> str:
-    if destination.startswith("s3://"):
-        from trailkeeper.storage.s3 import parse_destination
-
+    if is_s3(destination):
         try:
             return parse_destination(destination)[0]
         except TrailkeeperError as e:
@@ -215,11 +214,7 @@ def _bucket_of(destination: str) -> str:
 
 
 def _s3_prefix(destination: str) -> str:
-    if not destination.startswith("s3://"):
-        return ""
-    from trailkeeper.storage.s3 import parse_destination
-
-    return parse_destination(destination)[1]
+    return parse_destination(destination)[1] if is_s3(destination) else ""
 
 
 def _bucket_from_folder(folder: Path) -> str:

@@ -135,7 +135,9 @@ def _trail_settings_options(f: _F) -> _F:
 
 
 def _absolute_destination(destination: str) -> str:
-    return destination if destination.startswith("s3://") else os.path.abspath(destination)
+    from trailkeeper.storage.destinations import is_s3
+
+    return destination if is_s3(destination) else os.path.abspath(destination)
 
 
 def _save_trail(

@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 
 from trailkeeper.errors import HistoryError
+from trailkeeper.history.attributes import lookup_has, lookup_pairs
 from trailkeeper.history.base import (
     INVALID_NEXT_TOKEN,
     MAX_ATTRIBUTE_VALUE_CHARS,
@@ -48,7 +49,7 @@ from trailkeeper.history.base import (
     LookupRequestError,
     check_query,
 )
-from trailkeeper.records import lookup_has, lookup_pairs, parse_event_time
+from trailkeeper.records import parse_event_time
 from trailkeeper.state.schema import HISTORY_SCHEMA
 
 FORMAT_VERSION = "3"

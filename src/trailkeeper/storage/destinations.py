@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trailkeeper.clock import Clock
+from trailkeeper.errors import ConfigError
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.folder import FolderStore
 
@@ -19,6 +21,10 @@ def is_s3(destination: str) -> bool:
     return destination.startswith(S3_SCHEME)
 
 
+def s3_destination(bucket: str, prefix: str = "") -> str:
+    return f"{S3_SCHEME}{bucket}/{prefix}" if prefix else f"{S3_SCHEME}{bucket}"
+
+
 def open_destination(destination: str, bucket: str, object_lock_days: int, s3: S3Settings | None,
                      clock: Clock) -> ObjectStore:
     """The store of one trail: the server writes through it, the offline validator reads it."""
@@ -30,6 +36,43 @@ def open_destination(destination: str, bucket: str, object_lock_days: int, s3: S
     settings = s3 or S3Settings()
     lock = ObjectLockPolicy(days=object_lock_days) if object_lock_days else None
     return S3Store(s3_client(settings), bucket, lock=lock, clock=clock, sse_kms_key_id=settings.sse_kms_key_id)
+
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# S3's bucket naming rules (an address-like name is refused too).
+_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+def parse_destination(url: str) -> tuple[str, str]:
+    """`s3://bucket[/prefix]` -> (bucket, prefix without leading or trailing '/')."""
+    if not is_s3(url):
+        raise ConfigError(
+            f"destination {url!r} is not an s3:// URL", "write it as s3://bucket/prefix"
+        )
+    bucket, _, prefix = url[len(S3_SCHEME) :].partition("/")
+    problem = _bucket_problem(bucket)
+    if problem:
+        raise ConfigError(
+            f"destination {url!r}: bucket name {bucket!r} {problem}",
+            "S3 bucket names are 3-63 characters of a-z, 0-9, '.' and '-'",
+        )
+    prefix = prefix.removesuffix("/")
+    if prefix and any(seg in ("", ".", "..") for seg in prefix.split("/")):
+        raise ConfigError(
+            f"destination {url!r}: prefix {prefix!r} has an empty, '.' or '..' segment",
+            "write the prefix as '/'-separated names, e.g. s3://bucket/audit/prod",
+        )
+    return bucket, prefix
+
+
+def _bucket_problem(bucket: str) -> str:
+    if not _BUCKET_NAME.match(bucket):
+        return "is not 3-63 lowercase letters, digits, '.' or '-' starting and ending alphanumeric"
+    if ".." in bucket or ".-" in bucket or "-." in bucket:
+        return "has adjacent '.'/'-' characters"
+    if _IPV4.match(bucket):
+        return "looks like an IP address"
+    return ""
 
 
 # Folders a trail may never write into or serve (and their descendants): the system's own.

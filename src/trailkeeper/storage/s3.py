@@ -46,8 +46,6 @@ _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # Lowercase HTTP token characters: S3 folds metadata names to lowercase, so an uppercase name
 # would come back different and make every identical retry look like a conflict.
 _META_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 _HINTS = {
     "NoSuchBucket": "create the bucket (with Object Lock if the trail requires retention) "
@@ -140,38 +138,6 @@ def s3_client(settings: S3Settings) -> S3Client:
         aws_secret_access_key=settings.secret_access_key,
         config=config,
     )
-
-
-def parse_destination(url: str) -> tuple[str, str]:
-    """`s3://bucket[/prefix]` -> (bucket, prefix without leading or trailing '/')."""
-    if not url.startswith("s3://"):
-        raise ConfigError(
-            f"destination {url!r} is not an s3:// URL", "write it as s3://bucket/prefix"
-        )
-    bucket, _, prefix = url[len("s3://") :].partition("/")
-    problem = _bucket_problem(bucket)
-    if problem:
-        raise ConfigError(
-            f"destination {url!r}: bucket name {bucket!r} {problem}",
-            "S3 bucket names are 3-63 characters of a-z, 0-9, '.' and '-'",
-        )
-    prefix = prefix.removesuffix("/")
-    if prefix and any(seg in ("", ".", "..") for seg in prefix.split("/")):
-        raise ConfigError(
-            f"destination {url!r}: prefix {prefix!r} has an empty, '.' or '..' segment",
-            "write the prefix as '/'-separated names, e.g. s3://bucket/audit/prod",
-        )
-    return bucket, prefix
-
-
-def _bucket_problem(bucket: str) -> str:
-    if not _BUCKET_NAME.match(bucket):
-        return "is not 3-63 lowercase letters, digits, '.' or '-' starting and ending alphanumeric"
-    if ".." in bucket or ".-" in bucket or "-." in bucket:
-        return "has adjacent '.'/'-' characters"
-    if _IPV4.match(bucket):
-        return "looks like an IP address"
-    return ""
 
 
 def s3_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
