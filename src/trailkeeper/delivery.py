@@ -209,7 +209,7 @@ class TrailWorker(threading.Thread):
     # ---- as a consumer of the spool (consumers.base.Consumer) ----
     @property
     def consumer_name(self) -> str:
-        return f"trail-{self.trail_name}"
+        return self.name  # the thread's name, "trail-NAME": also its quarantine folder
 
     def needed(self) -> int | None:
         """The trail's offset while it logs or finishes a file; a stopped trail needs nothing kept."""
@@ -325,7 +325,7 @@ class TrailWorker(threading.Thread):
             reason = f"spooled record {seq} cannot go into a log file: {e}"
             if self.ctx.set_aside is None:
                 raise StorageError(reason, "the spool holds a damaged record; restart with quarantine enabled") from e
-            self.ctx.set_aside(f"trail-{trail.config.name}", seq, body, reason)
+            self.ctx.set_aside(self.consumer_name, seq, body, reason)
             return {}, False
 
     def _complete_intent(self, trail: Trail, now: datetime) -> None:

@@ -38,11 +38,7 @@ def write_synced(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Create `path` (it must not exist) with `data`, fsynced; the caller links or renames it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        _write_all_synced(fd, data)
     finally:
         os.close(fd)
 
@@ -50,12 +46,21 @@ def write_synced(path: Path, data: bytes, mode: int = 0o644) -> None:
 def replace_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that a crash leaves the old content or the new, whole."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
     try:
-        os.unlink(tmp)
-        write_synced(Path(tmp), data)
+        try:
+            _write_all_synced(fd, data)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_all_synced(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)

@@ -6,7 +6,12 @@ import threading
 from typing import Protocol
 
 from trailkeeper._internal.sqlite import Database
+from trailkeeper.errors import StorageError
 from trailkeeper.state.schema import STATE_SCHEMA
+
+# Failures a consumer waits out and retries (a store, KMS or root of trust unavailable, a
+# network or disk error): never a reason to set a record aside.
+OUTAGES = (StorageError, OSError)
 
 
 class Consumer(Protocol):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from trailkeeper.consumers.base import Consumer
-from trailkeeper.errors import StorageError
+from trailkeeper.consumers.base import OUTAGES, Consumer
 from trailkeeper.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ class ConsumerRegistry:
             for consumer in self.all():
                 try:
                     progressed = consumer.step() or progressed
-                except (StorageError, OSError) as e:  # an outage: as in the background, wait for the next round
+                except OUTAGES as e:  # as in the background: waited out, retried next round
                     log.warning("consumer %s: %s", consumer.consumer_name, e)
             if not progressed:
                 return

@@ -20,13 +20,11 @@ from typing import Any
 
 import orjson
 
-from trailkeeper.consumers.base import OffsetStore
-from trailkeeper.errors import StorageError
+from trailkeeper.consumers.base import OUTAGES, OffsetStore
 from trailkeeper.spool import Spool
 
 DEFAULT_BATCH_RECORDS = 500
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
-OUTAGES = (StorageError, OSError)  # waited out and retried, never a reason to set a record aside
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,6 @@ class SpoolConsumer:
         self._offsets = offsets
         self._handle = handle
         self._set_aside = set_aside
-        self._start_at = start_at
         self._batch = (batch_records, batch_bytes)
         if offsets.get(name) is None:
             offsets.commit(name, start_at if start_at is not None else spool.next_seq())
@@ -88,19 +85,15 @@ class SpoolConsumer:
         return Spooled(seq, record)
 
     def _process(self, items: list[Spooled], bodies: dict[int, bytes]) -> None:
+        """Hand `items` over; when the handler fails on them (not an outage), hand them over one
+        at a time, and set aside each one it fails on alone."""
         try:
             self._handle(items)
-            return
         except OUTAGES:
             raise  # retried whole, later
         except Exception as e:
-            if len(items) == 1:
+            if len(items) > 1:
+                for item in items:
+                    self._process([item], bodies)
+            else:
                 self._set_aside(self._name, items[0].seq, bodies[items[0].seq], f"{type(e).__name__}: {e}")
-                return
-        for item in items:  # one at a time: the one that fails alone is set aside
-            try:
-                self._handle([item])
-            except StorageError:
-                raise
-            except Exception as e:
-                self._set_aside(self._name, item.seq, bodies[item.seq], f"{type(e).__name__}: {e}")
