@@ -20,30 +20,15 @@ S3_SOURCE = "s3.amazonaws.com"
 KMS_SOURCE = "kms.amazonaws.com"
 CLOUDTRAIL_DATA_SOURCE = "cloudtrail-data.amazonaws.com"
 
-# Operations of the native API and the AWS event source each one is recorded under.
-_IAM_OPS = {"CreateUser", "DeleteUser", "ListUsers", "GetUser", "CreateAccessKey", "ListAccessKeys",
-            "UpdateAccessKey", "DeleteAccessKey"}
-# KMS operation names (none is also a CloudTrail or IAM operation name in botocore's models).
-_KMS_OPS = frozenset({"CreateKey", "DescribeKey", "ListKeys", "ListResourceTags", "CreateAlias",
-                      "ListAliases", "DeleteAlias", "EnableKey", "DisableKey", "ScheduleKeyDeletion",
-                      "CancelKeyDeletion", "EnableKeyRotation", "DisableKeyRotation",
-                      "GetKeyRotationStatus", "RotateKeyOnDemand", "Encrypt", "Decrypt",
-                      "GenerateDataKey", "ReEncrypt"})
-# CloudTrail records KMS cryptographic operations as read-only: they change no resource.
-_KMS_READ_ONLY = frozenset({"Encrypt", "Decrypt", "GenerateDataKey", "ReEncrypt"})
+# Read-only by name, for calls outside the operation registry (refusals of unknown operations,
+# the S3 gateway's bucket calls); registered operations carry their own flag.
 _READ_PREFIXES = ("Get", "List", "Describe", "Lookup", "Head")
 # What an oversized self-audit record gives up first: the bulk, never who, what or the outcome.
 _BULKY_FIELDS = ("requestParameters", "responseElements", "serviceEventDetails", "additionalEventData")
 
 
-def event_source_for(operation: str) -> str:
-    if operation in _IAM_OPS:
-        return IAM_SOURCE
-    return KMS_SOURCE if operation in _KMS_OPS else CLOUDTRAIL_SOURCE
-
-
 def is_read_only(operation: str) -> bool:
-    return operation in _KMS_READ_ONLY or operation.startswith(_READ_PREFIXES)
+    return operation.startswith(_READ_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -68,14 +53,15 @@ def api_call_record(
     error_code: str | None = None,
     error_message: str | None = None,
     resources: list[dict[str, str]] | None = None,
-    event_source: str | None = None,
+    event_source: str = CLOUDTRAIL_SOURCE,
+    read_only: bool | None = None,
 ) -> dict[str, Any]:
     """A CloudTrail AwsApiCall record for one call to trailkeeper's own API."""
     record: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": dict(identity),
         "eventTime": iso_seconds(ctx.when),
-        "eventSource": event_source or event_source_for(operation),
+        "eventSource": event_source,
         "eventName": operation,
         "awsRegion": ctx.region,
         "sourceIPAddress": ctx.source_ip,
@@ -89,7 +75,7 @@ def api_call_record(
     record.update({
         "requestID": ctx.request_id,
         "eventID": new_event_id(),
-        "readOnly": is_read_only(operation),
+        "readOnly": is_read_only(operation) if read_only is None else read_only,
         "eventType": "AwsApiCall",
         "managementEvent": True,
         "recipientAccountId": ctx.account_id,

@@ -11,6 +11,8 @@ from trailkeeper.errors import IdentityError
 from trailkeeper.identity import IdentityStore, RootCredentials, read_account
 from trailkeeper.keys.roots import open_root_of_trust
 from trailkeeper.keys.signing import SigningKeys
+from trailkeeper.state.identities import SqliteIdentityRepository
+from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
 
 
 def init_data_dir(data_dir: Path, region: str | None = None, config_path: Path | None = None) -> RootCredentials:
@@ -23,9 +25,12 @@ def init_with_config(config: Config, clock: Clock | None = None) -> RootCredenti
     clock = clock or SystemClock()
     # The configured root of trust seals the root's secret and the first signing key.
     keyring = open_root_of_trust(config.root_of_trust, config.keyring_dir)
-    identity = IdentityStore(config.state_db, keyring, clock)
-    creds = identity.init_account(config.region)
-    SigningKeys(config.state_db, keyring, clock, config.key_rotation).current()
+    identity = IdentityStore(SqliteIdentityRepository(config.state_db), keyring, clock)
+    try:
+        creds = identity.init_account(config.region)
+    finally:
+        identity.close()
+    SigningKeys(SqliteSigningKeyRepository(config.state_db), keyring, clock, config.key_rotation).current()
     return creds
 
 
@@ -49,7 +54,8 @@ def recover_root(config: Config, clock: Clock | None = None) -> tuple[RootCreden
     if not is_initialised(config):
         raise IdentityError("NoSuchEntity", f"no trailkeeper account in {config.data_dir}", 404)
     clock = clock or SystemClock()
-    identity = IdentityStore(config.state_db, open_root_of_trust(config.root_of_trust, config.keyring_dir), clock)
+    identity = IdentityStore(SqliteIdentityRepository(config.state_db),
+                             open_root_of_trust(config.root_of_trust, config.keyring_dir), clock)
     try:
         account = identity.account()
         key, revoked = identity.recover_root()

@@ -1,4 +1,5 @@
-"""Per-trail consumer of the spool: batches selected events into log files, writes digests.
+"""Per-trail consumer of the spool: batches selected events into log files; its digests are
+written by the trail's `digest_chain.DigestChain`, which the worker calls between deliveries.
 
 Exactly-once into log files: before a file is written its intent (spool range and key)
 is committed to the state database; a crash after that re-builds the same bytes from
@@ -13,15 +14,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 
-from trailkeeper import digest as digestfmt
 from trailkeeper import envelope, layout
-from trailkeeper._internal.gzipio import GzipFormatError, gunzip_strict, gzip_fast, gzip_single
-from trailkeeper.clock import Clock, floor_to, iso_seconds, parse_iso_seconds
+from trailkeeper._internal.gzipio import GzipFormatError, gunzip_strict, gzip_fast
+from trailkeeper.clock import Clock, iso_seconds, parse_iso_seconds
+from trailkeeper.digest_chain import DigestChain, DigestSigner
 from trailkeeper.errors import (
     EnvelopeError,
     KeyProviderUnavailableError,
@@ -30,17 +31,14 @@ from trailkeeper.errors import (
     StorageError,
     TrailkeeperError,
 )
-from trailkeeper.keys.signing import SigningKeys
 from trailkeeper.storage.base import ObjectStore
-from trailkeeper.trails import ChainHead, DeliveredFile, Trail, TrailState, TrailStore
+from trailkeeper.trails import DeliveredFile, Trail, TrailState, TrailStore
 
 log = logging.getLogger(__name__)
 
-GZIP_LEVEL = 6
 IDLE_WAIT_S = 0.5
 BYTES_RECHECK_EVENTS = 1000
 STOP_RECORD_GRACE = timedelta(seconds=2)
-FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class SpoolReader(Protocol):
@@ -55,7 +53,7 @@ class DeliveryContext:
     region: str
     spool: SpoolReader
     trails: TrailStore
-    keys: SigningKeys
+    keys: DigestSigner
     clock: Clock
     open_store: Callable[[Trail], ObjectStore]
     emit: Callable[[str, Trail, dict[str, Any]], None]  # service event: name, trail, details
@@ -80,15 +78,6 @@ def _event_time_bounds(parsed: list[dict[str, Any]]) -> tuple[datetime | None, d
         return parse_iso_seconds(times[-1]), parse_iso_seconds(times[0])
     except ValueError:
         return None, None
-
-
-def _seconds(when: datetime) -> datetime:
-    return when.replace(microsecond=0)
-
-
-def _ceil_seconds(when: datetime) -> datetime:
-    floor = when.replace(microsecond=0)
-    return floor if floor == when else floor + timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -148,6 +137,8 @@ class TrailWorker(threading.Thread):
         self._backoff = 1.0
         self._flush_until = 0
         self.idle = threading.Event()
+        self.digests = DigestChain(ctx.account_id, ctx.region, ctx.trails, ctx.keys, ctx.open_store,
+                                   settle=self._recovered)
 
     # ---- thread control ----
     def stop(self) -> None:
@@ -161,6 +152,10 @@ class TrailWorker(threading.Thread):
         """Deliver everything below `seq` now instead of at the next flush interval."""
         self._flush_until = max(self._flush_until, seq)
         self._wake.set()
+
+    def flush_until(self, seq: int) -> None:
+        """consumers.base.FlushableConsumer: the registry's flush."""
+        self.force_flush_until(seq)
 
     def run(self) -> None:
         """Supervised: whatever goes wrong in a step (a store or KMS outage, a disk I/O error in
@@ -205,7 +200,6 @@ class TrailWorker(threading.Thread):
             self._wake.wait(timeout)
         self._wake.clear()
 
-    # ---- one unit of work ----
     # ---- as a consumer of the spool (consumers.base.Consumer) ----
     @property
     def consumer_name(self) -> str:
@@ -234,11 +228,11 @@ class TrailWorker(threading.Thread):
         if trail.state.intent is not None:
             self._complete_intent(trail, now)
             return True
-        if self._maybe_start_chain(trail, now):
+        if self.digests.maybe_start(trail, now):
             return True
         if self._maybe_deliver(trail, now):
             return True
-        if self._maybe_digest(trail, now):
+        if self.digests.maybe_digest(trail, now):
             return True
         return self._maybe_finish_stop(trail, now)
 
@@ -361,48 +355,17 @@ class TrailWorker(threading.Thread):
         arn = layout.trail_arn(self.ctx.region, self.ctx.account_id, trail.config.name)
         return LogSealer(self.ctx.data_keys, key_ref, arn)
 
-    # ---- digests ----
-    def _maybe_start_chain(self, trail: Trail, now: datetime) -> bool:
-        state = trail.state
-        # Also when stopping: a trail stopped before its worker first ran still gets its chain,
-        # so the files it delivers on the way out are covered by a (final) digest.
-        if trail.config.validation and state.is_logging and state.digest_start is None:
-            start = self._chain_start(state, now)
-            self.ctx.trails.start_chain(trail.config.name, replace(state, digest_start=start, chain=None), start,
-                                        trail.config.location)
-            return True
-        if state.digest_start is not None and not trail.config.validation and state.stop_seq is None:
-            return self._write_digest(trail, now, final=True)
-        return False
-
-    @staticmethod
-    def _chain_start(state: TrailState, now: datetime) -> datetime:
-        """A period's chain starts when logging started (not when this worker woke up),
-        but never before the end of the previous chain."""
-        start = _seconds(now)
-        if state.start_logging_time is not None:
-            start = min(start, _seconds(state.start_logging_time))
-        if state.chain is not None:
-            start = max(start, state.chain.end)
-        return start
-
-    def _maybe_digest(self, trail: Trail, now: datetime) -> bool:
-        state = trail.state
-        if state.digest_start is None:
-            return False
-        boundary = floor_to(state.digest_start, trail.config.digest_interval) + trail.config.digest_interval
-        if now < boundary:
-            return False
-        return self._write_digest(trail, now, final=False, end=boundary)
-
+    # ---- the end of a stop ----
     def _maybe_finish_stop(self, trail: Trail, now: datetime) -> bool:
+        """Once a stopping trail has delivered up to its stop, its final digest ends the stop
+        (a trail without a chain just stops)."""
         state = trail.state
         if state.stop_seq is None:
             return False
         if state.offset_seq < state.stop_seq and not self._stop_record_late(state, now):
             return False
         if state.digest_start is not None:
-            return self._write_digest(trail, now, final=True)
+            return self.digests.finish(trail, now)
         self.ctx.trails.save_state(trail.config.name, replace(state, stop_seq=None, is_logging=False))
         return True
 
@@ -412,64 +375,6 @@ class TrailWorker(threading.Thread):
         caught_up = state.offset_seq >= self.ctx.spool.next_seq()
         since = state.stop_logging_time or now
         return caught_up and now - since >= STOP_RECORD_GRACE
-
-    def _write_digest(self, trail: Trail, now: datetime, final: bool, end: datetime | None = None) -> bool:
-        state = trail.state
-        window_start = state.digest_start
-        assert window_start is not None
-        if end is None:  # a final digest
-            # It closes at the next whole second after every file delivered so far, and is written
-            # once that second has come: no digest ends in the future (a validator run right after
-            # a stop would take it for not yet due). The end is kept, so that waiting for it, or a
-            # crash, cannot move it back; a file delivered meanwhile moves it forward.
-            end = self._final_end(trail.config.name, state, now)
-            if end != state.final_end and end > window_start:
-                state = replace(state, final_end=end)
-                self.ctx.trails.save_state(trail.config.name, state)
-        if end <= window_start or end > now:
-            return False  # a final digest needs a window of at least one second, and its end reached
-        fingerprint = state.digest_fingerprint
-        if fingerprint is None:
-            fingerprint = self.ctx.keys.current().fingerprint
-            state = replace(state, digest_fingerprint=fingerprint, latest_digest_attempt_time=now)
-            self.ctx.trails.save_state(trail.config.name, state)
-        files = self.ctx.trails.undigested(trail.config.name, end)
-        store = self.ctx.open_store(trail)
-        key = layout.digest_key(trail.config.prefix, self.ctx.account_id, self.ctx.region,
-                                trail.config.name, self.ctx.region, end)
-        entries = [
-            digestfmt.LogFileEntry(store.bucket, f.key, f.hash_value, f.stored_hash, f.newest, f.oldest) for f in files
-        ]
-        previous = None
-        if state.chain is not None:
-            previous = digestfmt.ChainLink(state.chain.bucket, state.chain.key, state.chain.hash_value, state.chain.signature)
-        body = digestfmt.build_digest(self.ctx.account_id, window_start, end, store.bucket, key,
-                                      fingerprint, entries, previous)
-        signature = digestfmt.sign_digest(body, iso_seconds(end), store.bucket, key,
-                                          previous.signature if previous else None,
-                                          lambda msg: self.ctx.keys.sign(fingerprint, msg))
-        try:
-            # zlib, not ISA-L: a retried digest must reproduce the stored bytes exactly.
-            store.put_exclusive(key, gzip_single(body, GZIP_LEVEL), digestfmt.digest_metadata(signature))
-        except ObjectExistsError as e:
-            raise StorageError(f"digest {key} exists with other content: {e}", "the destination was modified by someone else; investigate") from e
-        chain = ChainHead(store.bucket, key, hashlib.sha256(body).hexdigest(), signature, end)
-        new_state = replace(
-            state, chain=chain, digest_start=None if final else end, digest_fingerprint=None,
-            latest_digest_time=now, latest_digest_error="", final_end=None,
-        )
-        if final and state.stop_seq is not None:
-            new_state = replace(new_state, stop_seq=None, is_logging=False)
-        new_state = self._recovered(trail, new_state, now)
-        self.ctx.trails.record_digest(trail.config.name, new_state, [f.key for f in files], end, final)
-        return True
-
-    def _final_end(self, name: str, state: TrailState, now: datetime) -> datetime:
-        end = state.final_end or _ceil_seconds(now)
-        pending = self.ctx.trails.undigested(name, FAR_FUTURE)
-        if pending:
-            end = max(end, _seconds(max(f.delivered_at for f in pending)) + timedelta(seconds=1))
-        return end
 
     # ---- failure bookkeeping (PCI DSS 10.7.3: start and end of each failure are events) ----
     def _on_failure(self, error: Exception) -> None:

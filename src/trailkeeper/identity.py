@@ -1,4 +1,5 @@
-"""Accounts, users, access keys and roles, persisted in the state database.
+"""Accounts, users, access keys and roles, kept in an IdentityRepository (state.identities:
+SQLite in the state database, or memory).
 
 One account per installation. Its root identity has every permission; users get exactly one
 role from ROLES. Access-key secrets are stored only as keyring envelopes bound to the key id,
@@ -7,7 +8,8 @@ so a copied database file authenticates nobody. Deleted keys stay in the table (
 
 `resolve` runs on every request, so it answers from an in-memory map that is rebuilt after
 any change made through this store and, via a version row bumped by every identity write,
-after any change made by another process (e.g. `trailkeeper user` commands while the server runs).
+after any change made by another process (e.g. `trailkeeper user` commands while the server
+runs): the repository's version changes with every identity transaction.
 """
 
 from __future__ import annotations
@@ -15,18 +17,16 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from trailkeeper.clock import Clock
 from trailkeeper.errors import AuthError, IdentityError
-from trailkeeper.state.schema import STATE_SCHEMA
 
 if TYPE_CHECKING:
     from trailkeeper.keys.keyring import KeyProvider
@@ -51,10 +51,8 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "kms:encrypt": frozenset({"administrator"}),
     "kms:decrypt": frozenset({"auditor", "administrator"}),
 }
-_ACCOUNT_QUERY = "SELECT account_id, region, created_us FROM identity_account"
 MAX_KEYS_PER_USER = 2
 ACTIVE, INACTIVE, DELETED = "Active", "Inactive", "Deleted"
-SQLITE_TIMEOUT_SECONDS = 30.0
 # AWS unique ids use this base32 alphabet after their 4-letter type prefix.
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _ID_SUFFIX_LEN = 16
@@ -62,7 +60,6 @@ _USER_NAME_RE = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)
 _CONTEXT_PREFIX = b"access-key:"
 MSG_INVALID_TOKEN = "The security token included in the request is invalid."
-
 
 
 def allowed(role: str | None, permission: str) -> bool:
@@ -152,37 +149,19 @@ def _new_account_id() -> str:
     return str(10**11 + secrets.randbelow(9 * 10**11))
 
 
-def _to_us(when: datetime) -> int:
-    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
-
-
 def _context(access_key_id: str) -> bytes:
     return _CONTEXT_PREFIX + access_key_id.encode()
 
 
 def read_account(db_path: Path) -> Account:
     """The account, read through a read-only connection (offline tools; no keyring needed)."""
-    try:
-        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_SECONDS)
-        try:
-            rows = conn.execute(_ACCOUNT_QUERY).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as e:
-        raise IdentityError("InvalidState", f"cannot read the account from {db_path}: {e}", status=500) from e
-    return _account_of(rows)
+    # Imported here: the SQLite repository imports this module's types.
+    from trailkeeper.state.identities import read_account_readonly
 
-
-def _account_of(rows: list[tuple[Any, ...]]) -> Account:
-    if not rows:
+    account = read_account_readonly(db_path)
+    if account is None:
         raise _not_initialised()
-    account_id, region, created_us = rows[0]
-    return Account(account_id, region, _from_us(created_us))
+    return account
 
 
 def _not_initialised() -> IdentityError:
@@ -201,48 +180,105 @@ def _no_such_key(key_id: str) -> IdentityError:
     return IdentityError("NoSuchEntity", f"The Access Key with id {key_id} cannot be found.", 404)
 
 
+@dataclass(frozen=True)
+class StoredUser:
+    """A user as an IdentityRepository keeps it."""
+
+    user_id: str
+    name: str
+    role: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class StoredAccessKey:
+    """An access key as an IdentityRepository keeps it: its secret only as a keyring envelope
+    (None once the key is deleted)."""
+
+    access_key_id: str
+    user_id: str | None  # None: a key of the account root
+    user_name: str | None
+    status: str
+    secret_envelope: bytes | None
+    created: datetime
+    status_changed: datetime
+
+
+class IdentityRepository(Protocol):
+    """Where the account, its users and their access keys are kept. User names match ignoring
+    ASCII letter case, as IAM's do. Writes belong inside `transaction()`; a missing or taken row
+    is None or False, IdentityStore turns that into IAM's errors.
+    Implementations: state.identities.SqliteIdentityRepository, MemoryIdentityRepository."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All or nothing, serialised against every other writer (other processes too); a
+        committed transaction bumps `version()`."""
+        ...
+
+    def version(self) -> int:
+        """Changes whenever an identity transaction commits, in any process sharing the store."""
+        ...
+
+    def account(self) -> Account | None: ...
+
+    def add_account(self, account: Account) -> bool:
+        """False (nothing written) when there is an account already."""
+        ...
+
+    def user(self, name: str) -> StoredUser | None: ...
+
+    def users(self) -> list[StoredUser]:
+        """Every user, by name ignoring ASCII case."""
+        ...
+
+    def add_user(self, user: StoredUser) -> bool:
+        """False (nothing written) when the id or the name (ignoring ASCII case) is taken."""
+        ...
+
+    def remove_user(self, user_id: str) -> None: ...
+
+    def access_keys(self, user_id: str | None) -> list[StoredAccessKey]:
+        """The keys of a user (None: the root) that are not Deleted, oldest first; keys made at
+        the same time in the order they were added."""
+        ...
+
+    def add_access_key(self, key: StoredAccessKey) -> bool:
+        """False (nothing written) when the key id is taken."""
+        ...
+
+    def set_key_status(self, access_key_id: str, user_id: str | None, status: str, when: datetime,
+                       erase_secret: bool) -> bool:
+        """Set the status of a key of that owner that is not Deleted (erasing its secret when
+        asked); False when there is no such key."""
+        ...
+
+    def live_keys(self) -> list[tuple[StoredAccessKey, StoredUser | None]]:
+        """Every key that is not Deleted with its user (None for the root's keys, and for a key
+        whose user row is gone)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class IdentityStore:
-    def __init__(self, db_path: Path, keyring: KeyProvider, clock: Clock) -> None:
+    def __init__(self, repository: IdentityRepository, keyring: KeyProvider, clock: Clock) -> None:
+        self._repo = repository
         self._keyring = keyring
         self._clock = clock
-        self._lock = threading.Lock()
-        # Autocommit mode: every write opens its own BEGIN IMMEDIATE so that checks such as
-        # the per-user key quota hold against other processes sharing the file.
-        STATE_SCHEMA.ensure(db_path)
-        self._conn = sqlite3.connect(
-            db_path,
-            timeout=SQLITE_TIMEOUT_SECONDS,
-            check_same_thread=False,
-            isolation_level=None,
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._lock = threading.Lock()  # guards the key cache
         self._cache: dict[str, tuple[Principal, str]] | None = None
         self._cache_version = -1
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    # --- plumbing --------------------------------------------------------------------------
+        self._repo.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            # Bumped with every identity change, so key caches (in any process) reload only
-            # then, not whenever another table of the shared state database is written.
-            self._conn.execute("UPDATE identity_version SET version = version + 1")
-            self._conn.execute("COMMIT")
-            self._cache = None
-
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._conn.execute(sql, args).fetchall())
+    def _write(self) -> Iterator[None]:
+        # One repository transaction, so that checks such as the per-user key quota hold
+        # against other processes sharing the store.
+        with self._repo.transaction():
+            yield
+        self._cache = None
 
     # --- account ---------------------------------------------------------------------------
 
@@ -252,23 +288,22 @@ class IdentityStore:
             raise IdentityError(
                 "ValidationError", f"'{region}' is not a region name like us-east-1"
             )
-        with self._write() as conn:
-            if conn.execute("SELECT account_id FROM identity_account").fetchone():
+        with self._write():
+            account_id = _new_account_id()
+            if not self._repo.add_account(Account(account_id, region, self._clock.now())):
                 raise IdentityError(
                     "EntityAlreadyExists",
                     "this installation already has an account; `trailkeeper init` runs once",
                     409,
                 )
-            account_id = _new_account_id()
-            conn.execute(
-                "INSERT INTO identity_account VALUES (1, ?, ?, ?)",
-                (account_id, region, _to_us(self._clock.now())),
-            )
-            key = self._insert_key(conn, None, None)
+            key = self._insert_key(None, None)
         return RootCredentials(account_id, region, key.access_key_id, key.secret_access_key)
 
     def account(self) -> Account:
-        return _account_of(self._query(_ACCOUNT_QUERY))
+        account = self._repo.account()
+        if account is None:
+            raise _not_initialised()
+        return account
 
     # --- users -----------------------------------------------------------------------------
 
@@ -284,71 +319,56 @@ class IdentityStore:
         account_id = self.account().account_id
         created = self._clock.now()
         user = User(name, _unique_id("AIDA"), user_arn(account_id, name), role, created)
-        with self._write() as conn:
-            if conn.execute("SELECT 1 FROM identity_users WHERE name = ?", (name,)).fetchone():
+        with self._write():
+            if not self._repo.add_user(StoredUser(user.user_id, name, role, created)):
                 raise IdentityError(
                     "EntityAlreadyExists", f"User with name {name} already exists.", 409
                 )
-            conn.execute(
-                "INSERT INTO identity_users VALUES (?, ?, ?, ?)",
-                (user.user_id, name, role, _to_us(created)),
-            )
         return user
 
     def get_user(self, name: str) -> User:
         account_id = self.account().account_id
-        rows = self._query(
-            "SELECT name, user_id, role, created_us FROM identity_users WHERE name = ?", (name,)
-        )
-        if not rows:
+        found = self._repo.user(name)
+        if found is None:
             raise _no_such_user(name)
-        return _user(account_id, rows[0])
+        return _user(account_id, found)
 
     def list_users(self) -> list[User]:
         account_id = self.account().account_id
-        rows = self._query(
-            "SELECT name, user_id, role, created_us FROM identity_users ORDER BY name"
-        )
-        return [_user(account_id, row) for row in rows]
+        return [_user(account_id, found) for found in self._repo.users()]
 
     def delete_user(self, name: str) -> None:
         """Like IAM, refuse while the user still has (active or inactive) access keys."""
-        with self._write() as conn:
-            row = conn.execute("SELECT user_id FROM identity_users WHERE name = ?", (name,))
-            found = row.fetchone()
-            if not found:
+        with self._write():
+            found = self._repo.user(name)
+            if found is None:
                 raise _no_such_user(name)
-            if _live_key_count(conn, found[0]):
+            if self._repo.access_keys(found.user_id):
                 raise IdentityError(
                     "DeleteConflict", "Cannot delete entity, must delete access keys first.", 409
                 )
-            conn.execute("DELETE FROM identity_users WHERE user_id = ?", (found[0],))
+            self._repo.remove_user(found.user_id)
 
     # --- access keys -----------------------------------------------------------------------
 
     def create_access_key(self, user_name: str | None) -> AccessKeyWithSecret:
         """A new Active key for `user_name`, or for the root when None."""
         self.account()
-        with self._write() as conn:
-            user_id, name = _owner(conn, user_name)
-            if _live_key_count(conn, user_id) >= MAX_KEYS_PER_USER:
+        with self._write():
+            user_id, name = self._owner(user_name)
+            if len(self._repo.access_keys(user_id)) >= MAX_KEYS_PER_USER:
                 raise IdentityError(
                     "LimitExceeded",
                     f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}",
                     409,
                 )
-            return self._insert_key(conn, user_id, name)
+            return self._insert_key(user_id, name)
 
     def list_access_keys(self, user_name: str | None) -> list[AccessKey]:
         """Keys that are not deleted, oldest first, without their secrets."""
-        with self._lock:
-            user_id, _ = _owner(self._conn, user_name)
-            rows = self._conn.execute(
-                "SELECT access_key_id, user_name, status, created_us FROM identity_access_keys"
-                " WHERE user_id IS ? AND status != 'Deleted' ORDER BY created_us, access_key_id",
-                (user_id,),
-            ).fetchall()
-        return [AccessKey(k, name, status, _from_us(us)) for k, name, status, us in rows]
+        user_id, _ = self._owner(user_name)
+        keys = sorted(self._repo.access_keys(user_id), key=lambda k: (k.created, k.access_key_id))
+        return [AccessKey(k.access_key_id, k.user_name, k.status, k.created) for k in keys]
 
     def update_access_key(self, access_key_id: str, status: str, owner: str | None) -> None:
         """Set the status of a key of `owner` (a user name, or None for the root)."""
@@ -367,50 +387,57 @@ class IdentityStore:
     def _set_status(self, access_key_id: str, status: str, owner: str | None, keep_secret: bool) -> None:
         # The owner is always checked: a key id alone never reaches another identity's key
         # (AWS answers NoSuchEntity when the key is not the named, or the caller's own, user's).
-        secret_sql = "" if keep_secret else ", secret_envelope = NULL"
-        with self._write() as conn:
-            user_id, _ = _owner(conn, owner)
+        with self._write():
+            user_id, _ = self._owner(owner)
             if user_id is None and status != ACTIVE:
-                _keep_a_root_key(conn, access_key_id)
-            cursor = conn.execute(
-                f"UPDATE identity_access_keys SET status = ?, status_changed_us = ?{secret_sql}"
-                " WHERE access_key_id = ? AND user_id IS ? AND status != 'Deleted'",
-                (status, _to_us(self._clock.now()), access_key_id, user_id),
-            )
-            if cursor.rowcount == 0:
+                self._keep_a_root_key(access_key_id)
+            if not self._repo.set_key_status(access_key_id, user_id, status, self._clock.now(),
+                                             erase_secret=not keep_secret):
                 raise _no_such_key(access_key_id)
 
     def recover_root(self) -> tuple[AccessKeyWithSecret, list[str]]:
         """Break glass (local access only): revoke every root key, issue a fresh one. Returns the
         new key with its secret and the ids of the keys revoked."""
         self.account()
-        with self._write() as conn:
-            revoked = [str(r[0]) for r in conn.execute(
-                "SELECT access_key_id FROM identity_access_keys WHERE user_id IS NULL AND status != 'Deleted' "
-                "ORDER BY created_us").fetchall()]
-            conn.execute("UPDATE identity_access_keys SET status = 'Deleted', secret_envelope = NULL, "
-                         "status_changed_us = ? WHERE user_id IS NULL AND status != 'Deleted'",
-                         (_to_us(self._clock.now()),))
-            return self._insert_key(conn, None, None), revoked
+        with self._write():
+            revoked = [k.access_key_id for k in self._repo.access_keys(None)]
+            now = self._clock.now()
+            for key_id in revoked:
+                self._repo.set_key_status(key_id, None, DELETED, now, erase_secret=True)
+            return self._insert_key(None, None), revoked
 
-    def _insert_key(
-        self, conn: sqlite3.Connection, user_id: str | None, user_name: str | None
-    ) -> AccessKeyWithSecret:
+    def _insert_key(self, user_id: str | None, user_name: str | None) -> AccessKeyWithSecret:
         key_id, secret = _unique_id("AKIA"), _new_secret()
         created = self._clock.now()
         envelope = self._keyring.encrypt(secret.encode(), _context(key_id))
-        conn.execute(
-            "INSERT INTO identity_access_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key_id, user_id, user_name, ACTIVE, envelope, _to_us(created), _to_us(created)),
-        )
+        if not self._repo.add_access_key(StoredAccessKey(key_id, user_id, user_name, ACTIVE, envelope, created,
+                                                         created)):
+            raise IdentityError("ServiceFailure", f"access key id {key_id} was drawn twice; retry the request", 500)
         return AccessKeyWithSecret(key_id, user_name, ACTIVE, created, secret)
+
+    def _owner(self, user_name: str | None) -> tuple[str | None, str | None]:
+        """(user_id, stored name) of a user, or (None, None) for the root."""
+        if user_name is None:
+            return None, None
+        found = self._repo.user(user_name)
+        if found is None:
+            raise _no_such_user(user_name)
+        return found.user_id, found.name
+
+    def _keep_a_root_key(self, access_key_id: str) -> None:
+        """Refuse to delete or deactivate the root's last active key: nothing could restore it
+        but `trailkeeper recover-root` on the server's own machine."""
+        active = [k.access_key_id for k in self._repo.access_keys(None) if k.status == ACTIVE]
+        if active == [access_key_id]:
+            raise IdentityError("DeleteConflict", "Cannot delete or deactivate the root's last active access key: "
+                                "create another root key first (the root alone may manage its keys).", 409)
 
     # --- authentication --------------------------------------------------------------------
 
     def resolve(self, access_key_id: str) -> tuple[Principal, str] | None:
         """The owner and secret of a non-deleted key (Active or Inactive), else None."""
         with self._lock:
-            version = int(self._conn.execute("SELECT version FROM identity_version").fetchone()[0])
+            version = self._repo.version()
             if self._cache is None or version != self._cache_version:
                 self._cache = self._load_keys()
                 self._cache_version = version
@@ -430,21 +457,16 @@ class IdentityStore:
         return found
 
     def _load_keys(self) -> dict[str, tuple[Principal, str]]:
-        account = self._conn.execute("SELECT account_id FROM identity_account").fetchone()
+        account = self._repo.account()
         if account is None:
             return {}
-        account_id = str(account[0])
-        rows = self._conn.execute(
-            "SELECT k.access_key_id, k.status, k.secret_envelope, k.user_id, u.name, u.role"
-            " FROM identity_access_keys k LEFT JOIN identity_users u ON k.user_id = u.user_id"
-            " WHERE k.status != 'Deleted'"
-        ).fetchall()
         loaded: dict[str, tuple[Principal, str]] = {}
-        for key_id, status, envelope, user_id, name, role in rows:
-            principal = _principal(account_id, key_id, status, user_id, name, role)
-            if principal is not None:
-                secret = self._keyring.decrypt(envelope, _context(key_id)).decode()
-                loaded[key_id] = (principal, secret)
+        for key, user in self._repo.live_keys():
+            principal = _principal(account.account_id, key.access_key_id, key.status, key.user_id,
+                                   user.name if user else None, user.role if user else None)
+            if principal is not None and key.secret_envelope is not None:
+                secret = self._keyring.decrypt(key.secret_envelope, _context(key.access_key_id)).decode()
+                loaded[key.access_key_id] = (principal, secret)
         return loaded
 
 
@@ -479,36 +501,5 @@ def _check_user_name(name: str) -> None:
         )
 
 
-def _user(account_id: str, row: tuple[Any, ...]) -> User:
-    name, user_id, role, created_us = row
-    return User(name, user_id, user_arn(account_id, name), role, _from_us(created_us))
-
-
-def _owner(conn: sqlite3.Connection, user_name: str | None) -> tuple[str | None, str | None]:
-    """(user_id, stored name) of a user, or (None, None) for the root."""
-    if user_name is None:
-        return None, None
-    row = conn.execute(
-        "SELECT user_id, name FROM identity_users WHERE name = ?", (user_name,)
-    ).fetchone()
-    if row is None:
-        raise _no_such_user(user_name)
-    return str(row[0]), str(row[1])
-
-
-def _keep_a_root_key(conn: sqlite3.Connection, access_key_id: str) -> None:
-    """Refuse to delete or deactivate the root's last active key: nothing could restore it
-    but `trailkeeper recover-root` on the server's own machine."""
-    active = [str(r[0]) for r in conn.execute(
-        "SELECT access_key_id FROM identity_access_keys WHERE user_id IS NULL AND status = 'Active'").fetchall()]
-    if active == [access_key_id]:
-        raise IdentityError("DeleteConflict", "Cannot delete or deactivate the root's last active access key: "
-                            "create another root key first (the root alone may manage its keys).", 409)
-
-
-def _live_key_count(conn: sqlite3.Connection, user_id: str | None) -> int:
-    row = conn.execute(
-        "SELECT COUNT(*) FROM identity_access_keys WHERE user_id IS ? AND status != 'Deleted'",
-        (user_id,),
-    ).fetchone()
-    return int(row[0])
+def _user(account_id: str, found: StoredUser) -> User:
+    return User(found.name, found.user_id, user_arn(account_id, found.name), found.role, found.created)

@@ -27,23 +27,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import sqlite3
-import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from trailkeeper import records
-from trailkeeper._internal.sqlite import Database
-from trailkeeper.clock import iso_seconds
+from trailkeeper.clock import Clock, iso_seconds
 from trailkeeper.errors import SpoolError, TrailError
 from trailkeeper.records import Caller
-from trailkeeper.state.schema import STATE_SCHEMA
+
+if TYPE_CHECKING:
+    from trailkeeper.ingest import Ingest
+    from trailkeeper.spool import Spool
 
 MAX_EVENTS = 100
 MAX_REQUEST_BYTES = 1_048_576
@@ -101,12 +101,33 @@ class Channel:
         return self.arn.split(":")[4]
 
 
-class ChannelStore:
-    """Channels in the state database; names are unique per account."""
+class ChannelRepository(Protocol):
+    """Where channels are kept. Each write is one transaction; a missing or taken row is None or
+    False, ChannelStore turns that into CloudTrail's errors.
+    Implementations: state.channels.SqliteChannelRepository, MemoryChannelRepository."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        STATE_SCHEMA.ensure(db.path)
+    def add(self, channel: Channel) -> bool:
+        """False (nothing written) when the ARN or the name is taken."""
+        ...
+
+    def get(self, channel_id: str) -> Channel | None:
+        """The channel whose ARN ends in `channel/{channel_id}`."""
+        ...
+
+    def all(self) -> list[Channel]:
+        """Every channel, by ARN."""
+        ...
+
+    def remove(self, arn: str) -> bool:
+        """False when there was no such channel."""
+        ...
+
+
+class ChannelStore:
+    """The channels of an installation, kept in a ChannelRepository; names are unique per account."""
+
+    def __init__(self, repository: ChannelRepository) -> None:
+        self.repository = repository
 
     def create(self, name: str, source: str, destinations: list[dict[str, str]], account: str, region: str,
                tags: list[dict[str, str]] | None = None, now: datetime | None = None) -> Channel:
@@ -116,37 +137,55 @@ class ChannelStore:
         arn = f"arn:aws:cloudtrail:{region}:{account}:channel/{uuid.uuid4()}"
         created = now.timestamp() if now else 0.0
         channel = Channel(arn, name, source, destinations, list(tags or []), created)
-        try:
-            with self.db.tx() as conn:
-                conn.execute("INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?)",
-                             (arn, name, source, orjson.dumps(destinations).decode(),
-                              orjson.dumps(channel.tags).decode(), created))
-        except sqlite3.IntegrityError as e:
+        if not self.repository.add(channel):
             raise TrailError("ChannelAlreadyExistsException",
-                             f"Channel {name!r} already exists; choose another name or delete it first.") from e
+                             f"Channel {name!r} already exists; choose another name or delete it first.")
         return channel
 
     def get(self, arn_or_id: str) -> Channel:
         """The channel by ARN or by its ID (the UUID after `channel/`)."""
-        rows = self.db.query("SELECT * FROM channels WHERE arn LIKE ?", (f"%:channel/{channel_id(arn_or_id)}",))
-        if not rows or (arn_or_id.startswith("arn:") and rows[0]["arn"] != arn_or_id):
+        found = self.repository.get(channel_id(arn_or_id))
+        if found is None or (arn_or_id.startswith("arn:") and found.arn != arn_or_id):
             raise TrailError("ChannelNotFoundException", f"Channel {arn_or_id!r} does not exist; "
                              "list channels with ListChannels.")
-        return _channel_of(rows[0])
+        return found
 
     def list(self) -> list[Channel]:
-        return [_channel_of(row) for row in self.db.query("SELECT * FROM channels ORDER BY arn")]
+        return self.repository.all()
 
     def delete(self, arn_or_id: str) -> Channel:
         channel = self.get(arn_or_id)
-        with self.db.tx() as conn:
-            conn.execute("DELETE FROM channels WHERE arn = ?", (channel.arn,))
+        self.repository.remove(channel.arn)
         return channel
 
 
-def _channel_of(row: sqlite3.Row) -> Channel:
-    return Channel(row["arn"], row["name"], row["source"], orjson.loads(row["destinations"]),
-                   orjson.loads(row["tags"]), row["created"])
+class _Account(Protocol):
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+
+class LakeService(Protocol):
+    """What the channel operations and PutAuditEvents use of the service."""
+
+    @property
+    def channels(self) -> ChannelStore: ...
+
+    @property
+    def account(self) -> _Account: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def ingest(self) -> Ingest: ...
+
+    @property
+    def spool(self) -> Spool: ...
+
+    def emit(self, record: dict[str, Any]) -> None: ...
 
 
 def channel_id(arn_or_id: str) -> str:
@@ -203,22 +242,6 @@ def _check_tags(tags: object) -> list[dict[str, str]]:
     return tags
 
 
-_STORE_LOCK = threading.Lock()
-
-
-def channels(service: Any) -> ChannelStore:
-    """The ChannelStore of a service, created on first use and cached on the service."""
-    with _STORE_LOCK:
-        store = service.__dict__.get("_lake_channels")
-        if store is None:
-            # Share the service's state connection when it has one: it is closed with the service.
-            db = getattr(service, "state_db", None)
-            store = ChannelStore(db if isinstance(db, Database) else Database(service.config.state_db))
-            service.__dict__["_lake_channels"] = store
-        assert isinstance(store, ChannelStore)
-        return store
-
-
 # ---- channel operations (CloudTrail control plane, AWS JSON shapes) --------
 
 def _channel_param(params: dict[str, Any]) -> str:
@@ -228,32 +251,32 @@ def _channel_param(params: dict[str, Any]) -> str:
     return value
 
 
-def create_channel(service: Any, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
+def create_channel(service: LakeService, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
     tags = _check_tags(params.get("Tags"))
     name = check_channel_name(params.get("Name"))
     source = check_source(params.get("Source", SOURCE_CUSTOM))
     destinations = check_destinations(params.get("Destinations"))
-    channel = channels(service).create(name, source, destinations, service.account.account_id, service.account.region, tags,
+    channel = service.channels.create(name, source, destinations, service.account.account_id, service.account.region, tags,
                                        service.clock.now())
     return {"ChannelArn": channel.arn, "Name": channel.name, "Source": channel.source,
             "Destinations": channel.destinations, "Tags": channel.tags}
 
 
-def get_channel(service: Any, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
-    channel = channels(service).get(_channel_param(params))
+def get_channel(service: LakeService, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
+    channel = service.channels.get(_channel_param(params))
     return {"ChannelArn": channel.arn, "Name": channel.name, "Source": channel.source,
             "SourceConfig": {"ApplyToAllRegions": False, "AdvancedEventSelectors": []},
             "Destinations": channel.destinations, "IngestionStatus": {}}
 
 
-def list_channels(service: Any, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
+def list_channels(service: LakeService, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
     limit = params.get("MaxResults", MAX_LIST_RESULTS)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_RESULTS:
         raise TrailError("InvalidParameterException", f"MaxResults must be between 1 and {MAX_LIST_RESULTS}.")
     token = params.get("NextToken")
     if token is not None and not isinstance(token, str):
         raise TrailError("InvalidNextTokenException", "NextToken must be the string a previous call returned.")
-    listed = [c for c in channels(service).list() if token is None or c.arn > token]
+    listed = [c for c in service.channels.list() if token is None or c.arn > token]
     page = listed[:limit]
     response: dict[str, Any] = {"Channels": [{"ChannelArn": c.arn, "Name": c.name} for c in page]}
     if len(listed) > limit:
@@ -261,8 +284,8 @@ def list_channels(service: Any, principal: Any, params: dict[str, Any]) -> dict[
     return response
 
 
-def delete_channel(service: Any, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
-    channels(service).delete(_channel_param(params))
+def delete_channel(service: LakeService, principal: Any, params: dict[str, Any]) -> dict[str, Any]:
+    service.channels.delete(_channel_param(params))
     return {}
 
 
@@ -284,7 +307,7 @@ class EventRefused(Exception):
         super().__init__(message)
 
 
-def put_audit_events(service: Any, caller: Caller, channel_arn: str, external_id: str | None, body: bytes,
+def put_audit_events(service: LakeService, caller: Caller, channel_arn: str, external_id: str | None, body: bytes,
                      source_ip: str, user_agent: str) -> tuple[int, dict[str, Any]]:
     """Ingest one PutAuditEvents request; returns (HTTP status, response body)."""
     channel = _ingest_channel(service, caller, channel_arn)
@@ -318,7 +341,7 @@ def put_audit_events(service: Any, caller: Caller, channel_arn: str, external_id
     return 200, {"successful": successful, "failed": failed}
 
 
-def _record_forged_source(service: Any, ctx: records.IngestContext, channel_arn: str, event_id: str,
+def _record_forged_source(service: LakeService, ctx: records.IngestContext, channel_arn: str, event_id: str,
                           message: str) -> None:
     """Someone tried to write in trailkeeper's own name through a channel: recorded."""
     from trailkeeper import audit
@@ -330,11 +353,11 @@ def _record_forged_source(service: Any, ctx: records.IngestContext, channel_arn:
                                        RESERVED_SOURCE_CODE, message, event_source=audit.CLOUDTRAIL_DATA_SOURCE))
 
 
-def _ingest_channel(service: Any, caller: Caller, channel_arn: str) -> Channel:
+def _ingest_channel(service: LakeService, caller: Caller, channel_arn: str) -> Channel:
     if not channel_arn:
         raise TrailError("InvalidChannelARN", "channelArn is required: pass the channel ARN or ID.")
     try:
-        channel = channels(service).get(channel_arn)
+        channel = service.channels.get(channel_arn)
     except TrailError as e:
         code = "InvalidChannelARN" if e.code == "ChannelARNInvalidException" else "ChannelNotFound"
         raise TrailError(code, str(e)) from e
@@ -361,7 +384,7 @@ def _spool_message(event_id: str, code: str, error: SpoolError) -> str:
     return f"The event could not be stored ({error}); retry the request."
 
 
-def _stored_event_id(service: Any, seq: int) -> str | None:
+def _stored_event_id(service: LakeService, seq: int) -> str | None:
     """The eventID a retried event got the first time (the spool keeps it within the window)."""
     stored = service.spool.read(seq, 1, MAX_EVENT_DATA_BYTES * 2)
     if not stored or stored[0][0] != seq:

@@ -33,10 +33,15 @@ from trailkeeper.identity import IdentityStore
 from trailkeeper.ingest import IN_PROCESS_AGENT, IN_PROCESS_ORIGIN, Ingest
 from trailkeeper.keys.roots import open_root_of_trust
 from trailkeeper.keys.signing import SigningKeys
-from trailkeeper.kms import Kms
+from trailkeeper.kms import Kms, SqliteKmsRepository
+from trailkeeper.lake import ChannelStore
 from trailkeeper.quarantine import Quarantine
 from trailkeeper.spool import AppendResult, Spool
+from trailkeeper.state.channels import SqliteChannelRepository
+from trailkeeper.state.identities import SqliteIdentityRepository
 from trailkeeper.state.schema import HISTORY_SCHEMA, STATE_SCHEMA
+from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
+from trailkeeper.state.trails import SqliteTrailRepository
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.destinations import folder_destination_problem, is_s3, open_destination
 from trailkeeper.trails import Location, Trail, TrailConfig, TrailStore
@@ -81,14 +86,17 @@ class Service:
         # Before any component opens them: an older data directory is migrated, a newer refused.
         self.migrated = [done for done in (STATE_SCHEMA.ensure(config.state_db), HISTORY_SCHEMA.ensure(config.history_db))
                          if done is not None]
-        self.identity = IdentityStore(config.state_db, self.keyring, self.clock)
+        self.identity = IdentityStore(SqliteIdentityRepository(config.state_db), self.keyring, self.clock)
         acct = self.identity.account()
         self.account = Account(acct.account_id, acct.region)
         self.state_db = Database(config.state_db)
-        self.trails = TrailStore(self.state_db)
-        self.keys = SigningKeys(config.state_db, self.keyring, self.clock, config.key_rotation)
-        self.kms = Kms(config.state_db, self.keyring, self.clock, self.account.account_id, self.account.region,
-                       in_use=self.trails_using_key, material_ttl_s=config.kms_material_ttl.total_seconds())
+        self.trails = TrailStore(SqliteTrailRepository(self.state_db))
+        self.channels = ChannelStore(SqliteChannelRepository(self.state_db))
+        self.keys = SigningKeys(SqliteSigningKeyRepository(config.state_db), self.keyring, self.clock,
+                                config.key_rotation)
+        # The service is the KMS's KeyUsers: a key its logging trails encrypt with is not deleted.
+        self.kms = Kms(SqliteKmsRepository(config.state_db), self.keyring, self.clock, self.account.account_id,
+                       self.account.region, users=self, material_ttl_s=config.kms_material_ttl.total_seconds())
         self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
                            idempotency_window=config.idempotency_window)
         self.history = SqliteHistory(config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
@@ -153,27 +161,13 @@ class Service:
         return left
 
     def flush(self, timeout: float) -> None:
-        """Deliver every spooled event of logging trails now (used at shutdown and by tests)."""
-        if not self.background:
-            for idle in self._workers.values():
-                idle.force_flush_until(self.spool.next_seq())
-            self.pump()
-            return
+        """Deliver every spooled event of logging trails now (used at shutdown and by tests):
+        every consumer is flushed through the registry (pumped in the foreground when the service
+        runs no threads), then what the flush itself recorded is waited for in the history."""
         deadline = time.monotonic() + timeout
-        for trail in self.trails.all():
-            if not trail.state.is_logging:
-                continue
-            worker = self._workers.get(trail.config.name)
-            if worker is None:
-                continue
-            target = self.spool.next_seq()
-            worker.force_flush_until(target)
-            while time.monotonic() < deadline:
-                current = self.trails.get(trail.config.name).state
-                if current.offset_seq >= target and current.intent is None:
-                    break
-                time.sleep(0.05)
-        self.wait_indexed(self.spool.next_seq() - 1, max(0.0, deadline - time.monotonic()))
+        self.consumers.flush(self.spool.next_seq(), timeout, foreground=not self.background)
+        if self.background:
+            self.wait_indexed(self.spool.next_seq() - 1, max(0.0, deadline - time.monotonic()))
 
     # ---- recording ----
     def emit(self, record: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Trail configuration, event selectors and delivery state, persisted in the state database."""
+"""Trail configuration, event selectors and delivery state; TrailStore keeps them in a
+TrailRepository (state.trails: SQLite in the state database, or memory)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,11 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from trailkeeper._internal.sqlite import Database
 from trailkeeper.errors import TrailError
 from trailkeeper.records import is_reserved_source
 from trailkeeper.selectors import selects_advanced
-from trailkeeper.state.schema import STATE_SCHEMA
 
 READ_WRITE_TYPES = ("ReadOnly", "WriteOnly", "All")
 DEFAULT_SELECTORS: tuple[dict[str, Any], ...] = (
@@ -31,10 +30,6 @@ def _ts(when: datetime | None) -> float | None:
 
 def _dt(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
-
-
-def _req_dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 @dataclass(frozen=True)
@@ -255,41 +250,95 @@ def _data_resource_match(resources: list[dict[str, Any]], record: dict[str, Any]
     return False
 
 
-class TrailStore:
-    """All trail rows of the state database. Methods are short transactions."""
+class TrailRepository(Protocol):
+    """Where trails are kept: configurations, delivery states, logging periods, the files
+    delivered and deleted trails. Each write is one transaction on its own. A missing trail is
+    None (or a write that changes nothing); TrailStore turns that into the API's errors.
+    Implementations: state.trails.SqliteTrailRepository, MemoryTrailRepository."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        STATE_SCHEMA.ensure(db.path)
+    def create(self, config: TrailConfig, state: TrailState, created: datetime) -> bool:
+        """Add a trail with its first state; False (nothing written) when the name is taken."""
+        ...
+
+    def count(self) -> int: ...
+
+    def get(self, name: str) -> Trail | None: ...
+
+    def all(self) -> list[Trail]:
+        """Every live trail, by name."""
+        ...
+
+    def update_config(self, config: TrailConfig) -> None: ...
+
+    def archive(self, name: str, key: str, deleted: datetime) -> None:
+        """Remove a live trail; if it exists, keep its configuration as a deleted trail under
+        `key` and move its logging periods and delivered files to that key."""
+        ...
+
+    def deleted(self) -> list[DeletedTrail]:
+        """Deleted trails, oldest deletion first."""
+        ...
+
+    def save_state(self, name: str, state: TrailState) -> None: ...
+
+    def start_chain(self, name: str, state: TrailState, started: datetime, location: Location) -> None:
+        """Save the state and open a logging period at `started` (replacing one that starts then)."""
+        ...
+
+    def mark_stopped(self, name: str, state: TrailState, stopped: datetime) -> None:
+        """Save the state and close the open logging periods of `name`."""
+        ...
+
+    def periods(self, name: str) -> list[LoggingPeriod]:
+        """The logging periods kept under `name` (a trail, or a deleted trail's key), oldest first."""
+        ...
+
+    def period_places(self) -> list[tuple[str, Location]]:
+        """(trail name, location) of every logging period that recorded its location, by key
+        and start; a deleted trail's periods are named by the trail's name, not its key."""
+        ...
+
+    def record_delivery(self, name: str, state: TrailState, file: DeliveredFile, seq_from: int,
+                        seq_to: int) -> None:
+        """Keep a delivered file (once: a file already kept is left as it is) and save the state."""
+        ...
+
+    def undigested(self, name: str, before: datetime) -> list[DeliveredFile]:
+        """Files delivered before `before` that no digest names yet, by delivery time and key."""
+        ...
+
+    def record_digest(self, name: str, state: TrailState, keys: list[str], end: datetime, final: bool) -> None:
+        """Mark the files named `keys` digested by the digest ending at `end` and save the state;
+        a final digest also closes the newest logging period's chain at `end`."""
+        ...
+
+    def delivered_files(self, name: str) -> list[DeliveredFile]:
+        """Every file delivered under `name`, by delivery time and key."""
+        ...
+
+
+class TrailStore:
+    """The trails of an installation, kept in a TrailRepository. Methods are short transactions."""
+
+    def __init__(self, repository: TrailRepository) -> None:
+        self.repository = repository
 
     # ---- configuration ----
     def create(self, config: TrailConfig, now: datetime) -> Trail:
-        with self.db.tx() as c:
-            if c.execute("SELECT 1 FROM trails WHERE name=?", (config.name,)).fetchone():
-                raise TrailError("TrailAlreadyExistsException", f"Trail {config.name} already exists.")
-            c.execute("INSERT INTO trails VALUES (?,?,?)", (config.name, config.to_json(), now.timestamp()))
-            c.execute("INSERT OR REPLACE INTO trail_state VALUES (?,?)", (config.name, TrailState().to_json()))
+        if not self.repository.create(config, TrailState(), now):
+            raise TrailError("TrailAlreadyExistsException", f"Trail {config.name} already exists.")
         return Trail(config, TrailState(), now)
 
     def count(self) -> int:
-        return int(self.db.query("SELECT count(*) FROM trails")[0][0])
+        return self.repository.count()
 
     def update_config(self, config: TrailConfig) -> None:
-        with self.db.tx() as c:
-            c.execute("UPDATE trails SET config=? WHERE name=?", (config.to_json(), config.name))
+        self.repository.update_config(config)
 
     def delete(self, name: str, when: datetime) -> None:
         """Remove a trail, keeping its configuration and logging history as a deleted trail:
         its files stay where they are, and can still be served and validated."""
-        key = f"{name}@{when.timestamp():.6f}"
-        with self.db.tx() as c:
-            row = c.execute("SELECT config, created FROM trails WHERE name=?", (name,)).fetchone()
-            if row is not None:
-                c.execute("INSERT INTO deleted_trails VALUES (?,?,?,?,?)", (key, name, row[0], row[1], when.timestamp()))
-                c.execute("UPDATE logging_periods SET name=? WHERE name=?", (key, name))
-                c.execute("UPDATE delivered_files SET name=? WHERE name=?", (key, name))
-            c.execute("DELETE FROM trails WHERE name=?", (name,))
-            c.execute("DELETE FROM trail_state WHERE name=?", (name,))
+        self.repository.archive(name, f"{name}@{when.timestamp():.6f}", when)
 
     def places(self) -> list[tuple[str, Location]]:
         """(trail name, location) of every place any trail, live or deleted, has delivered to or
@@ -299,90 +348,50 @@ class TrailStore:
             found[(trail.config.name, trail.config.location)] = None
         for gone in self.deleted():
             found[(gone.config.name, gone.config.location)] = None
-        rows = self.db.query("SELECT p.name, p.bucket, p.prefix, p.destination, d.name FROM logging_periods p "
-                             "LEFT JOIN deleted_trails d ON d.key = p.name WHERE p.bucket IS NOT NULL")
-        for key, bucket, prefix, destination, deleted_name in rows:
-            found[(deleted_name or key, Location(bucket, prefix or "", destination))] = None
+        for place in self.repository.period_places():
+            found[place] = None
         return list(found)
 
     def deleted(self) -> list[DeletedTrail]:
         """Deleted trails, oldest deletion first."""
-        rows = self.db.query("SELECT key, config, created, deleted FROM deleted_trails ORDER BY deleted")
-        return [DeletedTrail(r[0], TrailConfig.from_json(r[1]), _req_dt(r[2]), _req_dt(r[3])) for r in rows]
+        return self.repository.deleted()
 
     def get(self, name: str) -> Trail:
-        rows = self.db.query("SELECT t.config, t.created, s.state FROM trails t JOIN trail_state s USING(name) WHERE name=?", (name,))
-        if not rows:
+        trail = self.repository.get(name)
+        if trail is None:
             raise TrailError("TrailNotFoundException", f"Unknown trail: {name}.")
-        row = rows[0]
-        return Trail(TrailConfig.from_json(row[0]), TrailState.from_json(row[2]), _dt(row[1]))
+        return trail
 
     def find(self, name: str) -> Trail | None:
-        try:
-            return self.get(name)
-        except TrailError:
-            return None
+        return self.repository.get(name)
 
     def all(self) -> list[Trail]:
-        rows = self.db.query("SELECT t.config, t.created, s.state FROM trails t JOIN trail_state s USING(name) ORDER BY name")
-        return [Trail(TrailConfig.from_json(r[0]), TrailState.from_json(r[2]), _dt(r[1])) for r in rows]
+        return self.repository.all()
 
     # ---- state ----
     def save_state(self, name: str, state: TrailState) -> None:
-        with self.db.tx() as c:
-            c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
+        self.repository.save_state(name, state)
 
     def start_chain(self, name: str, state: TrailState, started: datetime, location: Location) -> None:
         """A starting digest window opens: the validator expects digests from here on, at `location`."""
-        with self.db.tx() as c:
-            c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
-            c.execute("INSERT OR REPLACE INTO logging_periods (name, started, stopped, final_digest_end, bucket, "
-                      "prefix, destination) VALUES (?,?,NULL,NULL,?,?,?)",
-                      (name, started.timestamp(), location.bucket, location.prefix, location.destination))
+        self.repository.start_chain(name, state, started, location)
 
     def mark_stopped(self, name: str, state: TrailState, stopped: datetime) -> None:
-        with self.db.tx() as c:
-            c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
-            c.execute("UPDATE logging_periods SET stopped=? WHERE name=? AND stopped IS NULL", (stopped.timestamp(), name))
+        self.repository.mark_stopped(name, state, stopped)
 
     def periods(self, name: str) -> list[LoggingPeriod]:
         """The logging periods of a trail (by name) or a deleted trail (by its key)."""
-        rows = self.db.query("SELECT started, stopped, final_digest_end, bucket, prefix, destination "
-                             "FROM logging_periods WHERE name=? ORDER BY started", (name,))
-        return [LoggingPeriod(_req_dt(r[0]), _dt(r[1]), _dt(r[2]),
-                              Location(r[3], r[4] or "", r[5]) if r[3] is not None else None) for r in rows]
+        return self.repository.periods(name)
 
     def record_delivery(self, name: str, state: TrailState, file: DeliveredFile, seq_from: int, seq_to: int) -> None:
         """The log file is stored: remember it for the digest and advance the offset, atomically."""
-        with self.db.tx() as c:
-            c.execute(
-                "INSERT OR IGNORE INTO delivered_files VALUES (?,?,?,?,?,?,?,NULL,?,?,?)",
-                (name, file.key, file.hash_value, file.stored_hash, _ts(file.newest), _ts(file.oldest),
-                 file.delivered_at.timestamp(), seq_from, seq_to, file.events),
-            )
-            c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
+        self.repository.record_delivery(name, state, file, seq_from, seq_to)
 
     def undigested(self, name: str, before: datetime) -> list[DeliveredFile]:
-        rows = self.db.query(
-            "SELECT key, hash, stored_hash, newest, oldest, delivered_at, events FROM delivered_files "
-            "WHERE name=? AND digest_end IS NULL AND delivered_at < ? ORDER BY delivered_at, key",
-            (name, before.timestamp()),
-        )
-        return [DeliveredFile(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), _req_dt(r[5]), r[6]) for r in rows]
+        return self.repository.undigested(name, before)
 
     def record_digest(self, name: str, state: TrailState, keys: list[str], end: datetime, final: bool) -> None:
-        with self.db.tx() as c:
-            c.executemany("UPDATE delivered_files SET digest_end=? WHERE name=? AND key=?", [(end.timestamp(), name, k) for k in keys])
-            c.execute("UPDATE trail_state SET state=? WHERE name=?", (state.to_json(), name))
-            if final:
-                c.execute(
-                    "UPDATE logging_periods SET final_digest_end=? WHERE name=? AND started=(SELECT max(started) FROM logging_periods WHERE name=?)",
-                    (end.timestamp(), name, name),
-                )
+        self.repository.record_digest(name, state, keys, end, final)
 
     def delivered_files(self, name: str) -> list[DeliveredFile]:
-        rows = self.db.query(
-            "SELECT key, hash, stored_hash, newest, oldest, delivered_at, events FROM delivered_files WHERE name=? ORDER BY delivered_at, key",
-            (name,),
-        )
-        return [DeliveredFile(r[0], r[1], r[2], _dt(r[3]), _dt(r[4]), _req_dt(r[5]), r[6]) for r in rows]
+        return self.repository.delivered_files(name)

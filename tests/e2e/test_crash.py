@@ -74,11 +74,11 @@ def _sealed_ids(server: Server, dest: Path, trail: str) -> list[str]:
     from trailkeeper.clock import SystemClock
     from trailkeeper.config import load_config
     from trailkeeper.keys.roots import open_root_of_trust
-    from trailkeeper.kms import Kms
+    from trailkeeper.kms import Kms, SqliteKmsRepository
 
     config = load_config(server.data_dir)
     account, region = server.creds["accountId"], server.creds["region"]
-    kms = Kms(config.state_db, open_root_of_trust(config.root_of_trust, config.keyring_dir), SystemClock(),
+    kms = Kms(SqliteKmsRepository(config.state_db), open_root_of_trust(config.root_of_trust, config.keyring_dir), SystemClock(),
               account, region)
     arn = f"arn:aws:cloudtrail:{region}:{account}:trail/{trail}"
     ids: list[str] = []
@@ -91,11 +91,12 @@ def _sealed_ids(server: Server, dest: Path, trail: str) -> list[str]:
 
 def _final_digest_written(server: Server, trail: str) -> bool:
     from trailkeeper._internal.sqlite import Database
+    from trailkeeper.state.trails import SqliteTrailRepository
     from trailkeeper.trails import TrailStore
 
     db = Database(server.data_dir / "state.db")
     try:
-        periods = TrailStore(db).periods(trail)
+        periods = TrailStore(SqliteTrailRepository(db)).periods(trail)
         return bool(periods) and periods[-1].final_digest_end is not None
     finally:
         db.close()

@@ -30,6 +30,7 @@ from trailkeeper.keys.roots import (
     unpack_transit,
 )
 from trailkeeper.keys.signing import SigningKeys
+from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
 
 __all__ = ["openbao"]
 
@@ -222,15 +223,15 @@ def test_nothing_listening_is_unavailable(tmp_path: Path) -> None:
 def test_signing_keys_work_unchanged_on_a_transit_root(openbao: OpenBaoDev, tmp_path: Path) -> None:
     clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
     db = tmp_path / "state.db"
-    info = SigningKeys(db, openbao.transit_root(), clock, timedelta(days=30)).current()
+    info = SigningKeys(SqliteSigningKeyRepository(db), openbao.transit_root(), clock, timedelta(days=30)).current()
     # A second instance has no cached private key: it must unseal through OpenBao.
-    reopened = SigningKeys(db, openbao.transit_root(), clock, timedelta(days=30))
+    reopened = SigningKeys(SqliteSigningKeyRepository(db), openbao.transit_root(), clock, timedelta(days=30))
     signature = bytes.fromhex(reopened.sign(info.fingerprint, b"digest bytes"))
     public = _load_pkcs1_public(info.der_pkcs1)
     assert isinstance(public, rsa.RSAPublicKey)
     public.verify(signature, b"digest bytes", padding.PKCS1v15(), hashes.SHA256())
     openbao.disable_key()
-    fresh = SigningKeys(db, openbao.transit_root(), clock, timedelta(days=30))
+    fresh = SigningKeys(SqliteSigningKeyRepository(db), openbao.transit_root(), clock, timedelta(days=30))
     with pytest.raises(KeyProviderUnavailableError):
         fresh.sign(info.fingerprint, b"digest bytes")
 

@@ -81,8 +81,8 @@ def test_an_unexpected_error_is_recorded_shown_and_survived(service: Service, tm
     service.record([{"eventName": "Before", "eventSource": "app.example.com", "eventTime": now,
                      "requestParameters": None}], caller_of(resolved[0]))
     worker = service._workers["guarded"]
-    faulty = FailingKeys(worker.ctx.keys, failures=2)
-    worker.ctx = worker.ctx.__class__(**{**worker.ctx.__dict__, "keys": faulty})
+    faulty = FailingKeys(worker.digests.keys, failures=2)
+    worker.digests.keys = faulty  # the worker's digest chain signs with these from now on
     service.stop_logging("guarded")  # the final digest needs keys.current(): it fails twice
 
     assert _until(lambda: _records(service, "TrailDeliveryFailed"))

@@ -31,6 +31,7 @@ from trailkeeper._internal.gzipio import gunzip_strict, gzip_single
 from trailkeeper.clock import FrozenClock, iso_seconds
 from trailkeeper.keys.keyring import MemoryKeyring
 from trailkeeper.keys.signing import PublicKeyInfo, SigningKeys
+from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.memory import MemoryStore
 from trailkeeper.validate import Code, TrailInfo
@@ -131,7 +132,7 @@ class TrailFacts:
 
 
 def make_signing_keys(tmp_path: Path, clock: FrozenClock) -> SigningKeys:
-    return SigningKeys(tmp_path / "state.db", MemoryKeyring(), clock, ROTATION)
+    return SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), MemoryKeyring(), clock, ROTATION)
 
 
 def _records(when: datetime, n: int, tag: str) -> bytes:

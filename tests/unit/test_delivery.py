@@ -13,7 +13,7 @@ from trailkeeper.clock import FrozenClock
 from trailkeeper.delivery import LogSealer, _put_log_once, build_log_file
 from trailkeeper.errors import KeyProviderUnavailableError, StorageError
 from trailkeeper.keys.keyring import MemoryKeyring
-from trailkeeper.kms import Kms
+from trailkeeper.kms import Kms, SqliteKmsRepository
 from trailkeeper.storage.memory import MemoryStore
 
 KEY = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/27/x.json.gz"
@@ -40,7 +40,7 @@ def test_retry_refuses_other_content_under_the_key() -> None:
 
 
 def _sealer(tmp_path: Path) -> LogSealer:
-    kms = Kms(tmp_path / "state.db", MemoryKeyring(), FrozenClock(datetime(2026, 11, 27, tzinfo=UTC)),
+    kms = Kms(SqliteKmsRepository(tmp_path / "state.db"), MemoryKeyring(), FrozenClock(datetime(2026, 11, 27, tzinfo=UTC)),
               "123456789012", "us-east-1")
     arn = kms.create_key().arn
     return LogSealer(kms, arn, "arn:aws:cloudtrail:us-east-1:123456789012:trail/t")

@@ -44,6 +44,7 @@ from trailkeeper.digest import (
 from trailkeeper.keys.keyring import MemoryKeyring
 from trailkeeper.keys.signing import SigningKeys, fingerprint
 from trailkeeper.layout import digest_key, log_key, trail_arn, uniq16_for
+from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
 
 ACCOUNT = "111122223333"
 REGION = "us-east-2"
@@ -332,7 +333,7 @@ class Trail:
 
 def _write_trail(hours: int, db_dir: Path) -> Trail:
     """A chain of `hours` signed digests, each covering one gzipped log file."""
-    keys = SigningKeys(db_dir / "state.db", MemoryKeyring(), FrozenClock(T0), timedelta(days=30))
+    keys = SigningKeys(SqliteSigningKeyRepository(db_dir / "state.db"), MemoryKeyring(), FrozenClock(T0), timedelta(days=30))
     s3, digests, logs = FakeS3(), [], []
     previous: ChainLink | None = None
     for hour in range(hours):
@@ -555,6 +556,6 @@ def test_parse_rejects_non_documents(data: bytes) -> None:
 
 
 def test_public_key_value_is_what_the_cli_decodes(tmp_path: Path) -> None:
-    keys = SigningKeys(tmp_path / "state.db", MemoryKeyring(), FrozenClock(T0), timedelta(days=1))
+    keys = SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), MemoryKeyring(), FrozenClock(T0), timedelta(days=1))
     info = keys.current()
     assert base64.b64decode(info.value_b64) == info.der_pkcs1

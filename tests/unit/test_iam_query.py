@@ -7,7 +7,6 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +16,6 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from trailkeeper.api.iam_query import (
-    IAM_ACTIONS,
     IAM_NAMESPACE,
     QueryError,
     error_xml,
@@ -26,13 +24,16 @@ from trailkeeper.api.iam_query import (
     success_xml,
     to_native,
 )
-from trailkeeper.api.operations import OPERATIONS
+from trailkeeper.api.operations import IAM
 from trailkeeper.clock import SystemClock
 from trailkeeper.errors import AuthError, IdentityError, StorageError
 from trailkeeper.identity import IdentityStore, Principal, root_arn
 from trailkeeper.keys.keyring import MemoryKeyring
+from trailkeeper.state.identities import SqliteIdentityRepository
 
 NS = {"i": IAM_NAMESPACE}
+ACTIONS = frozenset(IAM.operations)
+OPERATIONS = IAM.operations
 V = "Version=2010-05-08"
 SECRET_RE = re.compile(r"[A-Za-z0-9+/]{40}")
 
@@ -63,18 +64,19 @@ def test_parse_query_refuses(body: bytes, code: str) -> None:
 
 
 # ---- to_native ----
-def test_actions_map_to_native_operations_of_the_same_name() -> None:
-    assert set(IAM_ACTIONS) <= set(OPERATIONS)
-    assert all(k == v for k, v in IAM_ACTIONS.items())
+def test_actions_are_the_operations_of_the_iam_spec() -> None:
+    expected = {"CreateUser", "ListUsers", "DeleteUser", "CreateAccessKey", "ListAccessKeys", "UpdateAccessKey",
+                "DeleteAccessKey"}
+    assert expected == ACTIONS
 
 
 def test_create_user_role_defaults_to_writer() -> None:
-    assert to_native("CreateUser", {"UserName": "bob", "Path": "/"}) == {"UserName": "bob", "Role": "writer"}
+    assert to_native("CreateUser", {"UserName": "bob", "Path": "/"}, ACTIONS) == {"UserName": "bob", "Role": "writer"}
 
 
 def test_create_user_role_from_tag() -> None:
     params = {"UserName": "aud", "Tags.member.1.Key": "trailkeeper:role", "Tags.member.1.Value": "auditor"}
-    assert to_native("CreateUser", params) == {"UserName": "aud", "Role": "auditor"}
+    assert to_native("CreateUser", params, ACTIONS) == {"UserName": "aud", "Role": "auditor"}
 
 
 @pytest.mark.parametrize(("action", "params", "code"), [
@@ -91,13 +93,13 @@ def test_create_user_role_from_tag() -> None:
 ])
 def test_to_native_refuses(action: str, params: dict[str, str], code: str) -> None:
     with pytest.raises(QueryError) as info:
-        to_native(action, params)
+        to_native(action, params, ACTIONS)
     assert info.value.code == code
 
 
 def test_key_actions_pass_user_name_and_drop_paging() -> None:
-    assert to_native("ListAccessKeys", {"UserName": "u", "MaxItems": "5"}) == {"UserName": "u"}
-    assert to_native("UpdateAccessKey", {"AccessKeyId": "K", "Status": "Inactive"}) == {
+    assert to_native("ListAccessKeys", {"UserName": "u", "MaxItems": "5"}, ACTIONS) == {"UserName": "u"}
+    assert to_native("UpdateAccessKey", {"AccessKeyId": "K", "Status": "Inactive"}, ACTIONS) == {
         "AccessKeyId": "K", "Status": "Inactive"}
 
 
@@ -141,7 +143,7 @@ def test_handle_iam_renders_errors_with_their_status() -> None:
     def call(op: str, params: dict[str, Any]) -> dict[str, Any]:
         raise AuthError("AccessDenied", "not allowed", 403)
 
-    status, headers, body = handle_iam(f"Action=ListUsers&{V}".encode(), "", call, "r")
+    status, headers, body = handle_iam(f"Action=ListUsers&{V}".encode(), "", call, "r", ACTIONS)
     assert status == 403
     assert ("Content-Type", "text/xml") in headers
     assert ET.fromstring(body).findtext("i:Error/i:Code", namespaces=NS) == "AccessDenied"
@@ -151,10 +153,10 @@ def test_handle_iam_unknown_action_never_calls() -> None:
     def call(op: str, params: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError("must not be called")
 
-    status, _, body = handle_iam(f"Action=GetUser&{V}".encode(), "", call, "r")
+    status, _, body = handle_iam(f"Action=GetUser&{V}".encode(), "", call, "r", ACTIONS)
     assert status == 400
     assert ET.fromstring(body).findtext("i:Error/i:Code", namespaces=NS) == "InvalidAction"
-    status, _, body = handle_iam(f"Action=ListUsers&{V}&MaxItems=0".encode(), "", call, "r")
+    status, _, body = handle_iam(f"Action=ListUsers&{V}&MaxItems=0".encode(), "", call, "r", ACTIONS)
     assert (status, ET.fromstring(body).findtext("i:Error/i:Code", namespaces=NS)) == (400, "ValidationError")
 
 
@@ -163,7 +165,7 @@ def test_handle_iam_lets_codeless_errors_propagate() -> None:
         raise StorageError("disk full")
 
     with pytest.raises(StorageError):
-        handle_iam(f"Action=ListUsers&{V}".encode(), "", call, "r")
+        handle_iam(f"Action=ListUsers&{V}".encode(), "", call, "r", ACTIONS)
 
 
 def test_handle_iam_pages_lists() -> None:
@@ -173,7 +175,7 @@ def test_handle_iam_pages_lists() -> None:
         return {"Users": users}
 
     def page(extra: str) -> tuple[list[str | None], str | None, str | None]:
-        _, _, body = handle_iam(f"Action=ListUsers&{V}&MaxItems=2{extra}".encode(), "", call, "r")
+        _, _, body = handle_iam(f"Action=ListUsers&{V}&MaxItems=2{extra}".encode(), "", call, "r", ACTIONS)
         result = ET.fromstring(body).find("i:ListUsersResult", NS)
         assert result is not None
         names = [e.text for e in result.findall("i:Users/i:member/i:UserName", NS)]
@@ -195,18 +197,16 @@ class _RawBytes:
 
 @pytest.fixture()
 def iam(tmp_path: Path) -> Iterator[Any]:
-    store = IdentityStore(tmp_path / "identity.db", MemoryKeyring(), SystemClock())
+    store = IdentityStore(SqliteIdentityRepository(tmp_path / "identity.db"), MemoryKeyring(), SystemClock())
     creds = store.init_account("us-east-1")
     root = Principal(creds.account_id, True, None, creds.account_id, root_arn(creds.account_id), None,
                      creds.access_key_id, "Active")
-    service = SimpleNamespace(identity=store)
-
     def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        return OPERATIONS[operation].handler(service, root, params)  # type: ignore[arg-type]
+        return OPERATIONS[operation].handler(store, root, params)
 
     def before_send(request: Any, **_: Any) -> AWSResponse:
         body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
-        status, headers, out = handle_iam(body, urlsplit(request.url).query, call, "req-1")
+        status, headers, out = handle_iam(body, urlsplit(request.url).query, call, "req-1", ACTIONS)
         return AWSResponse(request.url, status, dict(headers), _RawBytes(out))
 
     client = botocore.session.get_session().create_client(
@@ -283,7 +283,7 @@ def test_identity_errors_keep_native_status() -> None:
     def call(op: str, params: dict[str, Any]) -> dict[str, Any]:
         raise IdentityError("LimitExceeded", "Cannot exceed quota for AccessKeysPerUser: 2", 409)
 
-    status, _, body = handle_iam(f"Action=CreateAccessKey&{V}&UserName=a".encode(), "", call, "r")
+    status, _, body = handle_iam(f"Action=CreateAccessKey&{V}&UserName=a".encode(), "", call, "r", ACTIONS)
     assert status == 409
     assert ET.fromstring(body).findtext("i:Error/i:Message", namespaces=NS) == (
         "Cannot exceed quota for AccessKeysPerUser: 2")

@@ -25,6 +25,7 @@ from trailkeeper.identity import (
     allowed,
 )
 from trailkeeper.keys.keyring import MemoryKeyring
+from trailkeeper.state.identities import SqliteIdentityRepository
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 REGION = "eu-west-1"
@@ -78,7 +79,7 @@ def db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(db: Path, keyring: MemoryKeyring, clock: FrozenClock) -> Iterator[IdentityStore]:
-    opened = IdentityStore(db, keyring, clock)
+    opened = IdentityStore(SqliteIdentityRepository(db), keyring, clock)
     yield opened
     opened.close()
 
@@ -147,7 +148,7 @@ def test_init_account_returns_root_credentials(store: IdentityStore) -> None:
 def test_account_ids_are_twelve_digits_without_leading_zero(tmp_path: Path) -> None:
     ids = set()
     for n in range(30):
-        store = IdentityStore(tmp_path / f"{n}.db", MemoryKeyring(), FrozenClock(START))
+        store = IdentityStore(SqliteIdentityRepository(tmp_path / f"{n}.db"), MemoryKeyring(), FrozenClock(START))
         ids.add(store.init_account(REGION).account_id)
         store.close()
     assert all(re.fullmatch(r"[1-9]\d{11}", account_id) for account_id in ids)
@@ -386,7 +387,7 @@ def test_cache_sees_changes_made_by_another_process(
     store: IdentityStore, root: AccessKeyWithSecret, db: Path, keyring: MemoryKeyring
 ) -> None:
     assert store.secret_for(root.access_key_id) == root.secret_access_key
-    other = IdentityStore(db, keyring, FrozenClock(START))
+    other = IdentityStore(SqliteIdentityRepository(db), keyring, FrozenClock(START))
     other.create_access_key(None)  # the root keeps an active key
     other.update_access_key(root.access_key_id, "Inactive", None)
     other.create_user("late", "auditor")
@@ -403,7 +404,7 @@ def test_state_survives_reopen(
     store.create_user("alice", "administrator")
     key = store.create_access_key("alice")
     store.close()
-    reopened = IdentityStore(db, keyring, FrozenClock(START))
+    reopened = IdentityStore(SqliteIdentityRepository(db), keyring, FrozenClock(START))
     assert reopened.get_user("alice").role == "administrator"
     assert reopened.secret_for(key.access_key_id) == key.secret_access_key
     reopened.close()
@@ -472,7 +473,7 @@ def test_secret_is_bound_to_its_key_id(
 def test_another_keyring_cannot_read_secrets(
     store: IdentityStore, root: AccessKeyWithSecret, db: Path
 ) -> None:
-    stranger = IdentityStore(db, MemoryKeyring("other"), FrozenClock(START))
+    stranger = IdentityStore(SqliteIdentityRepository(db), MemoryKeyring("other"), FrozenClock(START))
     with pytest.raises(SigningKeyError):
         stranger.resolve(root.access_key_id)
     stranger.close()

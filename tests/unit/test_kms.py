@@ -24,6 +24,7 @@ from trailkeeper.kms import (
     Ciphertext,
     Kms,
     KmsUnavailableError,
+    SqliteKmsRepository,
     canonical_context,
     material_id,
     open_blob,
@@ -64,6 +65,16 @@ class Root:
 
 
 @dataclass
+class Users:
+    """KeyUsers: which logging trails use each key ARN (the tests set them)."""
+
+    trails: dict[str, list[str]]
+
+    def trails_using_key(self, key_arn: str) -> list[str]:
+        return self.trails.get(key_arn, [])
+
+
+@dataclass
 class Env:
     kms: Kms
     clock: FrozenClock
@@ -72,7 +83,7 @@ class Env:
     trails: dict[str, list[str]]
 
     def reopen(self, root: Root | None = None) -> Kms:
-        return Kms(self.db, root or self.root, self.clock, ACCOUNT, REGION, lambda arn: self.trails.get(arn, []))
+        return Kms(SqliteKmsRepository(self.db), root or self.root, self.clock, ACCOUNT, REGION, Users(self.trails))
 
 
 @pytest.fixture()
@@ -80,7 +91,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     clock, root = FrozenClock(T0), Root()
     trails: dict[str, list[str]] = {}
     db = tmp_path / "state.db"
-    e = Env(Kms(db, root, clock, ACCOUNT, REGION, lambda arn: trails.get(arn, [])), clock, root, db, trails)
+    e = Env(Kms(SqliteKmsRepository(db), root, clock, ACCOUNT, REGION, Users(trails)), clock, root, db, trails)
     yield e
     e.kms.close()
 
@@ -486,7 +497,7 @@ def test_wrong_root_is_internal_error(env: Env) -> None:
 # ---- fuzz: decrypting anything is InvalidCiphertextException or a plaintext ---------------------
 @pytest.fixture(scope="module")
 def fuzz_kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kms, bytes]]:
-    kms = Kms(tmp_path_factory.mktemp("fuzz") / "state.db", MemoryKeyring(), FrozenClock(T0), ACCOUNT, REGION)
+    kms = Kms(SqliteKmsRepository(tmp_path_factory.mktemp("fuzz") / "state.db"), MemoryKeyring(), FrozenClock(T0), ACCOUNT, REGION)
     blob = kms.encrypt(kms.create_key().key_id, b"fuzz", CTX).blob
     yield kms, blob
     kms.close()

@@ -1,5 +1,5 @@
 """KMS over JSON 1.1: the handler table, wire shapes checked against botocore's KMS model, a real
-botocore KMS client driven in-process through `handle_kms`, and what audit records keep."""
+botocore KMS client driven in-process through the JSON 1.1 exchange, and what audit records keep."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import botocore.session
@@ -18,23 +17,19 @@ from botocore.exceptions import ClientError
 from botocore.model import Shape
 
 from trailkeeper import audit
-from trailkeeper.api.kms import (
-    KMS_OPERATIONS,
-    KMS_TARGET_PREFIX,
-    audit_resources,
-    handle_kms,
-    operation_of,
-    redact,
-)
-from trailkeeper.api.operations import OPERATIONS
+from trailkeeper.api import json11
+from trailkeeper.api.kms import KMS, KMS_TARGET_PREFIX, audit_resources, redact
+from trailkeeper.api.operations import CLOUDTRAIL, IAM
+from trailkeeper.api.services import DEFAULT_REGISTRY
 from trailkeeper.clock import FrozenClock
 from trailkeeper.errors import KmsError
 from trailkeeper.identity import PERMISSIONS, Principal, root_arn
 from trailkeeper.keys.keyring import MemoryKeyring
-from trailkeeper.kms import Kms
+from trailkeeper.kms import Kms, SqliteKmsRepository
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+KMS_OPERATIONS = KMS.operations
 MODEL = botocore.session.get_session().get_service_model("kms")
 ROOT = Principal(ACCOUNT, True, None, ACCOUNT, root_arn(ACCOUNT), None, "AKIAROOT", "Active")
 
@@ -82,13 +77,12 @@ def check_output(operation: str, response: dict[str, Any]) -> None:
 class Harness:
     def __init__(self, kms: Kms) -> None:
         self.kms = kms
-        self.service = SimpleNamespace(kms=kms)
         self.calls: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         """What App._call_operation does for a handler, with every answer checked against the model."""
         try:
-            response = KMS_OPERATIONS[operation].handler(self.service, ROOT, params)  # type: ignore[arg-type]
+            response = KMS_OPERATIONS[operation].handler(self.kms, ROOT, params)
         except KmsError:
             self.calls.append((operation, params, None))
             raise
@@ -107,7 +101,7 @@ class Harness:
 
 @pytest.fixture()
 def harness(tmp_path: Path) -> Iterator[Harness]:
-    kms = Kms(tmp_path / "state.db", MemoryKeyring(), FrozenClock(T0), ACCOUNT, REGION)
+    kms = Kms(SqliteKmsRepository(tmp_path / "state.db"), MemoryKeyring(), FrozenClock(T0), ACCOUNT, REGION)
     yield Harness(kms)
     kms.close()
 
@@ -124,7 +118,7 @@ class _RawBytes:
 def client(harness: Harness) -> Any:
     def before_send(request: Any, **_: Any) -> AWSResponse:
         body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
-        status, headers, out = handle_kms(request.headers["X-Amz-Target"].decode(), body, harness.call)
+        status, headers, out = json11.exchange(KMS, request.headers["X-Amz-Target"].decode(), body, harness.call)
         return AWSResponse(request.url, status, dict(headers), _RawBytes(out))
 
     kms_client = botocore.session.get_session().create_client(
@@ -143,10 +137,16 @@ def error_of(info: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
 def test_table_names_exist_in_the_model_and_are_audited_as_kms() -> None:
     for name in KMS_OPERATIONS:
         assert name in MODEL.operation_names
-        assert audit.event_source_for(name) == audit.KMS_SOURCE
-    assert not set(KMS_OPERATIONS) & set(OPERATIONS)
-    assert audit.event_source_for("CreateTrail") == audit.CLOUDTRAIL_SOURCE
-    assert audit.event_source_for("CreateUser") == audit.IAM_SOURCE
+        assert _event_source_for(name) == audit.KMS_SOURCE
+    assert not set(KMS_OPERATIONS) & (set(CLOUDTRAIL.operations) | set(IAM.operations))
+    assert _event_source_for("CreateTrail") == audit.CLOUDTRAIL_SOURCE
+    assert _event_source_for("CreateUser") == audit.IAM_SOURCE
+
+
+def _event_source_for(name: str) -> str:
+    found = DEFAULT_REGISTRY.find(name)
+    assert found is not None, name
+    return found.service.event_source
 
 
 def test_permissions() -> None:
@@ -165,13 +165,13 @@ def test_permissions() -> None:
     ("RotateKeyOnDemand", False), ("CreateAlias", False), ("CancelKeyDeletion", False),
 ])
 def test_read_only_as_cloudtrail_records_it(name: str, read_only: bool) -> None:
-    assert audit.is_read_only(name) is read_only
+    assert KMS_OPERATIONS[name].read_only is read_only
 
 
 def test_operation_of_target() -> None:
-    assert operation_of("TrentService.Encrypt") == "Encrypt"
-    assert operation_of("TrentService.Sign") is None
-    assert operation_of("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.CreateTrail") is None
+    assert KMS.operation_of_target("TrentService.Encrypt") == "Encrypt"
+    assert KMS.operation_of_target("TrentService.Sign") is None
+    assert KMS.operation_of_target("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.CreateTrail") is None
 
 
 # ---- wire shapes, handlers called with botocore-serialised params --------------------------------
@@ -287,20 +287,21 @@ def test_botocore_sees_aws_error_codes(client: Any) -> None:
 
 
 def test_unknown_target_and_bad_json(harness: Harness) -> None:
-    status, headers, body = handle_kms("TrentService.Sign", b"{}", harness.call)
+    status, headers, body = json11.exchange(KMS, "TrentService.Sign", b"{}", harness.call)
     assert status == 400 and json.loads(body)["__type"] == "UnknownOperationException"
     assert ("content-type", "application/x-amz-json-1.1") in headers
-    status, _, body = handle_kms("TrentService.ListKeys", b"[1]", harness.call)
+    status, _, body = json11.exchange(KMS, "TrentService.ListKeys", b"[1]", harness.call)
     assert json.loads(body)["__type"] == "SerializationException"
 
 
 # ---- audit records -------------------------------------------------------------------------------
 def _record(name: str, params: dict[str, Any], response: dict[str, Any] | None, kms: Kms) -> dict[str, Any]:
-    """An audit record as App._call_operation builds it once the lead routes KMS through redact."""
+    """An audit record as App._execute builds it: shaped by redact, recorded as the KMS spec says."""
     ctx = audit.CallContext(ACCOUNT, REGION, "127.0.0.1", "test", T0, "req")
     request, answer = redact(name, params, response)
     return audit.api_call_record(ctx, {"type": "Root"}, name, request, answer,
-                                 resources=audit_resources(kms, name, params, response))
+                                 resources=audit_resources(kms, name, params, response),
+                                 event_source=KMS.event_source, read_only=KMS_OPERATIONS[name].read_only)
 
 
 def test_audit_records_never_hold_plaintext_or_ciphertext(harness: Harness) -> None:

@@ -20,6 +20,7 @@ from trailkeeper._internal.sqlite import Database
 from trailkeeper.api.operations import OPEN_END, OPEN_START
 from trailkeeper.errors import TrailError
 from trailkeeper.history.base import LookupQuery
+from trailkeeper.state.channels import SqliteChannelRepository
 from trailkeeper.trails import TrailConfig
 
 DESTS = [{"Type": "EVENT_DATA_STORE", "Location": "arn:aws:cloudtrail:us-east-1:123456789012:eventdatastore/x"}]
@@ -118,11 +119,12 @@ def test_list_channels_pages(pipe: Pipeline) -> None:
 def test_channels_survive_a_restart(tmp_path: Path) -> None:
     with open_pipeline(tmp_path) as p:
         arn = lake.create_channel(p.service, None, {"Name": "kept", "Destinations": DESTS})["ChannelArn"]
-    reopened = lake.ChannelStore(Database(p.service.config.state_db))
+    db = Database(p.service.config.state_db)
+    reopened = lake.ChannelStore(SqliteChannelRepository(db))
     try:
         assert reopened.get(arn).name == "kept"
     finally:
-        reopened.db.close()
+        db.close()
 
 
 # ---- PutAuditEvents ----

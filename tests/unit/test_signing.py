@@ -25,6 +25,7 @@ from trailkeeper.keys.signing import (
     fingerprint,
     load_public_keys,
 )
+from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ROTATION = timedelta(days=30)
@@ -51,7 +52,7 @@ def keyring() -> MemoryKeyring:
 
 @pytest.fixture
 def keys(tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock) -> SigningKeys:
-    return SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
+    return SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), keyring, clock, ROTATION)
 
 
 def _verify_with_python_rsa(info: PublicKeyInfo, message: bytes, signature_hex: str) -> None:
@@ -107,7 +108,7 @@ def test_signing_is_deterministic_and_survives_restart(
 ) -> None:
     info = keys.current()
     first = keys.sign(info.fingerprint, b"hello")
-    reopened = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
+    reopened = SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), keyring, clock, ROTATION)
     assert reopened.current() == info
     # PKCS#1 v1.5 is deterministic, so the reloaded private key must give the same bytes.
     assert reopened.sign(info.fingerprint, b"hello") == first
@@ -164,7 +165,7 @@ def test_unknown_fingerprint(keys: SigningKeys) -> None:
 
 def test_other_keyring_cannot_sign(keys: SigningKeys, tmp_path: Path, clock: FrozenClock) -> None:
     info = keys.current()
-    stranger = SigningKeys(tmp_path / "state.db", MemoryKeyring("memory"), clock, ROTATION)
+    stranger = SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), MemoryKeyring("memory"), clock, ROTATION)
     with pytest.raises(SigningKeyError):
         stranger.sign(info.fingerprint, b"m")
 
@@ -226,7 +227,7 @@ def test_rotation_period_must_be_positive(
     tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock
 ) -> None:
     with pytest.raises(ConfigError):
-        SigningKeys(tmp_path / "state.db", keyring, clock, timedelta(0))
+        SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), keyring, clock, timedelta(0))
 
 
 def test_load_public_keys_missing_db(tmp_path: Path) -> None:
@@ -270,8 +271,8 @@ def test_concurrent_current_creates_one_key(keys: SigningKeys) -> None:
 def test_two_instances_on_one_db_rotate_once(
     tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock
 ) -> None:
-    a = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
-    b = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
+    a = SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), keyring, clock, ROTATION)
+    b = SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), keyring, clock, ROTATION)
     first = a.current()
     clock.advance(ROTATION * 2)
     assert a.current() == b.current() != first
@@ -281,8 +282,8 @@ def test_two_instances_on_one_db_rotate_once(
 def test_reads_do_not_rotate_twice_when_another_instance_rotated(
     tmp_path: Path, keyring: MemoryKeyring, clock: FrozenClock
 ) -> None:
-    a = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
-    b = SigningKeys(tmp_path / "state.db", keyring, clock, ROTATION)
+    a = SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), keyring, clock, ROTATION)
+    b = SigningKeys(SqliteSigningKeyRepository(tmp_path / "state.db"), keyring, clock, ROTATION)
     a.current()
     clock.advance(ROTATION + timedelta(seconds=1))
     rotated = b.current()

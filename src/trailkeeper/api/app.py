@@ -11,19 +11,20 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 from xml.sax.saxutils import escape as xml_escape
 
 import orjson
 
 from trailkeeper import audit, lake, records
 from trailkeeper._internal.text import bounded
-from trailkeeper.api import iam_query, operations
-from trailkeeper.api import kms as kms_api
+from trailkeeper.api import iam_query, json11, operations
 from trailkeeper.api.protocol import HEALTH_PATH
 from trailkeeper.api.refusals import RefusalLimiter
+from trailkeeper.api.registry import AuditShape, Found, Registry, ServiceSpec
 from trailkeeper.api.s3 import S3Request, handle_s3
 from trailkeeper.api.s3 import error_response as s3_error_response
+from trailkeeper.api.services import DEFAULT_REGISTRY
 from trailkeeper.api.sigv4 import SignedRequest, verify
 from trailkeeper.errors import (
     AuthError,
@@ -46,19 +47,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+# The native API's signing name: requests signed for it (or unsigned) use trailkeeper's own JSON API.
 SIGNING_SERVICE = "trailkeeper"
-CLOUDTRAIL_SERVICE = "cloudtrail"
-S3_SERVICE = "s3"
-IAM_SERVICE = "iam"
-KMS_SERVICE = "kms"
-CLOUDTRAIL_DATA_SERVICE = "cloudtrail-data"
-SIGNING_SERVICES = frozenset({SIGNING_SERVICE, CLOUDTRAIL_SERVICE, S3_SERVICE, IAM_SERVICE, CLOUDTRAIL_DATA_SERVICE,
-                              KMS_SERVICE})
-# Every operation the native API and `_call_operation` know; CloudTrail's target only names its own.
-ALL_OPERATIONS: dict[str, operations.Operation] = {**operations.OPERATIONS, **kms_api.KMS_OPERATIONS}
-CLOUDTRAIL_TARGET_PREFIX = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 JSON_TYPE = "application/json"
-JSON11_TYPE = "application/x-amz-json-1.1"
 S3_DATA_OPERATIONS = frozenset({"GetObject", "HeadObject", "ListObjects", "ListObjectsV2"})
 MAX_BODY_BYTES = 2 * 1024 * 1024  # ingest allows 1 MB; the rest is headroom for a clear 4xx
 INGEST_PATH = "/v1/events"
@@ -66,9 +57,6 @@ OPS_PREFIX = "/v1/ops/"
 INGEST_OPERATION = "PutEvents"
 BACKPRESSURE_MAX_WAIT_S = 5.0
 BACKPRESSURE_POLL_S = 0.01
-# Run on the event loop rather than the pool: bounded work (one indexed page of at most 50
-# records, read from the server's warm history cache) that the API serves at high rates.
-INLINE_OPERATIONS = frozenset({"LookupEvents"})
 MAX_KEY_ID_CHARS = 128  # an access key id claimed by an unsigned request, as kept in its record
 FLOOD_TARPIT_S = 0.05  # how late a flooding source's refusals are answered
 # S3 names an unknown access key differently from the other services.
@@ -88,25 +76,27 @@ def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> 
     return orjson.dumps({"__type": code, "message": message, **(extra or {})})
 
 
-def _error_answer(error: HttpError, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
-    """An error in the protocol the client speaks: XML for IAM (Query) and S3 (REST-XML), JSON
+def _error_answer(error: HttpError, scope: Scope, spec: ServiceSpec[Any] | None) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """An error in the protocol the client speaks: XML for Query (IAM) and REST-XML (S3), JSON
     otherwise, so that botocore reads the real code (SignatureDoesNotMatch, not a parse error)."""
-    service = _signing_service(scope)
-    if service == IAM_SERVICE:
+    protocol = spec.protocol if spec is not None else "native"
+    if protocol == "query":
         request_id = str(uuid.uuid4())
         body = iam_query.error_xml(error.code, str(error), request_id, sender=error.status < 500)
         return error.status, body, [("content-type", iam_query.CONTENT_TYPE), ("x-amzn-requestid", request_id)]
-    if service == S3_SERVICE:
+    if protocol == "rest-xml":
         code = _S3_AUTH_CODES.get(error.code, error.code)
         answer = s3_error_response(error.status, code, str(error), scope["method"])
         return answer.status, answer.body, answer.headers
-    content_type = JSON11_TYPE if service == CLOUDTRAIL_SERVICE else JSON_TYPE
+    content_type = json11.CONTENT_TYPE if protocol == "json" else JSON_TYPE
     return error.status, error_body(error.code, str(error), error.extra), [("content-type", content_type)]
 
 
 class App:
-    def __init__(self, service: Service, workers: int = 8) -> None:
+    def __init__(self, service: Service, workers: int = 8, registry: Registry = DEFAULT_REGISTRY) -> None:
+        """`registry` holds every service and operation answered (tests add test-only ones)."""
         self.service = service
+        self.registry = registry
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api")
         self.refusals = RefusalLimiter()
         service.add_periodic(self.report_suppressed)
@@ -127,7 +117,7 @@ class App:
         try:
             status, body, headers = await self._handle(scope, receive)
         except HttpError as e:
-            status, body, headers = _error_answer(e, scope)
+            status, body, headers = _error_answer(e, scope, self.registry.service(_signing_service(scope)))
             if e.close:
                 headers = [*headers, ("connection", "close")]
         except Exception:
@@ -164,17 +154,16 @@ class App:
             e.close = e.close or not recorded
             raise
         request = _signed_request(scope, body)
-        # Requests are routed by the service named in the SigV4 credential scope, as AWS does.
-        service = _signing_service(scope)
-        if service == CLOUDTRAIL_SERVICE:
-            return await self._cloudtrail_json(request, scope)
-        if service == S3_SERVICE:
-            return await self._s3(request, scope)
-        if service == IAM_SERVICE:
-            return await self._iam(request, scope)
-        if service == KMS_SERVICE:
-            return await self._kms(request, scope)
-        if service == CLOUDTRAIL_DATA_SERVICE:
+        # Requests are routed by the service named in the SigV4 credential scope, as AWS does,
+        # to the adapter of the protocol that service speaks.
+        spec = self.registry.service(_signing_service(scope))
+        if spec is not None and spec.protocol == "json":
+            return await self._json(spec, request, scope)
+        if spec is not None and spec.protocol == "rest-xml":
+            return await self._s3(spec, request, scope)
+        if spec is not None and spec.protocol == "query":
+            return await self._iam(spec, request, scope)
+        if spec is not None and spec.protocol == "rest-json":
             return await self._put_audit_events(request, scope)
         operation = INGEST_OPERATION if path == INGEST_PATH else path[len(OPS_PREFIX):] if path.startswith(OPS_PREFIX) else ""
         principal = await self._authenticate(request, operation, scope)
@@ -186,23 +175,31 @@ class App:
             return int(status), bytes(response), json_headers
         raise HttpError(404, "UnknownOperationException", f"No operation at {method} {path}; use POST /v1/events or POST /v1/ops/{{Operation}} (docs/contracts.md)")
 
-    async def _cloudtrail_json(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
-        """AWS JSON 1.1, X-Amz-Target com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.<Op>."""
+    async def _json(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """AWS JSON 1.1: X-Amz-Target `<spec.target_prefix>.<Operation>`; every call is audited."""
         target = request.headers.get("x-amz-target", "")
-        operation = target.rpartition(".")[2] if target.startswith(CLOUDTRAIL_TARGET_PREFIX) else ""
-        principal = await self._authenticate(request, operation, scope)
-        op = operations.OPERATIONS.get(operation)
-        if op is None or audit.event_source_for(operation) != audit.CLOUDTRAIL_SOURCE:
-            raise HttpError(400, "UnknownOperationException", f"Unknown CloudTrail operation {target!r}.")
-        try:
-            if operation in INLINE_OPERATIONS:
-                status, response = 200, await self._operation_inline(principal, operation, request.body, scope)
-            else:
-                status, response = await self._run(self._operation, principal, operation, request.body, scope)
-        except HttpError as e:
-            # JSON 1.1 clients read errors from the body; CloudTrail answers them with 400.
-            raise HttpError(400 if e.status < 500 else e.status, e.code, str(e), e.extra) from e
-        return int(status), bytes(response), [("content-type", JSON11_TYPE)]
+        named = spec.operation_of_target(target)
+        principal = await self._authenticate(request, named or target.rpartition(".")[2] or "Unknown", scope)
+        found = self.registry.find(named) if named is not None else None
+        if found is not None and found.operation.inline:
+            try:
+                response = await self._operation_inline(principal, named or "", json11.json_object(request.body), scope)
+            except HttpError as e:
+                status, headers, body = json11.failure(spec, e.code, str(e), e.status, e.extra)
+                return status, body, headers
+            except json11.JsonProtocolError as e:
+                status, headers, body = json11.failure(spec, e.code, str(e), e.status)
+                return status, body, headers
+            return 200, orjson.dumps(response), [("content-type", json11.CONTENT_TYPE)]
+
+        def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return self._call_operation(principal, operation, params, scope)
+            except HttpError as e:
+                raise json11.JsonProtocolError(e.code, str(e), e.status) from e
+
+        status, headers, body = await self._run(json11.exchange, spec, target, request.body, call)
+        return status, body, headers
 
     async def _put_audit_events(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
         """cloudtrail-data PutAuditEvents (rest-json): events from non-AWS sources via a channel."""
@@ -229,7 +226,7 @@ class App:
             return e.status, body, [("content-type", JSON_TYPE), ("x-amzn-errortype", e.code)]
         return status, orjson.dumps(response), [("content-type", JSON_TYPE)]
 
-    async def _iam(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+    async def _iam(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
         """The IAM subset over the Query protocol (XML answers)."""
         try:
             action, _ = iam_query.parse_query(request.body, request.query)
@@ -248,27 +245,13 @@ class App:
             self.service.emit(audit.api_call_record(
                 self._call_context(scope), principal_identity(principal), bounded(action, 128),
                 {bounded(k, 128): bounded(v) for k, v in list(params.items())[:50]}, None, code, bounded(message),
-                event_source=audit.IAM_SOURCE))
+                event_source=spec.event_source))
 
         status, headers, body = await self._run(iam_query.handle_iam, request.body, request.query, call,
-                                                str(uuid.uuid4()), refused)
+                                                str(uuid.uuid4()), frozenset(spec.operations), refused)
         return status, body, headers
 
-    async def _kms(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
-        """The KMS over AWS JSON 1.1 (X-Amz-Target TrentService.<Op>); every call is audited."""
-        target = request.headers.get("x-amz-target", "")
-        principal = await self._authenticate(request, kms_api.operation_of(target) or "Unknown", scope)
-
-        def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-            try:
-                return self._call_operation(principal, operation, params, scope)
-            except HttpError as e:
-                raise KmsError(e.code, str(e), e.status) from e
-
-        status, headers, body = await self._run(kms_api.handle_kms, target, request.body, call)
-        return status, body, headers
-
-    async def _s3(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+    async def _s3(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
         """The read-only S3 gateway over trail destinations; reads of audit logs are audited."""
         operation = _s3_operation(scope["method"], request.path)
         principal = await self._authenticate(request, operation, scope)
@@ -283,7 +266,7 @@ class App:
         def record(op: str, params: dict[str, Any] | None, error_code: str | None, error_message: str | None,
                    resources: list[dict[str, str]] | None) -> None:
             entry = audit.api_call_record(ctx, identity, op, params, None, error_code, error_message, resources,
-                                          event_source=audit.S3_SOURCE)
+                                          event_source=spec.event_source)
             if op in S3_DATA_OPERATIONS:
                 entry.update(eventCategory="Data", managementEvent=False, readOnly=True)
             self.service.emit(entry)
@@ -305,8 +288,8 @@ class App:
             return found[1]
 
         try:
-            verify(request, lookup_secret, svc.clock.now(), svc.account.region, SIGNING_SERVICES,
-                   svc.config.max_clock_skew)
+            verify(request, lookup_secret, svc.clock.now(), svc.account.region,
+                   self.registry.signing_names | {SIGNING_SERVICE}, svc.config.max_clock_skew)
             return owner[0]
         except AuthError as e:
             recorded = await self._refuse_unauthenticated(scope, operation, _claimed_key(request), e.code, str(e))
@@ -334,8 +317,9 @@ class App:
         resolved = svc.identity.resolve(key_id) if key_id else None
         if resolved is not None:
             identity = principal_identity(resolved[0])
+        found = self.registry.find(operation)
         record = audit.api_call_record(self._call_context(scope), identity, bounded(operation) or "Unknown", None, None,
-                                       code, bounded(message))
+                                       code, bounded(message), **_recorded_as(found))
         svc.emit(record)
 
     def _call_context(self, scope: Scope) -> audit.CallContext:
@@ -407,25 +391,27 @@ class App:
                                        message[:records.MAX_ERROR_MESSAGE_CHARS])
         self.service.emit(record)
 
-    def _record_denied(self, principal: Principal, operation: str, scope: Scope) -> None:
+    def _record_denied(self, principal: Principal, operation: str, scope: Scope, event_source: str = audit.CLOUDTRAIL_SOURCE) -> None:
         record = audit.api_call_record(self._call_context(scope), principal_identity(principal), operation, None, None,
-                                       "AccessDenied", f"role {principal.role} may not call {operation}")
+                                       "AccessDenied", f"role {principal.role} may not call {operation}",
+                                       event_source=event_source)
         self.service.emit(record)
 
     # ---- operations ----
     def _operation(self, principal: Principal, name: str, body: bytes, scope: Scope) -> tuple[int, bytes]:
         """Blocking (runs on the pool): run, audit durably, answer."""
-        outcome = self._execute(principal, name, _params_of(name, body), scope)
+        outcome = self._execute(principal, name, self._params_of(name, body), scope)
         self.service.emit(outcome.record)
         return 200, orjson.dumps(outcome.result())
 
-    async def _operation_inline(self, principal: Principal, name: str, body: bytes, scope: Scope) -> bytes:
+    async def _operation_inline(self, principal: Principal, name: str, params: dict[str, Any],
+                                scope: Scope) -> dict[str, Any]:
         """Run a short, bounded operation on the event loop; only the wait for its audit
         record's group commit is asynchronous. Skipping the pool saves two thread hand-offs
         per request, and with them most of the GIL contention of a busy server."""
-        outcome = self._execute(principal, name, _params_of(name, body), scope)
+        outcome = self._execute(principal, name, params, scope)
         await asyncio.wrap_future(self.service.submit(outcome.record))
-        return orjson.dumps(outcome.result())
+        return outcome.result()
 
     def _call_operation(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope) -> dict[str, Any]:
         """Authorise, run and audit one operation; every protocol adapter ends here."""
@@ -436,30 +422,46 @@ class App:
     def _execute(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope) -> _Outcome:
         """Authorise and run one operation; the caller makes the audit record durable before
         it answers (an answer, or an error, is never sent for an unrecorded call)."""
-        op = ALL_OPERATIONS.get(name)
-        if op is None:
+        found = self.registry.find(name)
+        if found is None:
             raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
+        op, recorded_as = found.operation, _recorded_as(found)
+        # The handler gets the one domain service its spec names, not the whole runtime.
+        domain = found.service.context(self.service)
         ctx = self._call_context(scope)
         identity = principal_identity(principal)
         # Secrets never reach the audit record: each operation says what its record keeps.
-        shape = op.auditor or _default_audit
-        request_params = shape(self.service, name, params, None)[0]
+        shape = op.auditor or _default_audit(self.service, found.service)
+        request_params = shape(domain, name, params, None)[0]
         if not allowed(principal.role, op.permission):
             message = f"User: {principal.arn} is not authorized to perform: {name}"
-            record = audit.api_call_record(ctx, identity, name, request_params, None, "AccessDenied", message)
+            record = audit.api_call_record(ctx, identity, name, request_params, None, "AccessDenied", message,
+                                           **recorded_as)
             return _Outcome(record, error=HttpError(403, "AccessDeniedException", message))
         try:
-            response = op.handler(self.service, principal, params)
+            response = op.handler(domain, principal, params)
         except (TrailError, IdentityError, KmsError) as e:
-            return _failed(audit.api_call_record(ctx, identity, name, request_params, None, e.code, str(e)),
+            return _failed(audit.api_call_record(ctx, identity, name, request_params, None, e.code, str(e),
+                                                 **recorded_as),
                            HttpError(e.status, e.code, str(e)), e)
         except (HistoryError, TrailkeeperError) as e:
             code = getattr(e, "code", "InvalidParameterException")
-            return _failed(audit.api_call_record(ctx, identity, name, request_params, None, code, str(e)),
+            return _failed(audit.api_call_record(ctx, identity, name, request_params, None, code, str(e),
+                                                 **recorded_as),
                            HttpError(400, code, str(e)), e)
-        request_params, kept, resources = shape(self.service, name, params, response)
-        record = audit.api_call_record(ctx, identity, name, request_params, kept, resources=resources)
+        request_params, kept, resources = shape(domain, name, params, response)
+        # Like CloudTrail, the record of a read-only call keeps no response.
+        record = audit.api_call_record(ctx, identity, name, request_params, None if op.read_only else kept,
+                                       resources=resources, **recorded_as)
         return _Outcome(record, response=response)
+
+    def _params_of(self, name: str, body: bytes) -> dict[str, Any]:
+        if self.registry.find(name) is None:
+            raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
+        try:
+            return json11.json_object(body)
+        except json11.JsonProtocolError as e:
+            raise HttpError(e.status, e.code, str(e)) from e
 
 
 @dataclass(frozen=True)
@@ -481,35 +483,36 @@ def _failed(record: dict[str, Any], error: HttpError, cause: Exception) -> _Outc
     return _Outcome(record, error=error)
 
 
-def _params_of(name: str, body: bytes) -> dict[str, Any]:
-    if name not in ALL_OPERATIONS:
-        raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
-    try:
-        params = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError as e:
-        raise HttpError(400, "SerializationException", f"request body is not JSON: {e}") from e
-    if not isinstance(params, dict):
-        raise HttpError(400, "SerializationException", "request body must be a JSON object")
-    return params
+class _RecordedAs(TypedDict):
+    event_source: str
+    read_only: bool | None
 
 
-def _default_audit(service: Service, name: str, params: dict[str, Any],
-                   response: dict[str, Any] | None) -> operations.AuditShape:
+def _recorded_as(found: Found | None) -> _RecordedAs:
+    """The event source and read-only flag of a call's audit record, from its spec."""
+    if found is None:
+        return {"event_source": audit.CLOUDTRAIL_SOURCE, "read_only": None}
+    return {"event_source": found.service.event_source, "read_only": found.operation.read_only}
+
+
+def _default_audit(service: Service, spec: ServiceSpec[Any]) -> Callable[[object, str, dict[str, Any], dict[str, Any] | None], AuditShape]:
     """What a CloudTrail, IAM or native operation's audit record keeps: no secret access key,
     no bulky read results, the trail or user it acted on."""
-    request = {k: v for k, v in params.items() if k != "SecretAccessKey"}
-    if response is None:
-        return request, None, None
-    return request, operations.redact_response(name, response), _resources_for(service, name, params)
+    def shape(_: object, name: str, params: dict[str, Any], response: dict[str, Any] | None) -> AuditShape:
+        request = {k: v for k, v in params.items() if k != "SecretAccessKey"}
+        if response is None:
+            return request, None, None
+        return request, operations.redact_response(response), _resources_for(service, spec, params)
+    return shape
 
 
-def _resources_for(service: Service, name: str, params: dict[str, Any]) -> list[dict[str, str]] | None:
+def _resources_for(service: Service, spec: ServiceSpec[Any], params: dict[str, Any]) -> list[dict[str, str]] | None:
     trail = params.get("Name") or params.get("TrailName")
-    if audit.event_source_for(name) == audit.CLOUDTRAIL_SOURCE and isinstance(trail, str):
+    if spec.event_source == audit.CLOUDTRAIL_SOURCE and isinstance(trail, str):
         arn = trail if trail.startswith("arn:") else service.trail_arn(trail)
         return [{"ARN": arn, "accountId": service.account.account_id, "type": "AWS::CloudTrail::Trail"}]
     user = params.get("UserName")
-    if audit.event_source_for(name) == audit.IAM_SOURCE and isinstance(user, str):
+    if spec.event_source == audit.IAM_SOURCE and isinstance(user, str):
         return [{"ARN": f"arn:aws:iam::{service.account.account_id}:user/{user}",
                  "accountId": service.account.account_id, "type": "AWS::IAM::User"}]
     return None

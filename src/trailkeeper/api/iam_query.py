@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,12 +34,6 @@ ROLE_TAG_KEY = "trailkeeper:role"
 DEFAULT_ROLE = "writer"
 DEFAULT_MAX_ITEMS = 100
 MAX_MAX_ITEMS = 1000
-
-IAM_ACTIONS: dict[str, str] = {
-    name: name
-    for name in ("CreateUser", "ListUsers", "DeleteUser", "CreateAccessKey",
-                 "ListAccessKeys", "UpdateAccessKey", "DeleteAccessKey")
-}
 
 _REQUIRED: Mapping[str, tuple[str, ...]] = {
     "CreateUser": ("UserName",),
@@ -95,11 +89,12 @@ def parse_query(body: bytes, query: str) -> tuple[str, dict[str, str]]:
     return action, params
 
 
-def to_native(action: str, params: Mapping[str, str]) -> dict[str, Any]:
-    """Native operation parameters for an IAM action's Query parameters."""
-    if action not in IAM_ACTIONS:
+def to_native(action: str, params: Mapping[str, str], actions: Collection[str]) -> dict[str, Any]:
+    """Native operation parameters for an IAM action's Query parameters; `actions` are the
+    operations of the IAM spec (an action is answered by the operation of the same name)."""
+    if action not in actions:
         raise QueryError("InvalidAction", f"The action {action} is not valid for this endpoint; "
-                         f"supported: {', '.join(sorted(IAM_ACTIONS))}.")
+                         f"supported: {', '.join(sorted(actions))}.")
     required = _REQUIRED.get(action, ())
     for name in required:
         if not params.get(name):
@@ -247,7 +242,7 @@ Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 Refused = Callable[[str, dict[str, Any], str, str], None]  # action, parameters, error code, message
 
 
-def handle_iam(body: bytes, query: str, call: Call, request_id: str,
+def handle_iam(body: bytes, query: str, call: Call, request_id: str, actions: Collection[str],
                refused: Refused | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
     """Answer one IAM Query request: (HTTP status, headers, XML body).
 
@@ -261,13 +256,13 @@ def handle_iam(body: bytes, query: str, call: Call, request_id: str,
     try:
         action, params = parse_query(body, query)
         try:
-            native = to_native(action, params)
+            native = to_native(action, params, actions)
             _page_request(params)  # refuse bad paging before the operation runs and is audited
         except QueryError as e:
             if refused is not None:
                 refused(action, {k: v for k, v in params.items() if "Secret" not in k}, e.code, str(e))
             raise
-        response = _paginate(action, params, call(IAM_ACTIONS[action], native))
+        response = _paginate(action, params, call(action, native))
     except TrailkeeperError as e:
         code = getattr(e, "code", None)
         if not isinstance(code, str):

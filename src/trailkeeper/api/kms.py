@@ -1,8 +1,8 @@
 """AWS KMS over JSON 1.1 (`X-Amz-Target: TrentService.<Op>`) onto `trailkeeper.kms`.
 
 Handlers take and return the wire shapes of botocore's KMS model: blobs are base64 strings,
-timestamps epoch seconds. `handle_kms` answers one request given a `call(operation, params)`
-that authorises, runs and audits (App._call_operation); `redact` keeps plaintext and
+timestamps epoch seconds. The `KMS` spec registers them (api/registry.py); the JSON 1.1
+exchange is api/json11.py; `redact` keeps plaintext and
 ciphertext out of audit records; `audit_resources` names the keys a call touched.
 """
 
@@ -13,11 +13,9 @@ import binascii
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
-
 from trailkeeper import audit
-from trailkeeper.api.operations import AuditShape, Operation
-from trailkeeper.errors import KmsError, TrailkeeperError
+from trailkeeper.api.registry import AuditShape, OperationSpec, ServiceSpec
+from trailkeeper.errors import KmsError
 from trailkeeper.identity import Principal
 from trailkeeper.kms import (
     DEFAULT_LIMIT,
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
     from trailkeeper.service import Service
 
 KMS_TARGET_PREFIX = "TrentService."
-JSON11_TYPE = "application/x-amz-json-1.1"
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
 DATA_KEY_BYTES = {"AES_256": 32, "AES_128": 16}
@@ -44,7 +41,6 @@ ENCRYPTION_ALGORITHMS = ("SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SH
 SECRET_FIELDS = frozenset({"Plaintext", "CiphertextBlob", "CiphertextForRecipient"})
 
 Params = dict[str, Any]
-Call = Callable[[str, Params], dict[str, Any]]
 
 
 # ---- request parameters ---------------------------------------------------------------------
@@ -161,7 +157,7 @@ _UNSUPPORTED_CREATE = {
 }
 
 
-def _create_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+def _create_key(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
     for name, what in _UNSUPPORTED_CREATE.items():
         if params.get(name) is not None:
             raise KmsError("UnsupportedOperationException", f"{name}: {what} are not supported; omit it.")
@@ -174,7 +170,7 @@ def _create_key(service: Service, principal: Principal, params: Params) -> dict[
     tag_map = {t.get("TagKey"): t.get("TagValue") for t in tags}
     if len(tag_map) != len(tags):
         raise KmsError("TagException", "Tags must not repeat a TagKey.")
-    meta = service.kms.create_key(_str(params, "Description", required=False) or "", tag_map)
+    meta = kms.create_key(_str(params, "Description", required=False) or "", tag_map)
     return {"KeyMetadata": key_metadata_shape(meta)}
 
 
@@ -194,56 +190,56 @@ def _check_usage_and_spec(params: Params) -> None:
                        f"supported; trailkeeper's KMS makes {SYMMETRIC_DEFAULT} {ENCRYPT_DECRYPT} keys.")
 
 
-def _describe_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    return {"KeyMetadata": key_metadata_shape(service.kms.describe_key(_key_id(params)))}
+def _describe_key(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    return {"KeyMetadata": key_metadata_shape(kms.describe_key(_key_id(params)))}
 
 
-def _list_keys(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    page = service.kms.list_keys(cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
+def _list_keys(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    page = kms.list_keys(cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
                                    _str(params, "Marker", required=False))
     return _page("Keys", [{"KeyId": k.key_id, "KeyArn": k.arn} for k in page.items], page.next_marker)
 
 
-def _list_resource_tags(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    tags = service.kms.list_resource_tags(_key_id(params))
+def _list_resource_tags(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    tags = kms.list_resource_tags(_key_id(params))
     return {"Tags": [{"TagKey": k, "TagValue": v} for k, v in tags.items()], "Truncated": False}
 
 
-def _enable_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    service.kms.enable_key(_key_id(params))
+def _enable_key(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    kms.enable_key(_key_id(params))
     return {}
 
 
-def _disable_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    service.kms.disable_key(_key_id(params))
+def _disable_key(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    kms.disable_key(_key_id(params))
     return {}
 
 
-def _schedule_key_deletion(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+def _schedule_key_deletion(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
     days = cast(int, _int(params, "PendingWindowInDays", DEFAULT_PENDING_DAYS))
-    meta = service.kms.schedule_key_deletion(_key_id(params), days)
+    meta = kms.schedule_key_deletion(_key_id(params), days)
     assert meta.deletion_date is not None  # set by scheduling
     return {"KeyId": meta.arn, "DeletionDate": meta.deletion_date.timestamp(), "KeyState": PENDING_DELETION,
             "PendingWindowInDays": days}
 
 
-def _cancel_key_deletion(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    return {"KeyId": service.kms.cancel_key_deletion(_key_id(params)).arn}
+def _cancel_key_deletion(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    return {"KeyId": kms.cancel_key_deletion(_key_id(params)).arn}
 
 
 # ---- aliases ----------------------------------------------------------------------------------
-def _create_alias(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    service.kms.create_alias(cast(str, _str(params, "AliasName")), _key_id(params, "TargetKeyId"))
+def _create_alias(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    kms.create_alias(cast(str, _str(params, "AliasName")), _key_id(params, "TargetKeyId"))
     return {}
 
 
-def _delete_alias(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    service.kms.delete_alias(cast(str, _str(params, "AliasName")))
+def _delete_alias(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    kms.delete_alias(cast(str, _str(params, "AliasName")))
     return {}
 
 
-def _list_aliases(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    page = service.kms.list_aliases(_str(params, "KeyId", required=False),
+def _list_aliases(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    page = kms.list_aliases(_str(params, "KeyId", required=False),
                                       cast(int, _int(params, "Limit", DEFAULT_LIMIT)),
                                       _str(params, "Marker", required=False))
     aliases = [{"AliasName": a.name, "AliasArn": a.arn, "TargetKeyId": a.target_key_id,
@@ -253,19 +249,19 @@ def _list_aliases(service: Service, principal: Principal, params: Params) -> dic
 
 
 # ---- rotation ---------------------------------------------------------------------------------
-def _enable_key_rotation(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+def _enable_key_rotation(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
     period = cast(int, _int(params, "RotationPeriodInDays", DEFAULT_ROTATION_DAYS))
-    service.kms.enable_key_rotation(_key_id(params), period)
+    kms.enable_key_rotation(_key_id(params), period)
     return {}
 
 
-def _disable_key_rotation(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    service.kms.disable_key_rotation(_key_id(params))
+def _disable_key_rotation(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    kms.disable_key_rotation(_key_id(params))
     return {}
 
 
-def _get_key_rotation_status(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    status = service.kms.get_key_rotation_status(_key_id(params))
+def _get_key_rotation_status(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    status = kms.get_key_rotation_status(_key_id(params))
     out: dict[str, Any] = {"KeyRotationEnabled": status.enabled, "KeyId": status.key_arn}
     if status.period_days is not None:
         out["RotationPeriodInDays"] = status.period_days
@@ -274,16 +270,15 @@ def _get_key_rotation_status(service: Service, principal: Principal, params: Par
     return out
 
 
-def _rotate_key_on_demand(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms = service.kms
+def _rotate_key_on_demand(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
     key_ref = _key_id(params)
     kms.rotate_key_on_demand(key_ref)
     return {"KeyId": kms.resolve(key_ref)}
 
 
 # ---- cryptographic operations -----------------------------------------------------------------
-def _encrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms, key_ref = service.kms, _key_id(params)
+def _encrypt(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    key_ref = _key_id(params)
     plaintext, context = cast(bytes, _blob(params, "Plaintext")), _context(params)
     _algorithm(params)
     _dry_run(params, lambda: kms.check_usable(key_ref))
@@ -291,8 +286,7 @@ def _encrypt(service: Service, principal: Principal, params: Params) -> dict[str
     return {"CiphertextBlob": _b64(out.blob), "KeyId": out.key_arn, "EncryptionAlgorithm": SYMMETRIC_DEFAULT}
 
 
-def _decrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms = service.kms
+def _decrypt(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
     blob, key_ref = cast(bytes, _blob(params, "CiphertextBlob")), _str(params, "KeyId", required=False)
     _algorithm(params)
     _refuse_recipient(params)
@@ -302,8 +296,8 @@ def _decrypt(service: Service, principal: Principal, params: Params) -> dict[str
             "KeyMaterialId": material_id(_key_uuid(out.key_arn), out.key_version)}
 
 
-def _generate_data_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms, key_ref = service.kms, _key_id(params)
+def _generate_data_key(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
+    key_ref = _key_id(params)
     spec, count = _str(params, "KeySpec", required=False), _int(params, "NumberOfBytes", None)
     if (spec is None) == (count is None):
         raise _invalid("Please specify either number of bytes or key spec (not both).")
@@ -316,8 +310,7 @@ def _generate_data_key(service: Service, principal: Principal, params: Params) -
             "KeyMaterialId": material_id(_key_uuid(out.key_arn), out.key_version)}
 
 
-def _re_encrypt(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    kms = service.kms
+def _re_encrypt(kms: Kms, principal: Principal, params: Params) -> dict[str, Any]:
     blob, destination = cast(bytes, _blob(params, "CiphertextBlob")), _key_id(params, "DestinationKeyId")
     source = _str(params, "SourceKeyId", required=False)
     _algorithm(params, "SourceEncryptionAlgorithm")
@@ -336,14 +329,12 @@ def _key_uuid(arn: str) -> str:
     return arn.rpartition("/")[2]
 
 
-
-
 # ---- auditing ---------------------------------------------------------------------------------
-def audit_shape(service: Service, name: str, params: Mapping[str, Any],
+def audit_shape(kms: Kms, name: str, params: Mapping[str, Any],
                 response: dict[str, Any] | None) -> AuditShape:
-    """The `Operation.auditor` of every KMS operation: no plaintext or ciphertext, key resources."""
+    """The `OperationSpec.auditor` of every KMS operation: no plaintext or ciphertext, key resources."""
     request, kept = redact(name, params, response)
-    resources = audit_resources(service.kms, name, params, response) if response is not None else None
+    resources = audit_resources(kms, name, params, response) if response is not None else None
     return request, kept, resources
 
 
@@ -352,9 +343,14 @@ def redact(name: str, params: Mapping[str, Any], response: Mapping[str, Any] | N
     """(requestParameters, responseElements) for the audit record of a KMS call: no plaintext
     or ciphertext; like CloudTrail, no response for read-only calls (crypto ones included)."""
     request = {k: v for k, v in params.items() if k not in SECRET_FIELDS}
-    if response is None or audit.is_read_only(name):
+    if response is None or _read_only(name):
         return request, None
     return request, {k: v for k, v in response.items() if k not in SECRET_FIELDS}
+
+
+def _read_only(name: str) -> bool:
+    op = KMS.operations.get(name)
+    return op is not None and op.read_only
 
 
 def audit_resources(kms: Kms, name: str, params: Mapping[str, Any], response: Mapping[str, Any] | None
@@ -376,62 +372,37 @@ def audit_resources(kms: Kms, name: str, params: Mapping[str, Any], response: Ma
     return [{"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in arns] or None
 
 
-KMS_OPERATIONS: dict[str, Operation] = {
-    "CreateKey": Operation(_create_key, "kms:write", audit_shape),
-    "DescribeKey": Operation(_describe_key, "kms:read", audit_shape),
-    "ListKeys": Operation(_list_keys, "kms:read", audit_shape),
-    "ListResourceTags": Operation(_list_resource_tags, "kms:read", audit_shape),
-    "CreateAlias": Operation(_create_alias, "kms:write", audit_shape),
-    "ListAliases": Operation(_list_aliases, "kms:read", audit_shape),
-    "DeleteAlias": Operation(_delete_alias, "kms:write", audit_shape),
-    "EnableKey": Operation(_enable_key, "kms:write", audit_shape),
-    "DisableKey": Operation(_disable_key, "kms:write", audit_shape),
-    "ScheduleKeyDeletion": Operation(_schedule_key_deletion, "kms:write", audit_shape),
-    "CancelKeyDeletion": Operation(_cancel_key_deletion, "kms:write", audit_shape),
-    "EnableKeyRotation": Operation(_enable_key_rotation, "kms:write", audit_shape),
-    "DisableKeyRotation": Operation(_disable_key_rotation, "kms:write", audit_shape),
-    "GetKeyRotationStatus": Operation(_get_key_rotation_status, "kms:read", audit_shape),
-    "RotateKeyOnDemand": Operation(_rotate_key_on_demand, "kms:write", audit_shape),
-    "Encrypt": Operation(_encrypt, "kms:encrypt", audit_shape),
-    "Decrypt": Operation(_decrypt, "kms:decrypt", audit_shape),
-    "GenerateDataKey": Operation(_generate_data_key, "kms:encrypt", audit_shape),
-    "ReEncrypt": Operation(_re_encrypt, "kms:encrypt", audit_shape),
-}
+def _op(handler: Callable[[Kms, Principal, Params], dict[str, Any]], permission: str,
+        read_only: bool = False) -> OperationSpec[Kms]:
+    return OperationSpec(handler, permission, read_only, audit_shape)
 
 
-# ---- the JSON 1.1 exchange ---------------------------------------------------------------------
-def operation_of(target: str) -> str | None:
-    """The operation an X-Amz-Target names, if it is one of ours."""
-    if not target.startswith(KMS_TARGET_PREFIX):
-        return None
-    name = target[len(KMS_TARGET_PREFIX):]
-    return name if name in KMS_OPERATIONS else None
+def _kms_of(service: Service) -> Kms:
+    return service.kms
 
 
-def error_response(code: str, message: str, status: int = 400) -> tuple[int, list[tuple[str, str]], bytes]:
-    return status, [("content-type", JSON11_TYPE)], orjson.dumps({"__type": code, "message": message})
-
-
-def handle_kms(target: str, body: bytes, call: Call) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Answer one KMS JSON 1.1 request: (HTTP status, headers, body).
-
-    Errors carrying an AWS `code` (KmsError, or what `call` raises for refusals) become
-    `{"__type", "message"}` bodies; any other exception propagates to the app's handler.
-    """
-    operation = operation_of(target)
-    if operation is None:
-        return error_response("UnknownOperationException", f"Unknown KMS operation {target!r}.")
-    try:
-        params = orjson.loads(body) if body else {}
-    except orjson.JSONDecodeError as e:
-        return error_response("SerializationException", f"request body is not JSON: {e}")
-    if not isinstance(params, dict):
-        return error_response("SerializationException", "request body must be a JSON object")
-    try:
-        response = call(operation, params)
-    except TrailkeeperError as e:
-        code, status = getattr(e, "code", None), getattr(e, "status", 400)
-        if not isinstance(code, str):
-            raise
-        return error_response(code, str(e), status if isinstance(status, int) else 400)
-    return 200, [("content-type", JSON11_TYPE)], orjson.dumps(response)
+KMS: ServiceSpec[Kms] = ServiceSpec(
+    name="kms", title="KMS", signing_name="kms", protocol="json", event_source=audit.KMS_SOURCE,
+    api_version="2014-11-01", target_prefix=KMS_TARGET_PREFIX.rstrip("."), context=_kms_of,
+    operations={
+        "CreateKey": _op(_create_key, "kms:write"),
+        "DescribeKey": _op(_describe_key, "kms:read", read_only=True),
+        "ListKeys": _op(_list_keys, "kms:read", read_only=True),
+        "ListResourceTags": _op(_list_resource_tags, "kms:read", read_only=True),
+        "CreateAlias": _op(_create_alias, "kms:write"),
+        "ListAliases": _op(_list_aliases, "kms:read", read_only=True),
+        "DeleteAlias": _op(_delete_alias, "kms:write"),
+        "EnableKey": _op(_enable_key, "kms:write"),
+        "DisableKey": _op(_disable_key, "kms:write"),
+        "ScheduleKeyDeletion": _op(_schedule_key_deletion, "kms:write"),
+        "CancelKeyDeletion": _op(_cancel_key_deletion, "kms:write"),
+        "EnableKeyRotation": _op(_enable_key_rotation, "kms:write"),
+        "DisableKeyRotation": _op(_disable_key_rotation, "kms:write"),
+        "GetKeyRotationStatus": _op(_get_key_rotation_status, "kms:read", read_only=True),
+        "RotateKeyOnDemand": _op(_rotate_key_on_demand, "kms:write"),
+        # CloudTrail records cryptographic operations as read-only: they change no resource.
+        "Encrypt": _op(_encrypt, "kms:encrypt", read_only=True),
+        "Decrypt": _op(_decrypt, "kms:decrypt", read_only=True),
+        "GenerateDataKey": _op(_generate_data_key, "kms:encrypt", read_only=True),
+        "ReEncrypt": _op(_re_encrypt, "kms:encrypt", read_only=True),
+    })

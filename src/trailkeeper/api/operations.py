@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from trailkeeper import audit, lake
+from trailkeeper.api.registry import Ctx, Handler, OperationSpec, Params, ServiceSpec
 from trailkeeper.clock import iso_seconds
 from trailkeeper.errors import HistoryError, IdentityError, KmsError, TrailError, TrailkeeperError
 from trailkeeper.history.base import LookupQuery
-from trailkeeper.identity import Principal
+from trailkeeper.identity import IdentityStore, Principal
 from trailkeeper.keys.signing import PublicKeyInfo
 from trailkeeper.layout import validate_trail_name
 from trailkeeper.records import username_of
@@ -33,9 +33,6 @@ from trailkeeper.trails import (
     validate_selectors,
 )
 
-Params = dict[str, Any]
-Handler = Callable[[Service, Principal, Params], dict[str, Any]]
-
 LOOKUP_ATTRIBUTES = ("EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
                      "EventSource", "AccessKeyId")
 MAX_LOOKUP_RESULTS = 50
@@ -44,19 +41,6 @@ LIST_TRAILS_PAGE_SIZE = 50
 _TRAILS_TOKEN_PREFIX = b"trails-v1:"
 OPEN_START = datetime(1970, 1, 1, tzinfo=UTC)
 OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
-
-
-# (requestParameters, responseElements, resources) an audit record keeps of one call; the
-# response is None when the call was refused or failed.
-AuditShape = tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, str]] | None]
-Auditor = Callable[[Service, str, Params, dict[str, Any] | None], AuditShape]
-
-
-@dataclass(frozen=True)
-class Operation:
-    handler: Handler
-    permission: str
-    auditor: Auditor | None = None  # None: the API's default (no secrets, trail/user resources)
 
 
 def _epoch(when: datetime | None) -> float | None:
@@ -229,8 +213,12 @@ def create_trail(service: Service, _: Principal, params: Params) -> dict[str, An
         if len(tags) > MAX_TAGS:
             raise TrailError("TagsLimitExceededException", f"A trail can have at most {MAX_TAGS} tags.")
         config = replace(config, tags=tuple(sorted(tags.items())))
-    trail = service.create_trail(config)
-    shape = trail_shape(service, trail.config)
+    return _changed_trail_shape(service, service.create_trail(config).config)
+
+
+def _changed_trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
+    """What CreateTrail and UpdateTrail answer: the trail, less what only GetTrail tells."""
+    shape = trail_shape(service, config)
     for field in ("HomeRegion", "HasCustomEventSelectors", "HasInsightSelectors"):
         shape.pop(field)
     return shape
@@ -239,8 +227,7 @@ def create_trail(service: Service, _: Principal, params: Params) -> dict[str, An
 def update_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
     trail = service.get_trail(_str_param(params, "Name", code="InvalidTrailNameException"))
     config = _config_from_params(service, {k: v for k, v in params.items() if k != "Name"}, trail.config)
-    updated = service.update_trail(config)
-    return trail_shape(service, updated.config)
+    return _changed_trail_shape(service, service.update_trail(config).config)
 
 
 def delete_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
@@ -508,17 +495,17 @@ def _user_shape(user: Any) -> dict[str, Any]:
             "CreateDate": user.created.timestamp(), "Path": "/"}
 
 
-def create_user(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    user = service.identity.create_user(_str_param(params, "UserName"), _str_param(params, "Role", required=False) or "writer")
+def create_user(identity: IdentityStore, _: Principal, params: Params) -> dict[str, Any]:
+    user = identity.create_user(_str_param(params, "UserName"), _str_param(params, "Role", required=False) or "writer")
     return {"User": _user_shape(user)}
 
 
-def list_users(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    return {"Users": [_user_shape(u) for u in service.identity.list_users()]}
+def list_users(identity: IdentityStore, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Users": [_user_shape(u) for u in identity.list_users()]}
 
 
-def delete_user(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    service.identity.delete_user(_str_param(params, "UserName"))
+def delete_user(identity: IdentityStore, _: Principal, params: Params) -> dict[str, Any]:
+    identity.delete_user(_str_param(params, "UserName"))
     return {}
 
 
@@ -533,27 +520,27 @@ def _key_owner(principal: Principal, params: Params) -> str | None:
     return owner
 
 
-def create_access_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    key = service.identity.create_access_key(_key_owner(principal, params))
+def create_access_key(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
+    key = identity.create_access_key(_key_owner(principal, params))
     return {"AccessKey": {"UserName": key.user_name or "root", "AccessKeyId": key.access_key_id,
                           "SecretAccessKey": key.secret_access_key, "Status": key.status,
                           "CreateDate": key.created.timestamp()}}
 
 
-def list_access_keys(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    keys = service.identity.list_access_keys(_key_owner(principal, params))
+def list_access_keys(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
+    keys = identity.list_access_keys(_key_owner(principal, params))
     return {"AccessKeyMetadata": [{"UserName": k.user_name or "root", "AccessKeyId": k.access_key_id,
                                    "Status": k.status, "CreateDate": k.created.timestamp()} for k in keys]}
 
 
-def update_access_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    service.identity.update_access_key(_str_param(params, "AccessKeyId"), _str_param(params, "Status"),
+def update_access_key(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
+    identity.update_access_key(_str_param(params, "AccessKeyId"), _str_param(params, "Status"),
                                        _key_owner(principal, params))
     return {}
 
 
-def delete_access_key(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
-    service.identity.delete_access_key(_str_param(params, "AccessKeyId"), _key_owner(principal, params))
+def delete_access_key(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
+    identity.delete_access_key(_str_param(params, "AccessKeyId"), _key_owner(principal, params))
     return {}
 
 
@@ -579,45 +566,86 @@ def get_server_status(service: Service, _: Principal, params: Params) -> dict[st
             "Quarantined": service.quarantine.counts()}
 
 
-OPERATIONS: dict[str, Operation] = {
-    "CreateTrail": Operation(create_trail, "trails:write"),
-    "UpdateTrail": Operation(update_trail, "trails:write"),
-    "DeleteTrail": Operation(delete_trail, "trails:write"),
-    "StartLogging": Operation(start_logging, "trails:write"),
-    "StopLogging": Operation(stop_logging, "trails:write"),
-    "PutEventSelectors": Operation(put_event_selectors, "trails:write"),
-    "GetTrail": Operation(get_trail, "trails:read"),
-    "DescribeTrails": Operation(describe_trails, "trails:read"),
-    "ListTrails": Operation(list_trails, "trails:read"),
-    "GetTrailStatus": Operation(get_trail_status, "trails:read"),
-    "GetEventSelectors": Operation(get_event_selectors, "trails:read"),
-    "CreateChannel": Operation(lake.create_channel, "trails:write"),
-    "GetChannel": Operation(lake.get_channel, "trails:read"),
-    "ListChannels": Operation(lake.list_channels, "trails:read"),
-    "DeleteChannel": Operation(lake.delete_channel, "trails:write"),
-    "AddTags": Operation(add_tags, "trails:write"),
-    "RemoveTags": Operation(remove_tags, "trails:write"),
-    "ListTags": Operation(list_tags, "trails:read"),
-    "ListPublicKeys": Operation(list_public_keys, "trails:read"),
-    "LookupEvents": Operation(lookup_events, "events:read"),
-    "CreateUser": Operation(create_user, "identity:write"),
-    "DeleteUser": Operation(delete_user, "identity:write"),
-    "ListUsers": Operation(list_users, "identity:read"),
-    "CreateAccessKey": Operation(create_access_key, "identity:write"),
-    "UpdateAccessKey": Operation(update_access_key, "identity:write"),
-    "DeleteAccessKey": Operation(delete_access_key, "identity:write"),
-    "ListAccessKeys": Operation(list_access_keys, "identity:read"),
-    "GetServerStatus": Operation(get_server_status, "trails:read"),
-}
+def _op(handler: Handler[Ctx], permission: str, *, read_only: bool = False, inline: bool = False,
+        extensions: frozenset[str] = frozenset()) -> OperationSpec[Ctx]:
+    return OperationSpec(handler, permission, read_only, extensions=extensions, inline=inline)
+
+
+def _reader(handler: Handler[Ctx], permission: str, *, inline: bool = False) -> OperationSpec[Ctx]:
+    return _op(handler, permission, read_only=True, inline=inline)
+
+
+def _identity_of(service: Service) -> IdentityStore:
+    return service.identity
+
+
+def _whole(service: Service) -> Service:
+    return service
+
+
+# Request members beyond AWS's: where a trail is written (a folder or an s3:// URL), its
+# delivery and digest intervals and its object-lock retention; and a new user's role (IAM's
+# Query adapter reads it from a tag).
+_TRAIL_EXTENSIONS = frozenset({"Destination", "FlushIntervalSeconds", "DigestIntervalSeconds",
+                               "ObjectLockRetentionDays"})
+
+CLOUDTRAIL: ServiceSpec[Service] = ServiceSpec(
+    name="cloudtrail", title="CloudTrail", signing_name="cloudtrail", protocol="json", event_source=audit.CLOUDTRAIL_SOURCE,
+    api_version="2013-11-01", target_prefix="com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101",
+    client_errors_as_400=True, context=_whole,
+    operations={
+        "CreateTrail": _op(create_trail, "trails:write", extensions=_TRAIL_EXTENSIONS),
+        "UpdateTrail": _op(update_trail, "trails:write", extensions=_TRAIL_EXTENSIONS),
+        "DeleteTrail": _op(delete_trail, "trails:write"),
+        "StartLogging": _op(start_logging, "trails:write"),
+        "StopLogging": _op(stop_logging, "trails:write"),
+        "PutEventSelectors": _op(put_event_selectors, "trails:write"),
+        "GetTrail": _reader(get_trail, "trails:read"),
+        "DescribeTrails": _reader(describe_trails, "trails:read"),
+        "ListTrails": _reader(list_trails, "trails:read"),
+        "GetTrailStatus": _reader(get_trail_status, "trails:read"),
+        "GetEventSelectors": _reader(get_event_selectors, "trails:read"),
+        "CreateChannel": _op(lake.create_channel, "trails:write"),
+        "GetChannel": _reader(lake.get_channel, "trails:read"),
+        "ListChannels": _reader(lake.list_channels, "trails:read"),
+        "DeleteChannel": _op(lake.delete_channel, "trails:write"),
+        "AddTags": _op(add_tags, "trails:write"),
+        "RemoveTags": _op(remove_tags, "trails:write"),
+        "ListTags": _reader(list_tags, "trails:read"),
+        "ListPublicKeys": _reader(list_public_keys, "trails:read"),
+        # Bounded (one indexed page of at most 50 records from the warm history cache) and
+        # served at high rates: answered on the event loop.
+        "LookupEvents": _reader(lookup_events, "events:read", inline=True),
+    })
+
+IAM: ServiceSpec[IdentityStore] = ServiceSpec(
+    name="iam", title="IAM", signing_name="iam", protocol="query", event_source=audit.IAM_SOURCE, api_version="2010-05-08",
+    context=_identity_of,
+    operations={
+        "CreateUser": _op(create_user, "identity:write", extensions=frozenset({"Role"})),
+        "DeleteUser": _op(delete_user, "identity:write"),
+        "ListUsers": _reader(list_users, "identity:read"),
+        "CreateAccessKey": _op(create_access_key, "identity:write"),
+        "UpdateAccessKey": _op(update_access_key, "identity:write"),
+        "DeleteAccessKey": _op(delete_access_key, "identity:write"),
+        "ListAccessKeys": _reader(list_access_keys, "identity:read"),
+    })
+
+# trailkeeper's own operations, on the native API only. Their records keep CloudTrail's event
+# source, as they always have (a change would split one operation's history in two).
+TRAILKEEPER: ServiceSpec[Service] = ServiceSpec(
+    name="trailkeeper", title="trailkeeper", signing_name="trailkeeper", protocol="native", event_source=audit.CLOUDTRAIL_SOURCE,
+    has_model=False, context=_whole,
+    operations={"GetServerStatus": _reader(get_server_status, "trails:read")})
+
 
 # Fields never written into the audit record (secrets).
 SECRET_RESPONSE_PATHS = {("AccessKey", "SecretAccessKey")}
 
 
-def redact_response(operation: str, response: dict[str, Any]) -> dict[str, Any] | None:
-    """What the audit record keeps of a response: no secrets, no bulky read results."""
-    if audit.is_read_only(operation):
-        return None
+def redact_response(response: dict[str, Any]) -> dict[str, Any]:
+    """What the audit record keeps of a response: no secrets (the app keeps no response at all
+    of a read-only call)."""
     out = dict(response)
     for outer, inner in SECRET_RESPONSE_PATHS:
         if isinstance(out.get(outer), dict):

@@ -1,12 +1,11 @@
-"""What each role may do, generated from the permission table and the operation tables, so the
+"""What each role may do, generated from the permission table and the operation registry, so the
 documentation (docs/roles.md, `trailkeeper roles`) cannot drift from what the server enforces."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trailkeeper.api import kms as kms_api
-from trailkeeper.api import operations
+from trailkeeper.api.services import DEFAULT_REGISTRY
 from trailkeeper.identity import PERMISSIONS, ROLES
 
 # Requests that are not operations of the tables but are authorised by a permission.
@@ -27,7 +26,7 @@ class PermissionRow:
 
 
 def permission_table() -> list[PermissionRow]:
-    every = {**operations.OPERATIONS, **kms_api.KMS_OPERATIONS}
+    every = {name: found.operation for name, found in DEFAULT_REGISTRY.operations().items()}
     rows = []
     for permission in sorted(PERMISSIONS):
         named = tuple(sorted(name for name, op in every.items() if op.permission == permission))
@@ -39,7 +38,7 @@ def permission_table() -> list[PermissionRow]:
 def markdown() -> str:
     """docs/roles.md: one row per permission, a column per role (root holds every permission)."""
     lines = ["# What each role may do", "",
-             "Generated from `identity.PERMISSIONS` and the operation tables by `trailkeeper roles --markdown`;",
+             "Generated from `identity.PERMISSIONS` and the operation registry by `trailkeeper roles --markdown`;",
              "a test keeps this file equal to that output. The account root may do everything.", "",
              f"| permission | requests | {' | '.join(ROLES)} |",
              f"|---|---|{'---|' * len(ROLES)}"]

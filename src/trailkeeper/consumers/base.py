@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.errors import StorageError
@@ -31,6 +31,17 @@ class Consumer(Protocol):
 
     def step(self) -> bool:
         """Consume what is due, in the foreground; True if it did some work."""
+        ...
+
+
+@runtime_checkable
+class FlushableConsumer(Consumer, Protocol):
+    """A consumer that holds records back on purpose (a trail worker waits for its flush
+    interval) and can be asked not to."""
+
+    def flush_until(self, seq: int) -> None:
+        """Consume everything below `seq` as soon as it can instead of when it would have; returns
+        at once (the consumer's next steps do the work)."""
         ...
 
 

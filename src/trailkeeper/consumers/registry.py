@@ -1,16 +1,18 @@
-"""One registry of the spool's consumers: foreground pumping, background threads, trimming."""
+"""One registry of the spool's consumers: foreground pumping, flushing, background threads, trimming."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
-from trailkeeper.consumers.base import OUTAGES, Consumer
+from trailkeeper.consumers.base import OUTAGES, Consumer, FlushableConsumer
 from trailkeeper.spool import Spool
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5  # a background consumer with nothing to do waits this long for a new record
 MAX_BACKOFF_S = 30.0
+FLUSH_POLL_S = 0.02  # how often a flush looks whether every consumer has got there
 
 
 class ConsumerRegistry:
@@ -63,6 +65,32 @@ class ConsumerRegistry:
                     log.warning("consumer %s: %s", consumer.consumer_name, e)
             if not progressed:
                 return
+
+    # ---- flushing ----
+    def flush(self, until_seq: int, timeout: float, *, foreground: bool = False) -> list[str]:
+        """Have every consumer consume the records below `until_seq` now: each flushable one is
+        asked to stop holding them back, then this waits (at most `timeout` seconds) until every
+        consumer has passed `until_seq` or needs nothing more. `foreground`: nothing runs in the
+        background, so the consumers are pumped here instead, once, and nothing is waited for.
+        Returns the names of the consumers still short of `until_seq` (none: all got there)."""
+        for consumer in self.all():
+            if isinstance(consumer, FlushableConsumer):
+                consumer.flush_until(until_seq)
+        if foreground:
+            self.pump()
+            return self._behind(until_seq)
+        deadline = time.monotonic() + timeout
+        while (behind := self._behind(until_seq)) and time.monotonic() < deadline:
+            time.sleep(min(FLUSH_POLL_S, max(0.0, deadline - time.monotonic())))
+        return behind
+
+    def _behind(self, until_seq: int) -> list[str]:
+        behind = []
+        for consumer in self.all():
+            needed = consumer.needed()
+            if needed is not None and needed < until_seq:
+                behind.append(consumer.consumer_name)
+        return behind
 
     # ---- trimming ----
     def trim_floor(self) -> int:

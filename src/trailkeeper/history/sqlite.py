@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from trailkeeper._internal.sqlite import connect
 from trailkeeper.errors import HistoryError
 from trailkeeper.history.attributes import lookup_has, lookup_pairs
 from trailkeeper.history.base import (
@@ -158,8 +159,6 @@ class SqliteHistory:
         self._count = int(self._meta("count"))
 
     def _setup(self) -> None:
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         HISTORY_SCHEMA.ensure(Path(self._path))
         with self._tx():
@@ -168,9 +167,8 @@ class SqliteHistory:
     # ---- connections ----
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(
-                self._path, isolation_level=None, check_same_thread=False, timeout=30
-            )
+            # WAL, synchronous=NORMAL: durability comes from the spool (see above).
+            conn = connect(self._path, durable=False, check_same_thread=False)
             conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
             conn.execute(f"PRAGMA mmap_size={self._mmap_bytes}")
             conn.execute("PRAGMA temp_store=MEMORY")

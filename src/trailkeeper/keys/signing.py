@@ -1,4 +1,5 @@
-"""Digest signing keys: RSA-2048, rotated on age, full history kept in the state database.
+"""Digest signing keys: RSA-2048, rotated on age, full history kept in a SigningKeyRepository
+(state.signing_keys: SQLite in the state database, or memory).
 
 Private keys are stored only as keyring envelopes bound to their fingerprint, so
 a copied database file alone signs nothing. Public keys are the DER PKCS#1
@@ -9,18 +10,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from trailkeeper.clock import Clock
 from trailkeeper.errors import ConfigError, SigningKeyError
-from trailkeeper.state.schema import STATE_SCHEMA
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,9 +31,7 @@ if TYPE_CHECKING:
 KEY_BITS = 2048
 PUBLIC_EXPONENT = 65537
 SIGNATURE_ALGORITHM = "SHA256withRSA"
-SQLITE_TIMEOUT_SECONDS = 30.0
 _CONTEXT_PREFIX = b"signing-key:"
-_COLUMNS = "public_der, fingerprint, valid_from_us, valid_to_us"
 
 
 @dataclass(frozen=True)
@@ -69,92 +65,76 @@ def fingerprint(der_pkcs1: bytes) -> str:
     return hashlib.md5(der_pkcs1, usedforsecurity=False).hexdigest()
 
 
-def _to_us(when: datetime) -> int:
+def _aware(when: datetime) -> datetime:
     if when.tzinfo is None:
         raise ValueError(f"time {when!r} has no timezone; pass a timezone-aware UTC datetime")
-    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta // timedelta(microseconds=1)
-
-
-def _from_us(micros: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
-
-
-def _row_to_info(row: tuple[bytes, str, int, int | None]) -> PublicKeyInfo:
-    der, fp, valid_from, valid_to = row
-    return PublicKeyInfo(
-        der, fp, _from_us(valid_from), None if valid_to is None else _from_us(valid_to)
-    )
+    return when
 
 
 def _context(fp: str) -> bytes:
     return _CONTEXT_PREFIX + fp.encode("ascii")
 
 
+class SigningKeyRepository(Protocol):
+    """Where the signing-key history is kept: each key's public half and validity window, its
+    private half only as a keyring envelope. Writes belong inside `transaction()`; a missing
+    key is None. Implementations: state.signing_keys.SqliteSigningKeyRepository,
+    MemorySigningKeyRepository."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All or nothing, serialised against every other writer (other processes too)."""
+        ...
+
+    def current(self) -> PublicKeyInfo | None:
+        """The newest key that is not retired."""
+        ...
+
+    def all(self) -> list[PublicKeyInfo]:
+        """Every key, oldest first."""
+        ...
+
+    def private_envelope(self, fingerprint: str) -> bytes | None: ...
+
+    def add(self, key: PublicKeyInfo, private_envelope: bytes, keyring_id: str) -> bool:
+        """False (nothing written) when a key with that fingerprint exists."""
+        ...
+
+    def retire(self, fingerprint: str, valid_to: datetime) -> None: ...
+
+
 class SigningKeys:
-    """The signing-key history in the `signing_keys` table of the state database."""
+    """The signing-key history, kept in a SigningKeyRepository."""
 
     def __init__(
-        self, db_path: Path, keyring: KeyProvider, clock: Clock, rotation: timedelta
+        self, repository: SigningKeyRepository, keyring: KeyProvider, clock: Clock, rotation: timedelta
     ) -> None:
         if rotation <= timedelta(0):
             raise ConfigError(f"signing-key rotation period must be positive, got {rotation}")
-        self._db_path = db_path
+        self._repo = repository
         self._keyring = keyring
         self._clock = clock
         self._rotation = rotation
         self._lock = threading.Lock()
         self._private: dict[str, rsa.RSAPrivateKey] = {}
-        STATE_SCHEMA.ensure(db_path)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # One connection per operation keeps threads independent; sqlite's own
-        # locking (BEGIN IMMEDIATE) orders writers across processes.
-        try:
-            conn = sqlite3.connect(
-                self._db_path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None
-            )
-        except sqlite3.Error as e:
-            raise SigningKeyError(
-                f"cannot open state database {self._db_path}: {e}",
-                "check the data directory's permissions",
-            ) from e
-        with closing(conn):
-            yield conn
 
     def current(self) -> PublicKeyInfo:
         """The key to sign with now: created on first use, replaced once older than the rotation period."""
-        with self._lock, self._connect() as db:
+        with self._lock:
             now = self._clock.now()
-            info = self._current_row(db)
+            info = self._repo.current()
             if info is not None and not self._due(info, now):
                 return info  # the common case takes no write lock on the shared state db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._repo.transaction():
                 # Re-read under the write lock: another process may have rotated meanwhile.
-                info = self._current_row(db)
+                info = self._repo.current()
                 if info is None or self._due(info, now):
-                    info = self._rotate(db, now, info)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                    info = self._rotate(now, info)
             return info
 
     def _due(self, info: PublicKeyInfo, now: datetime) -> bool:
         return now - info.valid_from > self._rotation
 
-    def _current_row(self, db: sqlite3.Connection) -> PublicKeyInfo | None:
-        row = db.execute(
-            f"SELECT {_COLUMNS} FROM signing_keys WHERE valid_to_us IS NULL "
-            "ORDER BY valid_from_us DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else _row_to_info(row)
-
-    def _rotate(
-        self, db: sqlite3.Connection, now: datetime, old: PublicKeyInfo | None
-    ) -> PublicKeyInfo:
+    def _rotate(self, now: datetime, old: PublicKeyInfo | None) -> PublicKeyInfo:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -170,17 +150,13 @@ class SigningKeys:
         )
         envelope = self._keyring.encrypt(secret, _context(fp))
         if old is not None:
-            db.execute(
-                "UPDATE signing_keys SET valid_to_us = ? WHERE fingerprint = ?",
-                (_to_us(now), old.fingerprint),
-            )
-        db.execute(
-            "INSERT INTO signing_keys (fingerprint, public_der, private_envelope, keyring_id, valid_from_us) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (fp, der, envelope, self._keyring.key_id, _to_us(now)),
-        )
+            self._repo.retire(old.fingerprint, now)
+        info = PublicKeyInfo(der, fp, _aware(now), None)
+        if not self._repo.add(info, envelope, self._keyring.key_id):
+            raise SigningKeyError(f"a signing key with fingerprint {fp} exists already",
+                                  "retry: a freshly generated key never repeats one")
         self._private[fp] = private
-        return PublicKeyInfo(der, fp, now, None)
+        return info
 
     def sign(self, fingerprint: str, message: bytes) -> str:
         """Lowercase hex RSA PKCS#1 v1.5 / SHA-256 signature of `message` by key `fingerprint`."""
@@ -198,17 +174,14 @@ class SigningKeys:
             cached = self._private.get(fp)
             if cached is not None:
                 return cached
-            with self._connect() as db:
-                row = db.execute(
-                    "SELECT private_envelope FROM signing_keys WHERE fingerprint = ?", (fp,)
-                ).fetchone()
-            if row is None:
+            envelope = self._repo.private_envelope(fp)
+            if envelope is None:
                 raise SigningKeyError(
                     f"no signing key with fingerprint {fp}",
                     "sign with the fingerprint returned by current()",
                 )
             loaded = serialization.load_der_private_key(
-                self._keyring.decrypt(row[0], _context(fp)), password=None
+                self._keyring.decrypt(envelope, _context(fp)), password=None
             )
             if not isinstance(loaded, rsa.RSAPrivateKey):
                 raise SigningKeyError(
@@ -220,41 +193,24 @@ class SigningKeys:
 
     def public_keys(self, start: datetime, end: datetime) -> list[PublicKeyInfo]:
         """Keys whose validity window overlaps [start, end]; the current key if none does."""
-        with self._connect() as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM signing_keys WHERE valid_from_us <= ? "
-                "AND (valid_to_us IS NULL OR valid_to_us >= ?) ORDER BY valid_from_us",
-                (_to_us(end), _to_us(start)),
-            ).fetchall()
-        keys = [_row_to_info(row) for row in rows]
+        start, end = _aware(start), _aware(end)
+        keys = [k for k in self._repo.all()
+                if k.valid_from <= end and (k.valid_to is None or k.valid_to >= start)]
         # ListPublicKeys must never be empty or the AWS CLI gives up (spec §10.2).
         return keys or [self.current()]
 
     def all_public_keys(self) -> list[PublicKeyInfo]:
-        with self._connect() as db:
-            return _all_keys(db)
-
-
-def _all_keys(db: sqlite3.Connection) -> list[PublicKeyInfo]:
-    rows = db.execute(f"SELECT {_COLUMNS} FROM signing_keys ORDER BY valid_from_us").fetchall()
-    return [_row_to_info(row) for row in rows]
+        return self._repo.all()
 
 
 def load_public_keys(db_path: Path) -> list[PublicKeyInfo]:
     """Every public key in the state database, opened read-only (offline validator)."""
+    # Imported here: the SQLite repository imports this module's types.
+    from trailkeeper.state.signing_keys import read_public_keys
+
     if not db_path.is_file():
         raise SigningKeyError(
             f"state database {db_path} does not exist",
             "point the validator at the trailkeeper data directory",
         )
-    try:
-        conn = sqlite3.connect(
-            f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_SECONDS
-        )
-        with closing(conn):
-            return _all_keys(conn)
-    except sqlite3.Error as e:
-        raise SigningKeyError(
-            f"cannot read signing keys from {db_path}: {e}",
-            "check that the file is a trailkeeper state database",
-        ) from e
+    return read_public_keys(db_path)

@@ -19,10 +19,10 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from trailkeeper._internal.sqlite import connect
 from trailkeeper.errors import ConfigError
 
 log = logging.getLogger(__name__)
-SQLITE_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class Schema:
         """Bring the database at `path` (created if missing) to this release's version; what was
         done, or None when it was already there. Refuses a newer database (ConfigError)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_SECONDS, isolation_level=None)) as conn:
+        # WAL is set only when migrating: a check alone leaves the file as it is.
+        with closing(connect(path, wal=False)) as conn:
             if self._checked(conn, path) == self.version:
                 return None
             conn.execute("PRAGMA journal_mode=WAL")
@@ -90,7 +91,7 @@ def schema_version(path: Path) -> int:
     """The version a database file carries (0: none, or no such file)."""
     if not path.exists():
         return 0
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+    with closing(connect(path, readonly=True)) as conn:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 

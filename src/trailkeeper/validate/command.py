@@ -20,6 +20,7 @@ from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ValidationRunError
 from trailkeeper.identity import read_account
 from trailkeeper.keys.signing import load_public_keys
+from trailkeeper.state.trails import SqliteTrailRepository
 from trailkeeper.storage.destinations import open_destination
 from trailkeeper.trails import Location, Trail, TrailConfig, TrailStore
 from trailkeeper.validate import (
@@ -120,7 +121,8 @@ def run_validation(config: Config, trail_name: str | Selection, start: datetime,
     account = read_account(config.state_db)
     db = Database(config.state_db)
     try:
-        trail_config, places = _places(TrailStore(db), selection, account.account_id, account.region)
+        trail_config, places = _places(TrailStore(SqliteTrailRepository(db)), selection, account.account_id,
+                                       account.region)
     finally:
         db.close()
     now = now or datetime.now(UTC)
@@ -167,10 +169,10 @@ def _kms(config: Config, account_id: str, region: str) -> Kms:
     """The installation's KMS, opened with its root of trust: full mode decrypts encrypted logs
     (stored mode never needs it, so an auditor without key access can still prove them unchanged)."""
     from trailkeeper.keys.roots import open_root_of_trust
-    from trailkeeper.kms import Kms
+    from trailkeeper.kms import Kms, SqliteKmsRepository
 
-    return Kms(config.state_db, open_root_of_trust(config.root_of_trust, config.keyring_dir), SystemClock(),
-               account_id, region)
+    return Kms(SqliteKmsRepository(config.state_db), open_root_of_trust(config.root_of_trust, config.keyring_dir),
+               SystemClock(), account_id, region)
 
 
 class _progress:

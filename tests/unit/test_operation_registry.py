@@ -1,0 +1,320 @@
+"""The operation registry: every registered operation against botocore's service model, and an
+operation added to a test-only spec reaching the router, the permission check and the audit
+record with no other edit."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import botocore.session
+import orjson
+import pytest
+from botocore.awsrequest import AWSResponse
+from tests.pipeline import Pipeline, app_event, call_app, open_pipeline
+
+from trailkeeper.api.app import App
+from trailkeeper.api.registry import OperationSpec, Params, Registry, ServiceSpec
+from trailkeeper.api.services import DEFAULT_REGISTRY
+from trailkeeper.identity import PERMISSIONS, Principal
+from trailkeeper.service import Service
+
+SESSION = botocore.session.get_session()
+MODELLED = [spec for spec in DEFAULT_REGISTRY.services if spec.has_model]
+
+
+# ---- the static spec against botocore's model ----------------------------------------------------
+@pytest.mark.parametrize("spec", MODELLED, ids=lambda spec: spec.name)
+def test_each_service_is_spoken_as_its_model_says(spec: ServiceSpec[Any]) -> None:
+    model = SESSION.get_service_model(spec.name)
+    meta = model.metadata
+    assert spec.protocol == meta["protocol"]
+    assert spec.api_version == meta["apiVersion"]
+    assert spec.signing_name == (meta.get("signingName") or meta["endpointPrefix"])
+    assert spec.target_prefix == (meta.get("targetPrefix") or "")
+    assert spec.event_source == f"{meta['endpointPrefix']}.amazonaws.com"
+
+
+def _registered() -> list[tuple[ServiceSpec[Any], str, OperationSpec[Any]]]:
+    return [(spec, name, op) for spec in DEFAULT_REGISTRY.services for name, op in spec.operations.items()]
+
+
+def test_the_registry_holds_every_operation_the_api_answers() -> None:
+    names = {name for _, name, _ in _registered()}
+    assert len(names) == 47  # 20 CloudTrail + 7 IAM + 19 KMS + 1 native
+    assert {spec.name for spec in DEFAULT_REGISTRY.services} == {"cloudtrail", "iam", "kms", "trailkeeper", "s3",
+                                                                 "cloudtrail-data"}
+
+
+@pytest.mark.parametrize(("spec", "name", "op"), _registered(), ids=lambda v: v if isinstance(v, str) else "")
+def test_each_operation_is_in_its_model(spec: ServiceSpec[Any], name: str, op: OperationSpec[Any]) -> None:
+    assert op.permission in PERMISSIONS
+    if not spec.has_model:
+        assert spec.protocol == "native" and spec.name == "trailkeeper"
+        return
+    model = SESSION.get_service_model(spec.name)
+    assert name in model.operation_names, f"{spec.name} has no operation {name}"
+    members = _input_members(spec.name, name)
+    assert not op.extensions & members, f"{name}: an extension shadows a model member"
+    # CloudTrail's readOnly, as AWS sets it: reads by name, plus KMS's cryptographic calls.
+    crypto = spec.name == "kms" and name in {"Encrypt", "Decrypt", "GenerateDataKey", "ReEncrypt"}
+    assert op.read_only == (name.startswith(("Get", "List", "Describe", "Lookup")) or crypto), name
+
+
+def test_operation_names_and_signing_names_must_be_unique() -> None:
+    cloudtrail = DEFAULT_REGISTRY.service("cloudtrail")
+    assert cloudtrail is not None
+    with pytest.raises(ValueError, match="operation names must be unique"):
+        DEFAULT_REGISTRY.with_spec(dataclasses.replace(cloudtrail, signing_name="other"))
+    with pytest.raises(ValueError, match="each needs its own signing name"):
+        DEFAULT_REGISTRY.with_spec(dataclasses.replace(cloudtrail, operations={}))
+
+
+def _input_members(service: str, operation: str) -> set[str]:
+    shape = SESSION.get_service_model(service).operation_model(operation).input_shape
+    return set(shape.members) if shape is not None else set()
+
+
+def _output_members(service: str, operation: str) -> set[str]:
+    shape = SESSION.get_service_model(service).operation_model(operation).output_shape
+    return set(shape.members) if shape is not None else set()
+
+
+# ---- the live check: real botocore clients through the App, every handler watched -------------
+class _Reads(dict[str, Any]):
+    """Request parameters that remember which members a handler looked at."""
+
+    def __init__(self, params: Params, seen: set[str]) -> None:
+        super().__init__(params)
+        self._seen = seen
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._seen.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self._seen.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self._seen.add(key)
+        return super().__contains__(key)
+
+
+@dataclasses.dataclass
+class _Watch:
+    """What each operation's handler read and answered, across a scenario."""
+
+    reads: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    answers: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+
+    def wrap(self, name: str, op: OperationSpec[Any]) -> OperationSpec[Any]:
+        def handler(domain: Any, principal: Principal, params: Params) -> dict[str, Any]:
+            response = op.handler(domain, principal, _Reads(params, self.reads.setdefault(name, set())))
+            self.answers.setdefault(name, set()).update(response)
+            return response
+        return dataclasses.replace(op, handler=handler)
+
+    def registry(self) -> Registry:
+        return Registry([dataclasses.replace(spec, operations={n: self.wrap(n, op) for n, op in spec.operations.items()})
+                         for spec in DEFAULT_REGISTRY.services])
+
+
+class _RawBytes:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+def _through_app(app: App) -> Callable[..., AWSResponse]:
+    """A botocore before-send hook: the signed request goes into the ASGI app, no socket."""
+    def before_send(request: Any, **_: Any) -> AWSResponse:
+        url = urlsplit(request.url)
+        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+        headers = [(k.lower().encode(), (v if isinstance(v, bytes) else v.encode())) for k, v in request.headers.items()]
+        scope = {"type": "http", "method": request.method, "path": url.path or "/", "raw_path": (url.path or "/").encode(),
+                 "query_string": url.query.encode(), "headers": [*headers, (b"host", url.netloc.encode())],
+                 "client": ("192.0.2.5", 5000)}
+        sent: dict[str, Any] = {}
+
+        async def receive() -> MutableMapping[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.setdefault("status", message.get("status"))
+            sent.setdefault("headers", message.get("headers"))
+            if "body" in message:
+                sent["body"] = message["body"]
+
+        asyncio.run(app(scope, receive, send))
+        answer_headers = {k.decode(): v.decode() for k, v in sent["headers"]}
+        return AWSResponse(request.url, sent["status"], answer_headers, _RawBytes(sent["body"]))
+    return before_send
+
+
+def _client(pipeline: Pipeline, app: App, service: str) -> Any:
+    client = SESSION.create_client(service, region_name=pipeline.creds.region, endpoint_url="http://127.0.0.1:9",
+                                   aws_access_key_id=pipeline.creds.access_key_id,
+                                   aws_secret_access_key=pipeline.creds.secret_access_key)
+    client.meta.events.register(f"before-send.{service}", _through_app(app))
+    return client
+
+
+def _cloudtrail_scenario(ct: Any, pipeline: Pipeline) -> None:
+    pipeline.ingest([app_event(1, pipeline.clock.now(), "Seen")])
+    pipeline.service.pump()
+    ct.create_trail(Name="main", S3BucketName="registry-bucket", EnableLogFileValidation=True)
+    ct.update_trail(Name="main", IncludeGlobalServiceEvents=True)
+    ct.start_logging(Name="main")
+    ct.put_event_selectors(TrailName="main", EventSelectors=[{"ReadWriteType": "All", "IncludeManagementEvents": True}])
+    ct.get_event_selectors(TrailName="main")
+    ct.get_trail(Name="main")
+    ct.describe_trails(trailNameList=["main"])
+    ct.list_trails()
+    ct.get_trail_status(Name="main")
+    arn = ct.get_trail(Name="main")["Trail"]["TrailARN"]
+    ct.add_tags(ResourceId=arn, TagsList=[{"Key": "team", "Value": "audit"}])
+    ct.list_tags(ResourceIdList=[arn])
+    ct.remove_tags(ResourceId=arn, TagsList=[{"Key": "team"}])
+    ct.list_public_keys()
+    ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "Seen"}], MaxResults=5)
+    channel = ct.create_channel(Name="registry-channel", Source="Custom",
+                                Destinations=[{"Type": "EVENT_DATA_STORE", "Location": "eds"}])["ChannelArn"]
+    ct.get_channel(Channel=channel)
+    ct.list_channels()
+    ct.delete_channel(Channel=channel)
+    ct.stop_logging(Name="main")
+    ct.create_trail(Name="spare", S3BucketName="registry-bucket")
+    ct.delete_trail(Name="spare")
+
+
+def _iam_scenario(iam: Any) -> None:
+    iam.create_user(UserName="reg", Tags=[{"Key": "trailkeeper:role", "Value": "auditor"}])
+    iam.list_users()
+    key = iam.create_access_key(UserName="reg")["AccessKey"]["AccessKeyId"]
+    iam.list_access_keys(UserName="reg")
+    iam.update_access_key(UserName="reg", AccessKeyId=key, Status="Inactive")
+    iam.delete_access_key(UserName="reg", AccessKeyId=key)
+    iam.delete_user(UserName="reg")
+
+
+def _kms_scenario(kms: Any) -> None:
+    key = kms.create_key(Description="reg", Tags=[{"TagKey": "a", "TagValue": "b"}])["KeyMetadata"]["KeyId"]
+    other = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.describe_key(KeyId=key)
+    kms.list_keys()
+    kms.list_resource_tags(KeyId=key)
+    kms.create_alias(AliasName="alias/reg", TargetKeyId=key)
+    kms.list_aliases(KeyId=key)
+    blob = kms.encrypt(KeyId="alias/reg", Plaintext=b"x", EncryptionContext={"a": "b"})["CiphertextBlob"]
+    kms.decrypt(CiphertextBlob=blob, EncryptionContext={"a": "b"})
+    data_key = kms.generate_data_key(KeyId=key, KeySpec="AES_256")["CiphertextBlob"]
+    kms.re_encrypt(CiphertextBlob=data_key, DestinationKeyId=other)
+    kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=90)
+    kms.get_key_rotation_status(KeyId=key)
+    kms.rotate_key_on_demand(KeyId=key)
+    kms.disable_key_rotation(KeyId=key)
+    kms.disable_key(KeyId=key)
+    kms.enable_key(KeyId=key)
+    kms.delete_alias(AliasName="alias/reg")
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    kms.cancel_key_deletion(KeyId=key)
+
+
+def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any) -> None:
+    """Each handler, called by botocore's own client through the App, reads only members of the
+    model's input shape (or its declared extensions) and answers only output members."""
+    watch = _Watch()
+    with open_pipeline(tmp_path) as pipeline:
+        app = App(pipeline.service, workers=2, registry=watch.registry())
+        _cloudtrail_scenario(_client(pipeline, app, "cloudtrail"), pipeline)
+        _iam_scenario(_client(pipeline, app, "iam"))
+        _kms_scenario(_client(pipeline, app, "kms"))
+        status, answer = call_app(app, pipeline.creds.region, pipeline.creds.access_key_id,
+                                  pipeline.creds.secret_access_key, "trailkeeper", "/v1/ops/GetServerStatus", b"{}",
+                                  {"Content-Type": "application/json"})
+        assert status == 200 and "Spool" in answer
+        app.pool.shutdown()
+    modelled = [(spec, name, op) for spec, name, op in _registered() if spec.has_model]
+    assert set(watch.answers) == {name for _, name, _ in _registered()}, "every operation ran"
+    for spec, name, op in modelled:
+        extra_reads = watch.reads[name] - _input_members(spec.name, name) - op.extensions
+        assert not extra_reads, f"{name} reads {sorted(extra_reads)}, not in botocore's input shape"
+        extra_answers = watch.answers[name] - _output_members(spec.name, name) - op.extensions
+        assert not extra_answers, f"{name} answers {sorted(extra_answers)}, not in botocore's output shape"
+
+
+# ---- one more operation, in a test-only spec ------------------------------------------------------
+def _echo(service: Service, principal: Principal, params: Params) -> dict[str, Any]:
+    return {"Echo": params.get("Thing"), "Account": service.account.account_id, "Caller": principal.arn}
+
+
+def _whole(service: Service) -> Service:
+    return service
+
+
+ECHO: ServiceSpec[Service] = ServiceSpec(
+    name="echo", title="Echo", signing_name="echo", protocol="json", event_source="echo.trailkeeper.test",
+    target_prefix="Echo_20261205", has_model=False, context=_whole,
+    operations={"EchoThing": OperationSpec(_echo, "trails:read", read_only=True),
+                "StoreThing": OperationSpec(_echo, "identity:write", read_only=False)})
+
+
+def _last_record(pipeline: Pipeline) -> dict[str, Any]:
+    spool = pipeline.service.spool
+    [(_, body)] = spool.read(spool.next_seq() - 1, 1, 1 << 20)
+    record: dict[str, Any] = orjson.loads(body)
+    return record
+
+
+def test_an_operation_in_a_new_spec_is_routed_authorised_and_audited(tmp_path: Any) -> None:
+    with open_pipeline(tmp_path) as pipeline:
+        app = App(pipeline.service, workers=2, registry=DEFAULT_REGISTRY.with_spec(ECHO))
+        creds = pipeline.creds
+
+        def json11(operation: str, key: Any = creds) -> tuple[int, Any]:
+            return call_app(app, creds.region, key.access_key_id, key.secret_access_key, "echo", "/",
+                            orjson.dumps({"Thing": "hello"}),
+                            {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Echo_20261205.{operation}"})
+
+        status, answer = json11("EchoThing")
+        assert (status, answer["Echo"], answer["Caller"]) == (200, "hello", f"arn:aws:iam::{creds.account_id}:root")
+        record = _last_record(pipeline)
+        assert (record["eventName"], record["eventSource"], record["readOnly"]) == ("EchoThing", "echo.trailkeeper.test", True)
+        assert record["requestParameters"] == {"Thing": "hello"} and record["responseElements"] is None
+
+        status, answer = json11("StoreThing")
+        record = _last_record(pipeline)
+        assert status == 200 and (record["readOnly"], record["responseElements"]["Echo"]) == (False, "hello")
+
+        # The native API reaches it by name too.
+        status, answer = call_app(app, creds.region, creds.access_key_id, creds.secret_access_key, "trailkeeper",
+                                  "/v1/ops/EchoThing", b'{"Thing": "native"}', {"Content-Type": "application/json"})
+        assert (status, answer["Echo"]) == (200, "native")
+        assert _last_record(pipeline)["eventSource"] == "echo.trailkeeper.test"
+
+        # Its permission is checked, and the refusal recorded under its source.
+        pipeline.service.identity.create_user("wendy", "writer")
+        wendy = pipeline.service.identity.create_access_key("wendy")
+        status, answer = json11("StoreThing", wendy)
+        assert (status, answer["__type"]) == (403, "AccessDeniedException")
+        refused = _last_record(pipeline)
+        assert (refused["eventName"], refused["eventSource"], refused["errorCode"]) == (
+            "StoreThing", "echo.trailkeeper.test", "AccessDenied")
+
+        # A target it lacks is refused in its name; the default registry has no such service.
+        status, answer = json11("Missing")
+        assert (status, answer["__type"]) == (400, "UnknownOperationException") and "Echo" in answer["message"]
+        plain = App(pipeline.service, workers=1)
+        status, answer = call_app(plain, creds.region, creds.access_key_id, creds.secret_access_key, "echo", "/",
+                                  b"{}", {"Content-Type": "application/x-amz-json-1.1",
+                                          "X-Amz-Target": "Echo_20261205.EchoThing"})
+        assert status == 403 and answer["__type"] != "UnknownOperationException"
+        for each in (app, plain):
+            each.pool.shutdown()
