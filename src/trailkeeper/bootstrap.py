@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trailkeeper.clock import Clock, SystemClock
+from trailkeeper.clock import Clock
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import IdentityError
-from trailkeeper.identity import IdentityStore, RootCredentials, read_account
-from trailkeeper.keys.roots import open_root_of_trust
-from trailkeeper.keys.signing import SigningKeys
-from trailkeeper.state.identities import SqliteIdentityRepository
-from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
+from trailkeeper.identity import RootCredentials, read_account
+from trailkeeper.runtime import Runtime
 
 
 def init_data_dir(data_dir: Path, region: str | None = None, config_path: Path | None = None) -> RootCredentials:
@@ -22,15 +19,13 @@ def init_data_dir(data_dir: Path, region: str | None = None, config_path: Path |
 
 def init_with_config(config: Config, clock: Clock | None = None) -> RootCredentials:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    clock = clock or SystemClock()
     # The configured root of trust seals the root's secret and the first signing key.
-    keyring = open_root_of_trust(config.root_of_trust, config.keyring_dir)
-    identity = IdentityStore(SqliteIdentityRepository(config.state_db), keyring, clock)
+    runtime = Runtime(config, clock)
     try:
-        creds = identity.init_account(config.region)
+        creds = runtime.identity.init_account(config.region)
+        runtime.signing_keys.current()
     finally:
-        identity.close()
-    SigningKeys(SqliteSigningKeyRepository(config.state_db), keyring, clock, config.key_rotation).current()
+        runtime.close()
     return creds
 
 
@@ -53,16 +48,14 @@ def recover_root(config: Config, clock: Clock | None = None) -> tuple[RootCreden
 
     if not is_initialised(config):
         raise IdentityError("NoSuchEntity", f"no trailkeeper account in {config.data_dir}", 404)
-    clock = clock or SystemClock()
-    identity = IdentityStore(SqliteIdentityRepository(config.state_db),
-                             open_root_of_trust(config.root_of_trust, config.keyring_dir), clock)
+    runtime = Runtime(config, clock)
     try:
-        account = identity.account()
-        key, revoked = identity.recover_root()
+        account = runtime.identity.account()
+        key, revoked = runtime.identity.recover_root()
     finally:
-        identity.close()
+        runtime.close()
     record = audit.service_event_record(
-        account.account_id, account.region, clock.now(), "RootCredentialsRecovered",
+        account.account_id, account.region, runtime.clock.now(), "RootCredentialsRecovered",
         {"newAccessKeyId": key.access_key_id, "revokedAccessKeyIds": revoked, "dataDir": str(config.data_dir)},
         event_source=audit.IAM_SOURCE,
         resources=[{"ARN": f"arn:aws:iam::{account.account_id}:root", "accountId": account.account_id,

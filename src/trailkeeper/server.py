@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -17,6 +18,7 @@ from trailkeeper.api.protocol import guarded_protocol
 from trailkeeper.bootstrap import init_with_config, is_initialised
 from trailkeeper.config import load_config
 from trailkeeper.service import Service
+from trailkeeper.storage.base import ObjectStore
 
 log = logging.getLogger("trailkeeper")
 
@@ -34,7 +36,9 @@ def listening_socket(server_config: uvicorn.Config, receive_buffer_bytes: int) -
     return sock
 
 
-def serve(data_dir: Path | None, host: str | None, port: int | None, config_path: Path | None) -> int:
+def serve(data_dir: Path | None, host: str | None, port: int | None, config_path: Path | None,
+          wrap_store: Callable[[ObjectStore], ObjectStore] | None = None) -> int:
+    """`wrap_store` wraps every destination store (the e2e outage test's fault injection)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(data_dir, config_path, host=host, port=port)
     if not is_initialised(config):
@@ -50,7 +54,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
               f"  export TRAILKEEPER_ENDPOINT={endpoint} AWS_ENDPOINT_URL={endpoint}\n"
               "  export PATH=\"$PWD/.venv/bin:$PATH\"   # trailkeeper (and aws, after scripts/setup.sh dev)\n\n"
               "Then: trailkeeper status; and README.md, \"A 5-minute tour\".\n", file=sys.stderr)
-    service = Service(config)
+    service = Service(config, wrap_store=wrap_store)
     service.start()
     app = App(service)
     # Everything built so far lives as long as the server: moved out of the collector's reach,

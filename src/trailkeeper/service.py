@@ -20,31 +20,20 @@ from typing import Any
 import orjson
 
 from trailkeeper import audit, layout, records
-from trailkeeper._internal.sqlite import Database
-from trailkeeper.clock import Clock, SystemClock, iso_seconds
+from trailkeeper.clock import Clock, iso_seconds
 from trailkeeper.config import FAIL_CLOSED, MAX_TRAILS, Config
 from trailkeeper.consumers.registry import ConsumerRegistry
 from trailkeeper.delivery import DeliveryContext, TrailWorker
 from trailkeeper.errors import BacklogFullError, HistoryError, TrailError, TrailkeeperError
 from trailkeeper.history.indexer import CONSUMER as INDEXER_CONSUMER
-from trailkeeper.history.indexer import SERVER_CACHE_KIB, IndexerProcess
-from trailkeeper.history.sqlite import SqliteHistory
-from trailkeeper.identity import IdentityStore
+from trailkeeper.history.indexer import IndexerProcess
 from trailkeeper.ingest import IN_PROCESS_AGENT, IN_PROCESS_ORIGIN, Ingest
-from trailkeeper.keys.roots import open_root_of_trust
-from trailkeeper.keys.signing import SigningKeys
-from trailkeeper.kms import Kms, SqliteKmsRepository
-from trailkeeper.lake import ChannelStore
 from trailkeeper.quarantine import Quarantine
-from trailkeeper.spool import AppendResult, Spool
-from trailkeeper.state.channels import SqliteChannelRepository
-from trailkeeper.state.identities import SqliteIdentityRepository
-from trailkeeper.state.schema import HISTORY_SCHEMA, STATE_SCHEMA
-from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
-from trailkeeper.state.trails import SqliteTrailRepository
+from trailkeeper.runtime import Runtime
+from trailkeeper.spool import AppendResult
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.destinations import folder_destination_problem, is_s3, open_destination
-from trailkeeper.trails import Location, Trail, TrailConfig, TrailStore
+from trailkeeper.trails import Location, Trail, TrailConfig
 
 log = logging.getLogger(__name__)
 
@@ -80,26 +69,23 @@ class Service:
         self.config = config
         self._wrap_store = wrap_store
         self.background = background
-        self.clock: Clock = clock or SystemClock()
-        # The root of trust seals access-key secrets, signing keys and KMS key material alike.
-        self.keyring = open_root_of_trust(config.root_of_trust, config.keyring_dir)
+        # The composition root builds every component; the service runs them.
+        self.runtime = Runtime(config, clock)
+        self.clock: Clock = self.runtime.clock
+        self.keyring = self.runtime.keyring
         # Before any component opens them: an older data directory is migrated, a newer refused.
-        self.migrated = [done for done in (STATE_SCHEMA.ensure(config.state_db), HISTORY_SCHEMA.ensure(config.history_db))
-                         if done is not None]
-        self.identity = IdentityStore(SqliteIdentityRepository(config.state_db), self.keyring, self.clock)
+        self.migrated = self.runtime.migrate()
+        self.identity = self.runtime.identity
         acct = self.identity.account()
         self.account = Account(acct.account_id, acct.region)
-        self.state_db = Database(config.state_db)
-        self.trails = TrailStore(SqliteTrailRepository(self.state_db))
-        self.channels = ChannelStore(SqliteChannelRepository(self.state_db))
-        self.keys = SigningKeys(SqliteSigningKeyRepository(config.state_db), self.keyring, self.clock,
-                                config.key_rotation)
+        self.state_db = self.runtime.state_db
+        self.trails = self.runtime.trails
+        self.channels = self.runtime.channels
+        self.keys = self.runtime.signing_keys
         # The service is the KMS's KeyUsers: a key its logging trails encrypt with is not deleted.
-        self.kms = Kms(SqliteKmsRepository(config.state_db), self.keyring, self.clock, self.account.account_id,
-                       self.account.region, users=self, material_ttl_s=config.kms_material_ttl.total_seconds())
-        self.spool = Spool(config.spool_dir, segment_bytes=config.spool_segment_bytes,
-                           idempotency_window=config.idempotency_window)
-        self.history = SqliteHistory(config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
+        self.kms = self.runtime.kms(self.account.account_id, self.account.region, users=self)
+        self.spool = self.runtime.spool
+        self.history = self.runtime.history
         self.ingest = Ingest(self.spool, self.account.region, self.clock, config.max_event_age, self.admit)
         # Every reader of the spool; the indexer and the trail workers run threads of their own.
         self.consumers = ConsumerRegistry(self.spool)
@@ -155,9 +141,7 @@ class Service:
         for thread in [*self._workers.values(), *self._threads]:
             if thread.is_alive():
                 thread.join(timeout=5)
-        self.spool.close()
-        self.history.close()
-        self.state_db.close()
+        self.runtime.close()
         return left
 
     def flush(self, timeout: float) -> None:

@@ -42,6 +42,9 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     creds: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    # The command that runs the server, before its --data-dir/--host/--port (a test may run it
+    # through a launcher of its own, e.g. tests/e2e/faulty_server.py).
+    command: tuple[str, ...] = (TRAILKEEPER, "server")
 
     @property
     def endpoint(self) -> str:
@@ -71,7 +74,7 @@ class Server:
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it until it exits
         self.proc = subprocess.Popen(
-            [TRAILKEEPER, "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            [*self.command, "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=new_session,
         )
         deadline = time.monotonic() + timeout

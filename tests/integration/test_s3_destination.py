@@ -112,11 +112,11 @@ def test_delete_marker_then_overwrite_are_reported(built: Built) -> None:
 
 
 def test_the_probe_ran_when_the_trail_was_created_and_status_calls_the_bucket_worm(built: Built) -> None:
-    from trailkeeper.api.operations import get_trail_status
+    from trailkeeper.api.operations import CLOUDTRAIL, get_trail_status
 
     worm = built.pipeline.service.worm[BUCKET]
     assert worm.verified is True, worm.detail
-    status = get_trail_status(built.pipeline.service, None, {"Name": "worm"})  # type: ignore[arg-type]
+    status = get_trail_status(CLOUDTRAIL.context(built.pipeline.service), None, {"Name": "worm"})  # type: ignore[arg-type]
     assert status["WormVerified"] is True
 
 

@@ -194,8 +194,8 @@ def test_list_trails_operation_pages(pipeline: Pipeline, monkeypatch: pytest.Mon
     monkeypatch.setattr(operations, "LIST_TRAILS_PAGE_SIZE", 2)
     principal = svc.identity.resolve(pipeline.creds.access_key_id)
     assert principal is not None
-    first = operations.list_trails(svc, principal[0], {})
+    first = operations.list_trails(operations.CLOUDTRAIL.context(svc), principal[0], {})
     assert [t["Name"] for t in first["Trails"]] == ["t-one", "t-three"]
     assert first["Trails"][0]["TrailARN"] == svc.trail_arn("t-one")
-    second = operations.list_trails(svc, principal[0], {"NextToken": first["NextToken"]})
+    second = operations.list_trails(operations.CLOUDTRAIL.context(svc), principal[0], {"NextToken": first["NextToken"]})
     assert [t["Name"] for t in second["Trails"]] == ["t-two"] and "NextToken" not in second

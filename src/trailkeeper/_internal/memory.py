@@ -1,4 +1,5 @@
-"""All-or-nothing transactions for the in-memory repositories (state.*, kms.repository)."""
+"""All-or-nothing transactions for the in-memory repositories (state.*, kms.repository), and
+their common base."""
 
 from __future__ import annotations
 
@@ -45,3 +46,19 @@ class Tables(Generic[T]):
         if self._writer != threading.get_ident():
             raise RuntimeError("a repository write belongs inside transaction()")
         return self.current
+
+
+class MemoryRepository(Generic[T]):
+    """What every transactional in-memory repository shares: its tables, a `transaction()`
+    as the SQLite repositories have one, and a `close()` with nothing to release."""
+
+    def __init__(self, tables: T) -> None:
+        self._tables = Tables(tables)
+
+    def close(self) -> None:
+        pass
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._tables.transaction():
+            yield

@@ -99,7 +99,16 @@ class App:
         self.registry = registry
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api")
         self.refusals = RefusalLimiter()
+        self._domains: dict[str, Any] = {}
         service.add_periodic(self.report_suppressed)
+
+    def _domain_of(self, spec: ServiceSpec[Any]) -> Any:
+        """The domain a spec's handlers receive, built once: the components it names live as
+        long as the service."""
+        domain = self._domains.get(spec.name)
+        if domain is None:
+            domain = self._domains[spec.name] = spec.context(self.service)
+        return domain
 
     def report_suppressed(self) -> None:
         """Once per interval: how many unauthenticated refusals went unrecorded, from where."""
@@ -426,8 +435,8 @@ class App:
         if found is None:
             raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
         op, recorded_as = found.operation, _recorded_as(found)
-        # The handler gets the one domain service its spec names, not the whole runtime.
-        domain = found.service.context(self.service)
+        # The handler gets the one domain its spec names, not the whole runtime.
+        domain = self._domain_of(found.service)
         ctx = self._call_context(scope)
         identity = principal_identity(principal)
         # Secrets never reach the audit record: each operation says what its record keeps.

@@ -1,34 +1,40 @@
 """Operations of the API, by AWS operation name, with AWS request and response shapes.
 
-Each handler takes the service, the authenticated principal and the request parameters
-and returns the response dict; the protocol adapters (native JSON, later AWS JSON 1.1 and
-Query) only translate the wire format.
+Each handler takes the domain its service spec names (CloudTrail's: `CloudTrailDomain`; IAM's:
+the identity store), the authenticated principal and the request parameters, and returns the
+response dict; the protocol adapters only translate the wire format.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from trailkeeper import audit, lake
 from trailkeeper.api.registry import Ctx, Handler, OperationSpec, Params, ServiceSpec
-from trailkeeper.clock import iso_seconds
+from trailkeeper.clock import Clock, iso_seconds
+from trailkeeper.config import Config
 from trailkeeper.errors import HistoryError, IdentityError, KmsError, TrailError, TrailkeeperError
-from trailkeeper.history.base import LookupQuery
+from trailkeeper.history.base import HistoryStore, LookupQuery
 from trailkeeper.identity import IdentityStore, Principal
-from trailkeeper.keys.signing import PublicKeyInfo
+from trailkeeper.keys.signing import PublicKeyInfo, SigningKeyStore
 from trailkeeper.layout import validate_trail_name
+from trailkeeper.quarantine import Quarantine
 from trailkeeper.records import username_of
 from trailkeeper.selectors import validate_advanced
-from trailkeeper.service import Service
+from trailkeeper.service import Account, Service, WormStatus
+from trailkeeper.spool import Spool
 from trailkeeper.storage.destinations import is_s3, parse_destination, s3_destination
 from trailkeeper.trails import (
     DEFAULT_SELECTORS,
+    Trail,
     TrailConfig,
+    TrailStore,
     validate_bucket_name,
     validate_selectors,
 )
@@ -41,6 +47,79 @@ LIST_TRAILS_PAGE_SIZE = 50
 _TRAILS_TOKEN_PREFIX = b"trails-v1:"
 OPEN_START = datetime(1970, 1, 1, tzinfo=UTC)
 OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+class TrailControl(Protocol):
+    """What CloudTrail's trail operations ask of the trails' life cycle (the service runs it:
+    workers, delivery and the signed chain follow each change)."""
+
+    @property
+    def trails(self) -> TrailStore: ...
+
+    def trail_arn(self, name: str) -> str: ...
+
+    def resolve_trail_name(self, name_or_arn: str) -> str: ...
+
+    def get_trail(self, name_or_arn: str) -> Trail: ...
+
+    def create_trail(self, config: TrailConfig) -> Trail: ...
+
+    def update_trail(self, config: TrailConfig) -> Trail: ...
+
+    def delete_trail(self, name_or_arn: str, timeout: float = ...) -> None: ...
+
+    def start_logging(self, name_or_arn: str) -> None: ...
+
+    def stop_logging(self, name_or_arn: str) -> None: ...
+
+    def worm_status(self, config: TrailConfig) -> WormStatus | None: ...
+
+
+class KeyCheck(Protocol):
+    """The KMS as a trail's KmsKeyId needs it: is this key usable, and what is its ARN."""
+
+    def check_usable(self, key_ref: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class CloudTrailDomain:
+    """Everything CloudTrail's operations use, and nothing else."""
+
+    region: str
+    clock: Clock
+    config: Config  # the defaults a new trail takes (intervals, where folder buckets live)
+    control: TrailControl
+    kms: KeyCheck
+    keys: SigningKeyStore
+    history: HistoryStore
+    lake: lake.LakeService
+
+
+class ServerStatusSource(Protocol):
+    """What GetServerStatus reports on: the spool, the trails, the history and the backlog."""
+
+    @property
+    def account(self) -> Account: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def spool(self) -> Spool: ...
+
+    @property
+    def trails(self) -> TrailStore: ...
+
+    @property
+    def quarantine(self) -> Quarantine: ...
+
+    @property
+    def indexed_seq(self) -> int: ...
+
+    @property
+    def backlog_over(self) -> bool: ...
+
+    def worm_status(self, config: TrailConfig) -> WormStatus | None: ...
 
 
 def _epoch(when: datetime | None) -> float | None:
@@ -91,7 +170,7 @@ def _interval_param(params: Params, name: str, default: timedelta, minimum: time
 
 
 # ---- trails ----
-def trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
+def trail_shape(ct: CloudTrailDomain, config: TrailConfig) -> dict[str, Any]:
     shape: dict[str, Any] = {
         "Name": config.name,
         "S3BucketName": config.bucket,
@@ -101,8 +180,8 @@ def trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
     shape.update({
         "IncludeGlobalServiceEvents": config.include_global_service_events,
         "IsMultiRegionTrail": config.is_multi_region,
-        "HomeRegion": service.account.region,
-        "TrailARN": service.trail_arn(config.name),
+        "HomeRegion": ct.region,
+        "TrailARN": ct.control.trail_arn(config.name),
         "LogFileValidationEnabled": config.validation,
         "HasCustomEventSelectors": config.selectors != DEFAULT_SELECTORS or bool(config.advanced_selectors),
         "HasInsightSelectors": False,
@@ -118,7 +197,7 @@ def trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
     return shape
 
 
-def _config_from_params(service: Service, params: Params, base: TrailConfig | None) -> TrailConfig:
+def _config_from_params(ct: CloudTrailDomain, params: Params, base: TrailConfig | None) -> TrailConfig:
     name = base.name if base else _str_param(params, "Name", code="InvalidTrailNameException")
     bucket = params.get("S3BucketName", base.bucket if base else None)
     destination = params.get("Destination", base.destination if base else None)
@@ -129,7 +208,7 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     if bucket is None and destination is None:
         raise TrailError("InvalidParameterException", "Give S3BucketName or Destination (a folder path or s3://bucket).")
     if destination is None:
-        destination = str(service.config.buckets_dir / str(bucket))
+        destination = str(ct.config.buckets_dir / str(bucket))
     if bucket is None:
         bucket = _bucket_of(str(destination))
     if not isinstance(bucket, str) or not isinstance(destination, str):
@@ -142,7 +221,7 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     prefix = params.get("S3KeyPrefix", default_prefix) or ""
     if not isinstance(prefix, str) or len(prefix) > 200 or prefix.startswith("/") or prefix.endswith("/"):
         raise TrailError("InvalidS3PrefixException", "S3KeyPrefix must be a string of at most 200 characters, not starting or ending with '/'.")
-    cfg = service.config
+    cfg = ct.config
     flush = _interval_param(params, "FlushIntervalSeconds", base.flush_interval if base else cfg.default_flush_interval, timedelta(seconds=1))
     digest = _interval_param(params, "DigestIntervalSeconds", base.digest_interval if base else cfg.default_digest_interval, timedelta(minutes=1))
     if digest % 60:
@@ -150,7 +229,7 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     if flush > digest:
         raise TrailError("InvalidParameterCombinationException", "FlushIntervalSeconds must not exceed DigestIntervalSeconds.")
     return TrailConfig(
-        kms_key_id=_kms_key_param(service, params, base.kms_key_id if base else ""),
+        kms_key_id=_kms_key_param(ct, params, base.kms_key_id if base else ""),
         object_lock_days=_lock_days_param(params, destination, base.object_lock_days if base else 0),
         advanced_selectors=base.advanced_selectors if base else (), tags=base.tags if base else (),
         name=name, bucket=bucket, destination=destination, prefix=prefix,
@@ -162,7 +241,7 @@ def _config_from_params(service: Service, params: Params, base: TrailConfig | No
     )
 
 
-def _kms_key_param(service: Service, params: Params, current: str) -> str:
+def _kms_key_param(ct: CloudTrailDomain, params: Params, current: str) -> str:
     """KmsKeyId as CloudTrail takes it (key id, key ARN, alias name or alias ARN), stored as
     the key ARN; "" turns encryption off for files delivered from now on."""
     ref = params.get("KmsKeyId", current)
@@ -171,7 +250,7 @@ def _kms_key_param(service: Service, params: Params, current: str) -> str:
     if not ref or ref == current:
         return ref
     try:
-        return service.kms.check_usable(ref)
+        return ct.kms.check_usable(ref)
     except KmsError as e:
         if e.code == "NotFoundException":
             raise TrailError("KmsKeyNotFoundException", f"KMS key {ref} does not exist: {e}") from e
@@ -206,52 +285,52 @@ def _bucket_from_folder(folder: Path) -> str:
     return name if len(name) >= 3 else f"{name}-trail"
 
 
-def create_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    config = _config_from_params(service, params, None)
+def create_trail(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    config = _config_from_params(ct, params, None)
     if params.get("TagsList"):
         tags = dict(_tags_param(params, "TagsList", need_values=True))
         if len(tags) > MAX_TAGS:
             raise TrailError("TagsLimitExceededException", f"A trail can have at most {MAX_TAGS} tags.")
         config = replace(config, tags=tuple(sorted(tags.items())))
-    return _changed_trail_shape(service, service.create_trail(config).config)
+    return _changed_trail_shape(ct, ct.control.create_trail(config).config)
 
 
-def _changed_trail_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
+def _changed_trail_shape(ct: CloudTrailDomain, config: TrailConfig) -> dict[str, Any]:
     """What CreateTrail and UpdateTrail answer: the trail, less what only GetTrail tells."""
-    shape = trail_shape(service, config)
+    shape = trail_shape(ct, config)
     for field in ("HomeRegion", "HasCustomEventSelectors", "HasInsightSelectors"):
         shape.pop(field)
     return shape
 
 
-def update_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    trail = service.get_trail(_str_param(params, "Name", code="InvalidTrailNameException"))
-    config = _config_from_params(service, {k: v for k, v in params.items() if k != "Name"}, trail.config)
-    return _changed_trail_shape(service, service.update_trail(config).config)
+def update_trail(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    trail = ct.control.get_trail(_str_param(params, "Name", code="InvalidTrailNameException"))
+    config = _config_from_params(ct, {k: v for k, v in params.items() if k != "Name"}, trail.config)
+    return _changed_trail_shape(ct, ct.control.update_trail(config).config)
 
 
-def delete_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    service.delete_trail(_str_param(params, "Name"))
+def delete_trail(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    ct.control.delete_trail(_str_param(params, "Name"))
     return {}
 
 
-def get_trail(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    return {"Trail": trail_shape(service, service.get_trail(_str_param(params, "Name")).config)}
+def get_trail(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Trail": trail_shape(ct, ct.control.get_trail(_str_param(params, "Name")).config)}
 
 
-def describe_trails(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+def describe_trails(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
     names = params.get("trailNameList") or []
     if not isinstance(names, list):
         raise TrailError("InvalidParameterException", "trailNameList must be a list.")
-    trails = [service.get_trail(str(n)) for n in names] if names else service.trails.all()
-    return {"trailList": [trail_shape(service, t.config) for t in trails]}
+    trails = [ct.control.get_trail(str(n)) for n in names] if names else ct.control.trails.all()
+    return {"trailList": [trail_shape(ct, t.config) for t in trails]}
 
 
-def list_trails(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    names, token = trails_page([t.config.name for t in service.trails.all()], params.get("NextToken"),
+def list_trails(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    names, token = trails_page([t.config.name for t in ct.control.trails.all()], params.get("NextToken"),
                                LIST_TRAILS_PAGE_SIZE)
-    out: dict[str, Any] = {"Trails": [{"TrailARN": service.trail_arn(name), "Name": name,
-                                       "HomeRegion": service.account.region} for name in names]}
+    out: dict[str, Any] = {"Trails": [{"TrailARN": ct.control.trail_arn(name), "Name": name,
+                                       "HomeRegion": ct.region} for name in names]}
     if token is not None:
         out["NextToken"] = token
     return out
@@ -289,8 +368,8 @@ def _bad_trails_token(why: str) -> TrailError:
                       "NextToken value the previous ListTrails call returned.")
 
 
-def get_trail_status(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    trail = service.get_trail(_str_param(params, "Name"))
+def get_trail_status(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    trail = ct.control.get_trail(_str_param(params, "Name"))
     s = trail.state
     out: dict[str, Any] = {"IsLogging": s.is_logging and s.stop_seq is None}
     values = {
@@ -306,7 +385,7 @@ def get_trail_status(service: Service, _: Principal, params: Params) -> dict[str
         "TimeLoggingStopped": _iso(s.stop_logging_time),
     }
     out.update({k: v for k, v in values.items() if v is not None})
-    worm = service.worm_status(trail.config)
+    worm = ct.control.worm_status(trail.config)
     if worm is not None:
         # trailkeeper extension: a bucket is called WORM only after the conformance probe passed.
         out["WormVerified"] = worm.verified
@@ -318,18 +397,18 @@ def _iso(when: datetime | None) -> str | None:
     return iso_seconds(when) if when else None
 
 
-def start_logging(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    service.start_logging(_str_param(params, "Name"))
+def start_logging(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    ct.control.start_logging(_str_param(params, "Name"))
     return {}
 
 
-def stop_logging(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    service.stop_logging(_str_param(params, "Name"))
+def stop_logging(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    ct.control.stop_logging(_str_param(params, "Name"))
     return {}
 
 
-def put_event_selectors(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    trail = service.get_trail(_str_param(params, "TrailName"))
+def put_event_selectors(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    trail = ct.control.get_trail(_str_param(params, "TrailName"))
     basic, advanced = params.get("EventSelectors"), params.get("AdvancedEventSelectors")
     if (basic is None) == (advanced is None):
         raise TrailError("InvalidParameterCombinationException",
@@ -340,12 +419,12 @@ def put_event_selectors(service: Service, _: Principal, params: Params) -> dict[
         if not isinstance(basic, list):
             raise TrailError("InvalidEventSelectorsException", "EventSelectors must be a list of selectors.")
         config = replace(trail.config, selectors=validate_selectors(basic), advanced_selectors=())
-    service.update_trail(config)
-    return _selectors_shape(service, config)
+    ct.control.update_trail(config)
+    return _selectors_shape(ct, config)
 
 
-def _selectors_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
-    out: dict[str, Any] = {"TrailARN": service.trail_arn(config.name)}
+def _selectors_shape(ct: CloudTrailDomain, config: TrailConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"TrailARN": ct.control.trail_arn(config.name)}
     if config.advanced_selectors:
         out["AdvancedEventSelectors"] = list(config.advanced_selectors)
     else:
@@ -353,8 +432,8 @@ def _selectors_shape(service: Service, config: TrailConfig) -> dict[str, Any]:
     return out
 
 
-def get_event_selectors(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    return _selectors_shape(service, service.get_trail(_str_param(params, "TrailName")).config)
+def get_event_selectors(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    return _selectors_shape(ct, ct.control.get_trail(_str_param(params, "TrailName")).config)
 
 
 # ---- tags ----
@@ -376,49 +455,49 @@ def _tags_param(params: Params, name: str, need_values: bool) -> list[tuple[str,
     return out
 
 
-def _trail_for_resource(service: Service, arn: object) -> Any:
+def _trail_for_resource(ct: CloudTrailDomain, arn: object) -> Trail:
     if not isinstance(arn, str) or not arn.startswith("arn:"):
         raise TrailError("CloudTrailARNInvalidException", "ResourceId must be a trail ARN.")
-    trail = service.trails.find(service.resolve_trail_name(arn))
+    trail = ct.control.trails.find(ct.control.resolve_trail_name(arn))
     if trail is None:
         raise TrailError("ResourceNotFoundException", f"Resource {arn} does not exist.")
     return trail
 
 
-def add_tags(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    trail = _trail_for_resource(service, params.get("ResourceId"))
+def add_tags(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    trail = _trail_for_resource(ct, params.get("ResourceId"))
     tags = dict(trail.config.tags)
     tags.update(_tags_param(params, "TagsList", need_values=True))
     if len(tags) > MAX_TAGS:
         raise TrailError("TagsLimitExceededException", f"A trail can have at most {MAX_TAGS} tags.")
-    service.update_trail(replace(trail.config, tags=tuple(sorted(tags.items()))))
+    ct.control.update_trail(replace(trail.config, tags=tuple(sorted(tags.items()))))
     return {}
 
 
-def remove_tags(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    trail = _trail_for_resource(service, params.get("ResourceId"))
+def remove_tags(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    trail = _trail_for_resource(ct, params.get("ResourceId"))
     drop = {k for k, _ in _tags_param(params, "TagsList", need_values=False)}
-    service.update_trail(replace(trail.config, tags=tuple(t for t in trail.config.tags if t[0] not in drop)))
+    ct.control.update_trail(replace(trail.config, tags=tuple(t for t in trail.config.tags if t[0] not in drop)))
     return {}
 
 
-def list_tags(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+def list_tags(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
     ids = params.get("ResourceIdList")
     if not isinstance(ids, list) or not ids:
         raise TrailError("InvalidParameterException", "ResourceIdList must be a non-empty list of trail ARNs.")
     return {"ResourceTagList": [
-        {"ResourceId": arn, "TagsList": [{"Key": k, "Value": v} for k, v in _trail_for_resource(service, arn).config.tags]}
+        {"ResourceId": arn, "TagsList": [{"Key": k, "Value": v} for k, v in _trail_for_resource(ct, arn).config.tags]}
         for arn in ids
     ]}
 
 
-def list_public_keys(service: Service, _: Principal, params: Params) -> dict[str, Any]:
-    now = service.clock.now()
+def list_public_keys(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
+    now = ct.clock.now()
     start = _time_param(params, "StartTime", now)
     end = _time_param(params, "EndTime", now)
     if start > end:
         raise TrailError("InvalidTimeRangeException", "StartTime must not be after EndTime.")
-    return {"PublicKeyList": [public_key_shape(k) for k in service.keys.public_keys(start, end)]}
+    return {"PublicKeyList": [public_key_shape(k) for k in ct.keys.public_keys(start, end)]}
 
 
 def public_key_shape(key: PublicKeyInfo) -> dict[str, Any]:
@@ -429,7 +508,7 @@ def public_key_shape(key: PublicKeyInfo) -> dict[str, Any]:
 
 
 # ---- event history ----
-def lookup_events(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+def lookup_events(ct: CloudTrailDomain, _: Principal, params: Params) -> dict[str, Any]:
     attrs = params.get("LookupAttributes") or []
     if not isinstance(attrs, list) or len(attrs) > 1:
         raise TrailError("InvalidLookupAttributesException", "You can specify at most one lookup attribute.")
@@ -450,7 +529,7 @@ def lookup_events(service: Service, _: Principal, params: Params) -> dict[str, A
         raise TrailError("InvalidMaxResultsException", "MaxResults must be between 1 and 50.")
     token = params.get("NextToken")
     try:
-        page = service.history.lookup(LookupQuery(key, value, start, end, max_results, token if isinstance(token, str) else None))
+        page = ct.history.lookup(LookupQuery(key, value, start, end, max_results, token if isinstance(token, str) else None))
     except HistoryError as e:
         raise TrailError(getattr(e, "code", "InvalidParameterException"), str(e)) from e
     events = [lookup_event_shape(record, body, t)
@@ -544,7 +623,7 @@ def delete_access_key(identity: IdentityStore, principal: Principal, params: Par
     return {}
 
 
-def get_server_status(service: Service, _: Principal, params: Params) -> dict[str, Any]:
+def get_server_status(service: ServerStatusSource, _: Principal, params: Params) -> dict[str, Any]:
     stats = service.spool.stats()
     trails = []
     for trail in service.trails.all():
@@ -579,8 +658,25 @@ def _identity_of(service: Service) -> IdentityStore:
     return service.identity
 
 
-def _whole(service: Service) -> Service:
+def _cloudtrail_of(service: Service) -> CloudTrailDomain:
+    return CloudTrailDomain(region=service.account.region, clock=service.clock, config=service.config,
+                            control=service, kms=service.kms, keys=service.keys, history=service.history,
+                            lake=service)
+
+
+def _status_of(service: Service) -> ServerStatusSource:
     return service
+
+
+LakeHandler = Callable[[lake.LakeService, Any, Params], dict[str, Any]]
+
+
+def _on_channels(handler: LakeHandler) -> Handler[CloudTrailDomain]:
+    """A channel operation of the lake module, given the lake's part of the domain."""
+    def run(ct: CloudTrailDomain, principal: Principal, params: Params) -> dict[str, Any]:
+        return handler(ct.lake, principal, params)
+    run.__name__ = run.__qualname__ = handler.__name__
+    return run
 
 
 # Request members beyond AWS's: where a trail is written (a folder or an s3:// URL), its
@@ -589,10 +685,10 @@ def _whole(service: Service) -> Service:
 _TRAIL_EXTENSIONS = frozenset({"Destination", "FlushIntervalSeconds", "DigestIntervalSeconds",
                                "ObjectLockRetentionDays"})
 
-CLOUDTRAIL: ServiceSpec[Service] = ServiceSpec(
+CLOUDTRAIL: ServiceSpec[CloudTrailDomain] = ServiceSpec(
     name="cloudtrail", title="CloudTrail", signing_name="cloudtrail", protocol="json", event_source=audit.CLOUDTRAIL_SOURCE,
     api_version="2013-11-01", target_prefix="com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101",
-    client_errors_as_400=True, context=_whole,
+    client_errors_as_400=True, context=_cloudtrail_of,
     operations={
         "CreateTrail": _op(create_trail, "trails:write", extensions=_TRAIL_EXTENSIONS),
         "UpdateTrail": _op(update_trail, "trails:write", extensions=_TRAIL_EXTENSIONS),
@@ -605,10 +701,10 @@ CLOUDTRAIL: ServiceSpec[Service] = ServiceSpec(
         "ListTrails": _reader(list_trails, "trails:read"),
         "GetTrailStatus": _reader(get_trail_status, "trails:read"),
         "GetEventSelectors": _reader(get_event_selectors, "trails:read"),
-        "CreateChannel": _op(lake.create_channel, "trails:write"),
-        "GetChannel": _reader(lake.get_channel, "trails:read"),
-        "ListChannels": _reader(lake.list_channels, "trails:read"),
-        "DeleteChannel": _op(lake.delete_channel, "trails:write"),
+        "CreateChannel": _op(_on_channels(lake.create_channel), "trails:write"),
+        "GetChannel": _reader(_on_channels(lake.get_channel), "trails:read"),
+        "ListChannels": _reader(_on_channels(lake.list_channels), "trails:read"),
+        "DeleteChannel": _op(_on_channels(lake.delete_channel), "trails:write"),
         "AddTags": _op(add_tags, "trails:write"),
         "RemoveTags": _op(remove_tags, "trails:write"),
         "ListTags": _reader(list_tags, "trails:read"),
@@ -633,9 +729,9 @@ IAM: ServiceSpec[IdentityStore] = ServiceSpec(
 
 # trailkeeper's own operations, on the native API only. Their records keep CloudTrail's event
 # source, as they always have (a change would split one operation's history in two).
-TRAILKEEPER: ServiceSpec[Service] = ServiceSpec(
+TRAILKEEPER: ServiceSpec[ServerStatusSource] = ServiceSpec(
     name="trailkeeper", title="trailkeeper", signing_name="trailkeeper", protocol="native", event_source=audit.CLOUDTRAIL_SOURCE,
-    has_model=False, context=_whole,
+    has_model=False, context=_status_of,
     operations={"GetServerStatus": _reader(get_server_status, "trails:read")})
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from trailkeeper.identity import Principal
@@ -46,7 +46,7 @@ class OperationSpec(Generic[Ctx]):
     inline: bool = False
 
 
-def _no_context(service: Service) -> Any:
+def _no_context(service: Service) -> NoReturn:
     raise TypeError("this service's operations are routed by its REST adapter, not by the registry")
 
 

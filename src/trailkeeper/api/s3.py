@@ -33,13 +33,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Protocol
 
 from trailkeeper import envelope, layout
 from trailkeeper._internal.text import bounded, xml_safe
 from trailkeeper.errors import EnvelopeError, ObjectNotFoundError, StorageError
-from trailkeeper.service import Service
+from trailkeeper.service import Account
 from trailkeeper.storage.base import ObjectInfo, ObjectStore
 from trailkeeper.storage.folder import validate_key
+from trailkeeper.trails import Location, TrailStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,22 @@ _LISTING_PARAMS = frozenset({"prefix", "marker", "max-keys", "delimiter", "encod
 _ETAG_CACHE_SIZE = 4096
 
 Recorder = Callable[[str, dict[str, object] | None, str | None, str | None, list[dict[str, str]] | None], None]
+
+
+class BucketSource(Protocol):
+    """What the read-only S3 gateway uses: the places trails deliver (or delivered) to, their
+    stores, and the KMS that opens encrypted log files."""
+
+    @property
+    def account(self) -> Account: ...
+
+    @property
+    def trails(self) -> TrailStore: ...
+
+    @property
+    def kms(self) -> envelope.DataKeys: ...
+
+    def open_location(self, place: Location, object_lock_days: int = 0) -> ObjectStore: ...
 
 
 @dataclass(frozen=True)
@@ -120,7 +138,7 @@ class Bucket:
         return (parsed.src_region, parsed.trail_name, parsed.home_region) == (self.region, name, self.region)
 
 
-def buckets(service: Service) -> dict[str, Bucket]:
+def buckets(service: BucketSource) -> dict[str, Bucket]:
     """Bucket name → what it serves: every place a trail delivers or delivered to (one folder
     serves one bucket; the first place found for a bucket gives its store)."""
     found: dict[str, tuple[ObjectStore, list[tuple[str, str]]]] = {}
@@ -132,7 +150,7 @@ def buckets(service: Service) -> dict[str, Bucket]:
     return {bucket: Bucket(store, tuple(owners), account, region) for bucket, (store, owners) in found.items()}
 
 
-def handle_s3(service: Service, request: S3Request, record: Recorder) -> S3Response:
+def handle_s3(service: BucketSource, request: S3Request, record: Recorder) -> S3Response:
     """Answer one path-style S3 request; `record(operation, request_parameters, error_code,
     error_message, resources)` is called for object reads and refused writes."""
     request_id = request.request_id or secrets.token_hex(8).upper()
@@ -177,7 +195,7 @@ def write_operation(method: str, bucket: str, key: str, query: str) -> str:
 
 # ---- routing ----
 
-def _dispatch(service: Service, request: S3Request, record: Recorder, request_id: str) -> S3Response:
+def _dispatch(service: BucketSource, request: S3Request, record: Recorder, request_id: str) -> S3Response:
     bucket, key = _split_path(request.raw_path)
     method = request.method.upper()
     if method in ("PUT", "POST", "DELETE", "PATCH"):
@@ -217,7 +235,7 @@ def _bucket_operation(method: str, bucket: str, params: Mapping[str, str]) -> st
     return "ListObjectsV2" if params.get("list-type") == "2" else "ListObjects"
 
 
-def _bucket_read(service: Service, method: str, bucket: str, params: Mapping[str, str]) -> S3Response:
+def _bucket_read(service: BucketSource, method: str, bucket: str, params: Mapping[str, str]) -> S3Response:
     if not bucket:
         return _list_buckets(service)
     served = _find_bucket(service, bucket)
@@ -240,14 +258,14 @@ def _split_path(raw_path: str) -> tuple[str, str]:
     return urllib.parse.unquote(bucket), urllib.parse.unquote(key)
 
 
-def _find_bucket(service: Service, bucket: str) -> Bucket:
+def _find_bucket(service: BucketSource, bucket: str) -> Bucket:
     served = buckets(service).get(bucket)
     if served is None:
         raise _S3Error(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket)
     return served
 
 
-def _refuse_write(service: Service, method: str, bucket: str, key: str, query: str, record: Recorder) -> S3Response:
+def _refuse_write(service: BucketSource, method: str, bucket: str, key: str, query: str, record: Recorder) -> S3Response:
     operation = bounded(write_operation(method, bucket, key, query))
     params: dict[str, object] = {"bucketName": bounded(bucket)}
     if key:
@@ -257,7 +275,7 @@ def _refuse_write(service: Service, method: str, bucket: str, key: str, query: s
     raise _S3Error(403, "AccessDenied", READ_ONLY_MESSAGE)
 
 
-def _resources(service: Service, bucket: str, key: str) -> list[dict[str, str]]:
+def _resources(service: BucketSource, bucket: str, key: str) -> list[dict[str, str]]:
     bucket_res = {"type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}", "accountId": service.account.account_id}
     if not key:
         return [bucket_res]
@@ -266,14 +284,14 @@ def _resources(service: Service, bucket: str, key: str) -> list[dict[str, str]]:
 
 # ---- objects ----
 
-def _read_object(service: Service, request: S3Request, bucket: str, key: str, record: Recorder) -> S3Response:
+def _read_object(service: BucketSource, request: S3Request, bucket: str, key: str, record: Recorder) -> S3Response:
     operation = "HeadObject" if request.method == "HEAD" else "GetObject"
     params: dict[str, object] = {"bucketName": bounded(bucket), "key": bounded(key)}
     resources = _resources(service, bucket, key)
     return _recorded(record, operation, params, resources, lambda: _object_response(service, request, bucket, key))
 
 
-def _object_response(service: Service, request: S3Request, bucket: str, key: str) -> S3Response:
+def _object_response(service: BucketSource, request: S3Request, bucket: str, key: str) -> S3Response:
     served = _find_bucket(service, bucket)
     if not served.serves(key):
         raise _no_such_key(key)  # whatever else the folder or bucket holds is not the gateway's to show
@@ -342,7 +360,7 @@ def _unsatisfiable(size: int) -> tuple[int, int]:
     raise _S3Error(416, "InvalidRange", "The requested range is not satisfiable", ActualObjectSize=str(size))
 
 
-def _decrypted(service: Service, request: S3Request, bucket: str, key: str,
+def _decrypted(service: BucketSource, request: S3Request, bucket: str, key: str,
                data: bytes) -> tuple[bytes, list[tuple[str, str]]]:
     """The plaintext of an encrypted log file for a caller allowed to use its key."""
     if not request.can_decrypt:
@@ -561,7 +579,7 @@ def _encoder(url: bool) -> Callable[[str], str]:
 
 # ---- buckets ----
 
-def _list_buckets(service: Service) -> S3Response:
+def _list_buckets(service: BucketSource) -> S3Response:
     epoch = datetime.fromtimestamp(0, UTC)
     made = [(t.config.bucket, t.created or epoch) for t in service.trails.all()]
     made += [(gone.config.bucket, gone.created) for gone in service.trails.deleted()]

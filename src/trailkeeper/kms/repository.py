@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from trailkeeper._internal.memory import Tables
+from trailkeeper._internal.memory import MemoryRepository
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.state.schema import STATE_SCHEMA
 
@@ -224,19 +224,11 @@ class _KmsTables:
     deleted: dict[str, int] = field(default_factory=dict)  # key id -> deleted_us
 
 
-class MemoryKmsRepository:
+class MemoryKmsRepository(MemoryRepository[_KmsTables]):
     """KMS rows in dictionaries, for tests; the same contract as the SQLite repository."""
 
     def __init__(self) -> None:
-        self._tables = Tables(_KmsTables())
-
-    def close(self) -> None:
-        pass
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._tables.transaction():
-            yield
+        super().__init__(_KmsTables())
 
     def key(self, key_id: str) -> KeyRecord | None:
         with self._tables.lock:

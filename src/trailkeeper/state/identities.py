@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trailkeeper._internal.memory import Tables
+from trailkeeper._internal.memory import MemoryRepository
 from trailkeeper._internal.sqlite import Database, connect
 from trailkeeper.errors import IdentityError
 from trailkeeper.identity import DELETED, Account, StoredAccessKey, StoredUser
@@ -151,19 +151,11 @@ class _Identities:
     keys: dict[str, StoredAccessKey] = field(default_factory=dict)  # access_key_id -> key
 
 
-class MemoryIdentityRepository:
+class MemoryIdentityRepository(MemoryRepository[_Identities]):
     """Identities in dictionaries, for tests; the same contract as the SQLite repository."""
 
     def __init__(self) -> None:
-        self._tables = Tables(_Identities())
-
-    def close(self) -> None:
-        pass
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._tables.transaction():
-            yield
+        super().__init__(_Identities())
 
     def version(self) -> int:
         return self._tables.version

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from trailkeeper._internal.memory import Tables
+from trailkeeper._internal.memory import MemoryRepository
 from trailkeeper._internal.sqlite import connect
 from trailkeeper.errors import SigningKeyError
 from trailkeeper.keys.signing import PublicKeyInfo
@@ -144,16 +144,11 @@ class _Keys:
     by_fingerprint: dict[str, _Stored] = field(default_factory=dict)
 
 
-class MemorySigningKeyRepository:
+class MemorySigningKeyRepository(MemoryRepository[_Keys]):
     """Signing keys in a dictionary, for tests; the same contract as the SQLite repository."""
 
     def __init__(self) -> None:
-        self._tables = Tables(_Keys())
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._tables.transaction():
-            yield
+        super().__init__(_Keys())
 
     def current(self) -> PublicKeyInfo | None:
         live = [k for k in self.all() if k.valid_to is None]

@@ -14,13 +14,11 @@ import orjson
 
 from trailkeeper import audit
 from trailkeeper._internal.fsutil import write_new
-from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import SystemClock, iso_seconds
 from trailkeeper.config import Config, load_config
 from trailkeeper.errors import ValidationRunError
-from trailkeeper.identity import read_account
 from trailkeeper.keys.signing import load_public_keys
-from trailkeeper.state.trails import SqliteTrailRepository
+from trailkeeper.runtime import Runtime
 from trailkeeper.storage.destinations import open_destination
 from trailkeeper.trails import Location, Trail, TrailConfig, TrailStore
 from trailkeeper.validate import (
@@ -118,13 +116,12 @@ def run_validation(config: Config, trail_name: str | Selection, start: datetime,
     selection = trail_name if isinstance(trail_name, Selection) else Selection(trail_name)
     if not config.state_db.exists():
         raise ValidationRunError(f"no trailkeeper data in {config.data_dir}", "pass --data-dir pointing at the server's data directory")
-    account = read_account(config.state_db)
-    db = Database(config.state_db)
+    runtime = Runtime(config)
+    account = runtime.account()
     try:
-        trail_config, places = _places(TrailStore(SqliteTrailRepository(db)), selection, account.account_id,
-                                       account.region)
+        trail_config, places = _places(runtime.trails, selection, account.account_id, account.region)
     finally:
-        db.close()
+        runtime.close()
     now = now or datetime.now(UTC)
     state = VerifiedState.load(state_path(config, trail_config.name))
     keys = load_public_keys(config.state_db)
@@ -168,11 +165,7 @@ class _LazyKms:
 def _kms(config: Config, account_id: str, region: str) -> Kms:
     """The installation's KMS, opened with its root of trust: full mode decrypts encrypted logs
     (stored mode never needs it, so an auditor without key access can still prove them unchanged)."""
-    from trailkeeper.keys.roots import open_root_of_trust
-    from trailkeeper.kms import Kms, SqliteKmsRepository
-
-    return Kms(SqliteKmsRepository(config.state_db), open_root_of_trust(config.root_of_trust, config.keyring_dir),
-               SystemClock(), account_id, region)
+    return Runtime(config).kms(account_id, region)
 
 
 class _progress:

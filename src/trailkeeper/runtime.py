@@ -1,0 +1,111 @@
+"""The composition root: the components of one data directory, built one way for the server
+(`Service`), the offline validator and `init` / `recover-root` alike.
+
+Each component is built on first use and once: a command that needs only the trails (the
+validator's stored mode) never opens the root of trust, and the server's components are the
+same objects its handlers and consumers are given. Nothing here decides anything; it only
+says which implementation of each seam a data directory uses (today SQLite and the folder
+spool; the PostgreSQL repositories will be chosen here).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from trailkeeper._internal.sqlite import Database
+from trailkeeper.clock import Clock, SystemClock
+from trailkeeper.config import Config
+from trailkeeper.history.indexer import SERVER_CACHE_KIB
+from trailkeeper.history.sqlite import SqliteHistory
+from trailkeeper.identity import Account, IdentityStore, read_account
+from trailkeeper.keys.roots import open_root_of_trust
+from trailkeeper.keys.signing import SigningKeys
+from trailkeeper.lake import ChannelStore
+from trailkeeper.spool import Spool
+from trailkeeper.state.channels import SqliteChannelRepository
+from trailkeeper.state.identities import SqliteIdentityRepository
+from trailkeeper.state.schema import HISTORY_SCHEMA, STATE_SCHEMA, Migrated
+from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
+from trailkeeper.state.trails import SqliteTrailRepository
+from trailkeeper.trails import TrailStore
+
+if TYPE_CHECKING:
+    from trailkeeper.keys.keyring import KeyProvider
+    from trailkeeper.kms import KeyUsers, Kms
+
+
+class Runtime:
+    """Builds, keeps and closes the components of `config.data_dir`."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self._kms: Kms | None = None
+
+    def migrate(self) -> list[Migrated]:
+        """Bring both databases to this release's schema before any component opens them: an
+        older data directory is migrated, a newer one refused (state.schema)."""
+        done = (STATE_SCHEMA.ensure(self.config.state_db), HISTORY_SCHEMA.ensure(self.config.history_db))
+        return [d for d in done if d is not None]
+
+    def account(self) -> Account:
+        """The account, read without the root of trust (offline tools)."""
+        return read_account(self.config.state_db)
+
+    @cached_property
+    def keyring(self) -> KeyProvider:
+        # The root of trust seals access-key secrets, signing keys and KMS key material alike.
+        return open_root_of_trust(self.config.root_of_trust, self.config.keyring_dir)
+
+    @cached_property
+    def state_db(self) -> Database:
+        return Database(self.config.state_db)
+
+    @cached_property
+    def identity(self) -> IdentityStore:
+        return IdentityStore(SqliteIdentityRepository(self.config.state_db), self.keyring, self.clock)
+
+    @cached_property
+    def trails(self) -> TrailStore:
+        return TrailStore(SqliteTrailRepository(self.state_db))
+
+    @cached_property
+    def channels(self) -> ChannelStore:
+        return ChannelStore(SqliteChannelRepository(self.state_db))
+
+    @cached_property
+    def signing_keys(self) -> SigningKeys:
+        return SigningKeys(SqliteSigningKeyRepository(self.config.state_db), self.keyring, self.clock,
+                           self.config.key_rotation)
+
+    def kms(self, account_id: str, region: str, users: KeyUsers | None = None) -> Kms:
+        """The KMS of the account; `users` answers which trails use a key (the server's trails),
+        so a key in use is not deleted. Built on the first call; later calls return it."""
+        if self._kms is None:
+            from trailkeeper.kms import Kms, SqliteKmsRepository
+
+            self._kms = Kms(SqliteKmsRepository(self.config.state_db), self.keyring, self.clock, account_id, region,
+                            users=users, material_ttl_s=self.config.kms_material_ttl.total_seconds())
+        return self._kms
+
+    @cached_property
+    def spool(self) -> Spool:
+        return Spool(self.config.spool_dir, segment_bytes=self.config.spool_segment_bytes,
+                     idempotency_window=self.config.idempotency_window)
+
+    @cached_property
+    def history(self) -> SqliteHistory:
+        return SqliteHistory(self.config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
+
+    def close(self) -> None:
+        """Close what was opened, the spool first (its last group commit), the state last."""
+        built = self.__dict__
+        for name in ("spool", "history", "identity"):
+            component = built.get(name)
+            if component is not None:
+                component.close()
+        if self._kms is not None:
+            self._kms.close()
+        if "state_db" in built:
+            built["state_db"].close()
