@@ -3,7 +3,7 @@
 HTTP ingest (`POST /v1/events`), CloudTrail Lake's PutAuditEvents, the in-process API
 (`Service.record`) and the inbox of offline commands all go through `Ingest`:
 - **admit**: the backlog policy (fail-closed refuses new events while a destination is down
-  past `max_backlog_events`), asked of the service through a narrow callable;
+  past `max_backlog_events`), asked of the service through the `Admission` protocol;
 - **normalise**: `records.normalize_batch` (all or nothing; PutAuditEvents shapes each event
   with its own rules first) under an `IngestContext` built here, so every path stamps the same
   region, receipt time and event-age limit;
@@ -17,10 +17,11 @@ audit of the audit system is never refused.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import timedelta
+from typing import Protocol
 
 import orjson
 
@@ -32,18 +33,26 @@ IN_PROCESS_ORIGIN = "127.0.0.1"
 IN_PROCESS_AGENT = "trailkeeper-in-process"
 
 
+class Admission(Protocol):
+    """Who decides whether new events are accepted now (the service: its backlog policy)."""
+
+    def admit(self) -> None:
+        """Return to accept; raise BacklogFullError to refuse (HTTP 503)."""
+        ...
+
+
 class Ingest:
     def __init__(self, spool: Spool, region: str, clock: Clock, max_event_age: timedelta,
-                 admit: Callable[[], None]) -> None:
+                 admission: Admission) -> None:
         self._spool = spool
         self._region = region
         self._clock = clock
         self._max_event_age = max_event_age
-        self._admit = admit
+        self._admission = admission
 
     def admit(self) -> None:
         """Raises BacklogFullError when the backlog policy refuses new events."""
-        self._admit()
+        self._admission.admit()
 
     def context(self, caller: records.Caller, source_ip: str, user_agent: str,
                 issued: records.EventIdLog | None = None) -> records.IngestContext:

@@ -16,23 +16,22 @@ from typing import TYPE_CHECKING
 from trailkeeper._internal.sqlite import Database
 from trailkeeper.clock import Clock, SystemClock
 from trailkeeper.config import Config
-from trailkeeper.history.indexer import SERVER_CACHE_KIB
-from trailkeeper.history.sqlite import SqliteHistory
-from trailkeeper.identity import Account, IdentityStore, read_account
-from trailkeeper.keys.roots import open_root_of_trust
-from trailkeeper.keys.signing import SigningKeys
-from trailkeeper.lake import ChannelStore
-from trailkeeper.spool import Spool
-from trailkeeper.state.channels import SqliteChannelRepository
-from trailkeeper.state.identities import SqliteIdentityRepository
-from trailkeeper.state.schema import HISTORY_SCHEMA, STATE_SCHEMA, Migrated
-from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
-from trailkeeper.state.trails import SqliteTrailRepository
-from trailkeeper.trails import TrailStore
+from trailkeeper.identity import Account, read_account
 
 if TYPE_CHECKING:
+    from trailkeeper.history.sqlite import SqliteHistory
+    from trailkeeper.identity import IdentityStore
     from trailkeeper.keys.keyring import KeyProvider
+    from trailkeeper.keys.signing import SigningKeys
     from trailkeeper.kms import KeyUsers, Kms
+    from trailkeeper.lake import ChannelStore
+    from trailkeeper.spool import Spool
+    from trailkeeper.state.schema import Migrated
+    from trailkeeper.trails import TrailStore
+
+# Each component's modules are imported where it is built: the offline validator starts a
+# process per run and needs only the trails, so it does not pay for the spool, the history,
+# the indexer or the KMS at start-up.
 
 
 class Runtime:
@@ -46,6 +45,8 @@ class Runtime:
     def migrate(self) -> list[Migrated]:
         """Bring both databases to this release's schema before any component opens them: an
         older data directory is migrated, a newer one refused (state.schema)."""
+        from trailkeeper.state.schema import HISTORY_SCHEMA, STATE_SCHEMA
+
         done = (STATE_SCHEMA.ensure(self.config.state_db), HISTORY_SCHEMA.ensure(self.config.history_db))
         return [d for d in done if d is not None]
 
@@ -55,6 +56,8 @@ class Runtime:
 
     @cached_property
     def keyring(self) -> KeyProvider:
+        from trailkeeper.keys.roots import open_root_of_trust
+
         # The root of trust seals access-key secrets, signing keys and KMS key material alike.
         return open_root_of_trust(self.config.root_of_trust, self.config.keyring_dir)
 
@@ -64,18 +67,30 @@ class Runtime:
 
     @cached_property
     def identity(self) -> IdentityStore:
+        from trailkeeper.identity import IdentityStore
+        from trailkeeper.state.identities import SqliteIdentityRepository
+
         return IdentityStore(SqliteIdentityRepository(self.config.state_db), self.keyring, self.clock)
 
     @cached_property
     def trails(self) -> TrailStore:
+        from trailkeeper.state.trails import SqliteTrailRepository
+        from trailkeeper.trails import TrailStore
+
         return TrailStore(SqliteTrailRepository(self.state_db))
 
     @cached_property
     def channels(self) -> ChannelStore:
+        from trailkeeper.lake import ChannelStore
+        from trailkeeper.state.channels import SqliteChannelRepository
+
         return ChannelStore(SqliteChannelRepository(self.state_db))
 
     @cached_property
     def signing_keys(self) -> SigningKeys:
+        from trailkeeper.keys.signing import SigningKeys
+        from trailkeeper.state.signing_keys import SqliteSigningKeyRepository
+
         return SigningKeys(SqliteSigningKeyRepository(self.config.state_db), self.keyring, self.clock,
                            self.config.key_rotation)
 
@@ -91,11 +106,16 @@ class Runtime:
 
     @cached_property
     def spool(self) -> Spool:
+        from trailkeeper.spool import Spool
+
         return Spool(self.config.spool_dir, segment_bytes=self.config.spool_segment_bytes,
                      idempotency_window=self.config.idempotency_window)
 
     @cached_property
     def history(self) -> SqliteHistory:
+        from trailkeeper.history.indexer import SERVER_CACHE_KIB
+        from trailkeeper.history.sqlite import SqliteHistory
+
         return SqliteHistory(self.config.history_db, cache_kib=SERVER_CACHE_KIB, mmap_bytes=0)
 
     def close(self) -> None:

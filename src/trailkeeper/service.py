@@ -86,7 +86,8 @@ class Service:
         self.kms = self.runtime.kms(self.account.account_id, self.account.region, users=self)
         self.spool = self.runtime.spool
         self.history = self.runtime.history
-        self.ingest = Ingest(self.spool, self.account.region, self.clock, config.max_event_age, self.admit)
+        # The service is the ingest's Admission: its backlog policy decides.
+        self.ingest = Ingest(self.spool, self.account.region, self.clock, config.max_event_age, admission=self)
         # Every reader of the spool; the indexer and the trail workers run threads of their own.
         self.consumers = ConsumerRegistry(self.spool)
         self.consumers.add(_HistoryIndexing(self), own_thread=True)

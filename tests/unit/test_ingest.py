@@ -31,11 +31,17 @@ def spool(tmp_path: Path) -> Iterator[Spool]:
         yield s
 
 
-def _ingest(spool: Spool, refuse: bool = False) -> Ingest:
-    def admit() -> None:
-        if refuse:
+class _Admission:
+    def __init__(self, refuse: bool) -> None:
+        self.refuse = refuse
+
+    def admit(self) -> None:
+        if self.refuse:
             raise BacklogFullError("backlog full", "wait")
-    return Ingest(spool, "eu-west-1", FrozenClock(NOW), timedelta(days=7), admit)
+
+
+def _ingest(spool: Spool, refuse: bool = False) -> Ingest:
+    return Ingest(spool, "eu-west-1", FrozenClock(NOW), timedelta(days=7), _Admission(refuse))
 
 
 def test_record_stamps_and_stores_a_batch_and_answers_its_ids(spool: Spool) -> None:

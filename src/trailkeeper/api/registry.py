@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 # The wire protocols of botocore's models, and trailkeeper's own JSON API.
 Protocol = Literal["json", "query", "rest-xml", "rest-json", "smithy-rpc-v2-cbor", "native"]
 Params = dict[str, Any]
-# The narrow domain service a service's handlers take (Kms, IdentityStore, ...), never the
-# whole runtime: `ServiceSpec.context` picks it out of the runtime for each call.
+# The narrow domain a service's handlers take (Kms, IdentityStore, CloudTrailDomain, ...),
+# never the whole runtime: `ServiceSpec.context` builds it from the service, once per app.
 Ctx = TypeVar("Ctx")
 Handler = Callable[[Ctx, "Principal", Params], dict[str, Any]]
 # (requestParameters, responseElements, resources) an audit record keeps of one call; the
