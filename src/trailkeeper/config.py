@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from trailkeeper.errors import ConfigError
 from trailkeeper.keys.roots import RootOfTrustConfig
+from trailkeeper.notify.settings import SmtpSettings
 from trailkeeper.records import DEFAULT_MAX_EVENT_AGE
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ MAX_TRAILS = 5  # CloudTrail's per-region limit
 DEFAULT_MAX_BACKLOG_EVENTS = 5_000_000
 # Unsealed KMS key material is reused this long before the root of trust is asked again.
 DEFAULT_KMS_MATERIAL_TTL = timedelta(minutes=5)
+# Where SNS subscribers reach this server (SubscribeURL, SigningCertURL, UnsubscribeURL); empty:
+# http://{host}:{port}, with the machine's name when the server listens on every address.
+DEFAULT_PUBLIC_URL = ""
 FAIL_CLOSED, FAIL_OPEN = "fail-closed", "fail-open"
 BACKLOG_POLICIES = (FAIL_CLOSED, FAIL_OPEN)
 
@@ -88,6 +92,8 @@ class Config:
     default_bucket_root: Path | None = field(default=None)
     root_of_trust: RootOfTrustConfig = field(default_factory=RootOfTrustConfig)
     s3: S3Settings | None = None  # connection to S3-compatible destinations; None: boto3's defaults
+    public_url: str = DEFAULT_PUBLIC_URL
+    smtp: SmtpSettings | None = None  # the mail server of email subscriptions; None: email fails, audited
 
     # Derived locations inside the data directory.
     @property
@@ -117,6 +123,18 @@ class Config:
     @property
     def quarantine_dir(self) -> Path:
         return self.data_dir / "quarantine"
+
+    @property
+    def notification_base_url(self) -> str:
+        """The URL subscribers reach this server at (`public_url`, or one made of host and port)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = socket.getfqdn()
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def check(self) -> Config:
         """Refuse inconsistent settings with a message saying which and why."""
@@ -158,6 +176,10 @@ class Config:
             problems.append(f"backlog_policy {self.backlog_policy!r} is not one of {', '.join(BACKLOG_POLICIES)}")
         if self.spool_segment_bytes < 1024 * 1024:
             problems.append("spool_segment_bytes must be at least 1 MiB")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            problems.append(f"public_url {self.public_url!r} must start with http:// or https://")
+        if self.smtp is not None:
+            problems.extend(self.smtp.problems())
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems), "fix the settings in the config file or the command line")
         return self
@@ -165,7 +187,7 @@ class Config:
 
 _DURATION_FIELDS = {f.name for f in fields(Config) if f.type in ("timedelta",)}
 _INT_FIELDS = {f.name for f in fields(Config) if f.type in ("int",)}
-_STR_FIELDS = {"host", "region", "backlog_policy"}
+_STR_FIELDS = {"host", "region", "backlog_policy", "public_url"}
 _PATH_FIELDS = {"data_dir", "default_bucket_root"}
 
 
@@ -225,10 +247,18 @@ def _sections(raw: dict[str, Any]) -> dict[str, Any]:
     s3 = raw.pop("s3", None)
     if s3 is not None:
         out["s3"] = _s3_settings(s3)
+    smtp = raw.pop("smtp", None)
+    if smtp is not None:
+        if not isinstance(smtp, dict):
+            raise ConfigError("smtp: expected a table [smtp]", "see docs/notifications.md")
+        try:
+            out["smtp"] = SmtpSettings.from_toml(smtp)
+        except ValueError as e:
+            raise ConfigError(str(e), "see docs/notifications.md") from e
     return out
 
 
-_SECTION_FIELDS = frozenset({"root_of_trust", "s3"})  # given as their dataclasses by callers
+_SECTION_FIELDS = frozenset({"root_of_trust", "s3", "smtp"})  # given as their dataclasses by callers
 _S3_KEYS = {"endpoint_url", "region", "access_key_id", "secret_access_key", "addressing_style",
             "connect_timeout", "read_timeout", "max_attempts", "sse_kms_key_id"}
 

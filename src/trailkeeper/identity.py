@@ -50,6 +50,21 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "kms:write": frozenset({"administrator"}),
     "kms:encrypt": frozenset({"administrator"}),
     "kms:decrypt": frozenset({"auditor", "administrator"}),
+    # CloudWatch Logs: applications and forwarders send their own logs (PCI DSS 10.2 wants every
+    # system component's); reading log events is reading audit logs (auditors, log-readers).
+    "loggroups:read": frozenset({"auditor", "administrator", "log-reader"}),
+    "loggroups:write": frozenset({"administrator"}),
+    "loggroups:put-events": frozenset({"writer", "forwarder", "administrator"}),
+    # CloudWatch metrics and alarms.
+    "metrics:read": frozenset({"auditor", "administrator"}),
+    "metrics:put-data": frozenset({"writer", "forwarder", "administrator"}),
+    "alarms:write": frozenset({"administrator"}),
+    # SNS topics: auditors review who is told of what; only administrators change it, and only
+    # they publish: a message signed with trailkeeper's key is taken as trailkeeper's own word
+    # (an ALARM from a writer would look exactly like CloudWatch's).
+    "topics:read": frozenset({"auditor", "administrator"}),
+    "topics:write": frozenset({"administrator"}),
+    "topics:publish": frozenset({"administrator"}),
 }
 MAX_KEYS_PER_USER = 2
 ACTIVE, INACTIVE, DELETED = "Active", "Inactive", "Deleted"

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from trailkeeper.keys.signing import SigningKeys
     from trailkeeper.kms import KeyUsers, Kms
     from trailkeeper.lake import ChannelStore
+    from trailkeeper.monitoring.cloudwatch import CloudWatch
+    from trailkeeper.monitoring.loggroups import LogGroups
+    from trailkeeper.notify.topics import Notifications
+    from trailkeeper.roles import Roles
     from trailkeeper.spool import Spool
     from trailkeeper.state.schema import Migrated
     from trailkeeper.trails import TrailStore
@@ -32,6 +36,10 @@ if TYPE_CHECKING:
 # Each component's modules are imported where it is built: the offline validator starts a
 # process per run and needs only the trails, so it does not pay for the spool, the history,
 # the indexer or the KMS at start-up.
+
+
+# The components `close()` closes when they were built, in this order.
+_CLOSE_ORDER = ("spool", "history", "identity", "log_groups", "cloudwatch")
 
 
 class Runtime:
@@ -112,6 +120,24 @@ class Runtime:
                      idempotency_window=self.config.idempotency_window)
 
     @cached_property
+    def log_groups(self) -> LogGroups:
+        from trailkeeper.monitoring.loggroups import LogGroups
+        from trailkeeper.monitoring.loggroups_store import SqliteLogGroupRepository
+
+        account = self.account()
+        # Metric filters feed CloudWatch: a matching log event is a datapoint, evaluated at once.
+        return LogGroups(SqliteLogGroupRepository(self.state_db), self.clock, account.account_id, account.region,
+                         metrics=self.cloudwatch)
+
+    @cached_property
+    def cloudwatch(self) -> CloudWatch:
+        from trailkeeper.monitoring.cloudwatch import CloudWatch
+        from trailkeeper.monitoring.cloudwatch_store import SqliteCloudWatchRepository
+
+        account = self.account()
+        return CloudWatch(SqliteCloudWatchRepository(self.state_db), self.clock, account.account_id, account.region)
+
+    @cached_property
     def history(self) -> SqliteHistory:
         from trailkeeper.history.indexer import SERVER_CACHE_KIB
         from trailkeeper.history.sqlite import SqliteHistory
@@ -121,7 +147,7 @@ class Runtime:
     def close(self) -> None:
         """Close what was opened, the spool first (its last group commit), the state last."""
         built = self.__dict__
-        for name in ("spool", "history", "identity"):
+        for name in _CLOSE_ORDER:
             component = built.get(name)
             if component is not None:
                 component.close()
@@ -129,3 +155,20 @@ class Runtime:
             self._kms.close()
         if "state_db" in built:
             built["state_db"].close()
+
+    @cached_property
+    def roles(self) -> Roles:
+        from trailkeeper.roles import Roles
+        from trailkeeper.state.roles import SqliteRoleRepository
+
+        return Roles(SqliteRoleRepository(self.state_db), self.clock, self.account().account_id)
+
+    @cached_property
+    def notifications(self) -> Notifications:
+        from trailkeeper.notify.store import SqliteNotifyRepository
+        from trailkeeper.notify.topics import Notifications
+
+        account = self.account()
+        # The root of trust seals the SNS signing key too; subscribers are sent this server's URLs.
+        return Notifications(SqliteNotifyRepository(self.state_db), self.keyring, self.clock, account.account_id,
+                             account.region, self.config.notification_base_url)

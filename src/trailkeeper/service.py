@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -22,15 +23,26 @@ import orjson
 from trailkeeper import audit, layout, records
 from trailkeeper.clock import Clock, iso_seconds
 from trailkeeper.config import FAIL_CLOSED, MAX_TRAILS, Config
+from trailkeeper.consumers.base import SqliteOffsets
 from trailkeeper.consumers.registry import ConsumerRegistry
 from trailkeeper.delivery import DeliveryContext, TrailWorker
 from trailkeeper.errors import BacklogFullError, HistoryError, TrailError, TrailkeeperError
 from trailkeeper.history.indexer import CONSUMER as INDEXER_CONSUMER
 from trailkeeper.history.indexer import IndexerProcess
 from trailkeeper.ingest import IN_PROCESS_AGENT, IN_PROCESS_ORIGIN, Ingest
+from trailkeeper.monitoring.forwarder import (
+    Forwarding,
+    ForwardingTargets,
+    TrailForwarder,
+    consumer_name,
+    forwarding_consumer,
+    start_fresh,
+)
+from trailkeeper.notify.runner import NotificationRunner
 from trailkeeper.quarantine import Quarantine
 from trailkeeper.runtime import Runtime
 from trailkeeper.spool import AppendResult
+from trailkeeper.state.trails import SqliteForwardingStatus
 from trailkeeper.storage.base import ObjectStore
 from trailkeeper.storage.destinations import folder_destination_problem, is_s3, open_destination
 from trailkeeper.trails import Location, Trail, TrailConfig
@@ -105,12 +117,26 @@ class Service:
         self.quarantine = Quarantine(config.quarantine_dir)
         self._quarantine_lock = threading.Lock()
         self._periodic: list[Callable[[], None]] = []
+        from trailkeeper.monitoring.loggroups import RetentionPurge  # built only for this task
+
+        self.add_periodic(RetentionPurge(lambda: self.runtime.log_groups, self.emit_service, self.clock))
+        # Trails forwarding to CloudWatch Logs: one spool consumer each (monitoring.forwarder).
+        self._offsets = SqliteOffsets(self.state_db)
+        self.forwarding_status = SqliteForwardingStatus(self.state_db)
+        self.forwarding = Forwarding(lambda: self.forwarding_targets, self.forwarding_status)
 
     # ---- life cycle ----
     def start(self) -> None:
         self.keys.current()
+        for forwarding in self.trails.all():
+            if forwarding.config.forwards:
+                self._sync_forwarder(forwarding.config, forwarding.config)
         if self.background:
-            for name, target in (("history-indexer", self._index_loop), ("maintenance", self._maintenance_loop)):
+            from trailkeeper.monitoring.alarm_timer import AlarmTimer
+
+            alarms = AlarmTimer(lambda: self.runtime.cloudwatch, self._stop)
+            for name, target in (("history-indexer", self._index_loop), ("maintenance", self._maintenance_loop),
+                                 ("alarm-timer", alarms.run)):
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
@@ -124,6 +150,8 @@ class Service:
         self.migrated = []
         self.report_quarantine()
         self.drain_inbox()
+        if self.background:  # SNS deliveries (those a crash left queued first) and alarm notifications
+            self.notifier.start()
         for trail in self.trails.all():
             self.probe_worm(trail.config)
 
@@ -142,8 +170,16 @@ class Service:
         for thread in [*self._workers.values(), *self._threads]:
             if thread.is_alive():
                 thread.join(timeout=5)
+        if "notifier" in self.__dict__:
+            self.notifier.stop()
         self.runtime.close()
         return left
+
+    @cached_property
+    def notifier(self) -> NotificationRunner:
+        """The SNS delivery worker and the CloudWatch alarm sender (notify/)."""
+        return NotificationRunner(self.runtime.notifications, self.runtime.cloudwatch, self.emit_service, self.clock,
+                                  self.config.smtp)
 
     def flush(self, timeout: float) -> None:
         """Deliver every spooled event of logging trails now (used at shutdown and by tests):
@@ -466,6 +502,9 @@ class Service:
                 "new events are refused (backlog_policy = fail-closed)",
                 "fix the destination or KMS key shown by `trailkeeper status`; retry later")
 
+    def notification_counts(self) -> dict[str, Any]:
+        return self.runtime.notifications.delivery_counts().to_dict()
+
     @property
     def backlog_over(self) -> bool:
         """Whether the last backlog measurement was at or past the limit."""
@@ -485,7 +524,10 @@ class Service:
         if self.trails.count() >= MAX_TRAILS:
             raise TrailError("MaximumNumberOfTrailsExceededException", f"User: {self.account.account_id} already has {MAX_TRAILS} trails in {self.account.region}.")
         self._check_destination(config)
+        if config.forwards:
+            start_fresh(config.name, self.spool, self._offsets)
         trail = self.trails.create(config, self.clock.now())
+        self._sync_forwarder(None, config)
         self._ensure_worker(config.name)
         self.probe_worm(config)
         return trail
@@ -502,7 +544,11 @@ class Service:
                                  "destination change only while it is stopped: StopLogging, UpdateTrail, "
                                  "StartLogging (each location keeps its own signed chain).")
             self._check_destination(config)
+        if config.forwards and not current.config.forwards:
+            # Before the change is saved: a crash in between must not resume an old offset.
+            start_fresh(config.name, self.spool, self._offsets)
         self.trails.update_config(config)
+        self._sync_forwarder(current.config, config)
         self._wake(config.name)
         self.probe_worm(config)
         return self.get_trail(config.name)
@@ -538,6 +584,7 @@ class Service:
         worker = self._workers.pop(name, None)
         if worker is not None:
             self.consumers.remove(worker.consumer_name)
+        self._sync_forwarder(trail.config, None)
         if worker and worker.is_alive():
             worker.stop()
             worker.join(timeout=5)
@@ -564,6 +611,28 @@ class Service:
                                              self.config.buckets_dir, others)
         if problem is not None:
             raise TrailError("InvalidParameterException", f"Destination refused: {problem}.")
+
+    # ---- forwarding to CloudWatch Logs ----
+    @cached_property
+    def forwarding_targets(self) -> ForwardingTargets:
+        return ForwardingTargets(self.runtime.log_groups, self.runtime.roles, self.account.account_id,
+                                 self.account.region)
+
+    def _sync_forwarder(self, before: TrailConfig | None, after: TrailConfig | None) -> None:
+        """Run a forwarding consumer for a trail exactly while it forwards. A trail that starts
+        forwarding has had its offset moved to the spool's end (`start_fresh`) before it was saved."""
+        config = after or before
+        assert config is not None
+        name = consumer_name(config.name)
+        if after is None or not after.forwards:
+            self.consumers.remove(name)
+            if after is None:
+                self.forwarding_status.forget(config.name)
+            return
+        if self.consumers.get(name) is None:
+            handler = TrailForwarder(config.name, self.trails, self.forwarding_targets, self.forwarding_status,
+                                     self.clock, self._emit_trail_event)
+            self.consumers.add(forwarding_consumer(config.name, self.spool, self._offsets, handler, self.set_aside))
 
     def _ensure_worker(self, name: str) -> None:
         worker = self._workers.get(name)

@@ -49,6 +49,14 @@ class TrailConfig:
     kms_key_id: str = ""  # KMS key ARN encrypting the trail's log files ("" = not encrypted)
     # COMPLIANCE-mode Object Lock retention put on every log and digest file (0: none; S3 only).
     object_lock_days: int = 0
+    # CloudWatch Logs forwarding (monitoring.forwarder): the group's ARN as given and the role
+    # CloudTrail would act as; both set or both "" (not forwarded).
+    cloudwatch_logs_group_arn: str = ""
+    cloudwatch_logs_role_arn: str = ""
+
+    @property
+    def forwards(self) -> bool:
+        return bool(self.cloudwatch_logs_group_arn)
 
     @property
     def flush_interval(self) -> timedelta:
@@ -135,6 +143,39 @@ class TrailState:
         chain = data.get("chain")
         data["chain"] = ChainHead(**{**chain, "end": _dt(chain["end"])}) if chain else None
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class ForwardingStatus:
+    """How a trail's forwarding to CloudWatch Logs fares (GetTrailStatus's
+    LatestCloudWatchLogsDelivery{Time,Error}); kept apart from TrailState, which the delivery
+    worker rewrites whole."""
+
+    latest_delivery: datetime | None = None
+    latest_error: str = ""
+    failing_since: datetime | None = None
+    forwarded: int = 0  # log events stored (a resent event already there is not counted again)
+    oversize: int = 0  # selected events too large for a log event: not forwarded
+    counted_seq: int = 0  # the last spool seq whose oversize events are counted (crash-safe counting)
+
+
+class ForwardingStatusRepository(Protocol):
+    """Where forwarding status is kept (state.trails); each write is one transaction."""
+
+    def get(self, name: str) -> ForwardingStatus: ...
+
+    def delivered(self, name: str, when: datetime | None, stored: int, oversize: int, through_seq: int) -> None:
+        """A batch up to `through_seq` is done: `stored` new log events, `oversize` events left out
+        (counted only when `through_seq` is past what was counted before, so a batch offered again
+        after a crash is not counted twice). `when`: the batch reached the group then (the latest
+        delivery time, the error cleared); None when it had nothing to send."""
+        ...
+
+    def failed(self, name: str, when: datetime, error: str) -> bool:
+        """Record the error; True when it starts a failure (none was recorded since the last success)."""
+        ...
+
+    def forget(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from trailkeeper.client import Client
 
 BIN = Path(sys.executable).parent
 TRAILKEEPER = str(BIN / "trailkeeper")
+AWS = str(BIN / "aws")
 
 
 def free_port() -> int:
@@ -108,6 +110,31 @@ class Server:
 
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json").stdout)
+
+    def aws(self, *args: str, key_id: str | None = None, secret: str | None = None) -> subprocess.CompletedProcess[str]:
+        """The unmodified AWS CLI against this server, as root unless another key is given."""
+        env = {**os.environ, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": self.creds["region"],
+               "AWS_ACCESS_KEY_ID": key_id or self.creds["rootAccessKeyId"],
+               "AWS_SECRET_ACCESS_KEY": secret or self.creds["rootSecretAccessKey"],
+               "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+        return subprocess.run([AWS, *args, "--output", "json"], capture_output=True, text=True, env=env,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    def aws_json(self, *args: str, key_id: str | None = None, secret: str | None = None) -> Any:
+        """`aws(...)`'s JSON answer; the call must succeed."""
+        done = self.aws(*args, key_id=key_id, secret=secret)
+        assert done.returncode == 0, f"aws {' '.join(args)}: {done.stderr}"
+        return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def running_server(data_dir: Path) -> Iterator[Server]:
+    """A freshly initialised server for a module's tests; it must stop cleanly afterwards.
+    Module fixtures: `yield from running_server(tmp_path_factory.mktemp("name") / "data")`."""
+    server = Server(data_dir)
+    server.init()
+    server.start()
+    yield server
+    assert server.terminate() == 0
 
 
 def delivered_records(dest: Path) -> list[dict[str, Any]]:

@@ -10,18 +10,21 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.harness import Server, delivered_records, run_cli, signed_post, wait_until
+from tests.e2e.harness import (
+    Server,
+    delivered_records,
+    run_cli,
+    running_server,
+    signed_post,
+    wait_until,
+)
 
 from trailkeeper.client import ApiError
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("acceptance") / "data")
-    srv.init()
-    srv.start()
-    yield srv
-    assert srv.terminate() == 0
+    yield from running_server(tmp_path_factory.mktemp("acceptance") / "data")
 
 
 def _now() -> str:

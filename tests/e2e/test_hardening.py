@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.harness import BIN, Server, run_cli, wait_until
+from tests.e2e.harness import BIN, Server, run_cli, running_server, wait_until
 
 from trailkeeper.api.refusals import PER_SOURCE_BURST, PER_SOURCE_RATE
 
@@ -23,11 +23,7 @@ AWS = str(BIN / "aws")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("hardening") / "data")
-    srv.init()
-    srv.start()
-    yield srv
-    assert srv.terminate() == 0
+    yield from running_server(tmp_path_factory.mktemp("hardening") / "data")
 
 
 def _user(server: Server, name: str, role: str) -> dict[str, str]:

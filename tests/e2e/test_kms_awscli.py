@@ -6,41 +6,28 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.harness import BIN, Server, wait_until
+from tests.e2e.harness import Server, running_server, wait_until
 
-AWS = str(BIN / "aws")
 KMS_SOURCE = "kms.amazonaws.com"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("kms-awscli") / "data")
-    srv.init()
-    srv.start()
-    yield srv
-    assert srv.terminate() == 0
+    yield from running_server(tmp_path_factory.mktemp("kms-awscli") / "data")
 
 
 def aws(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AWS_ENDPOINT_URL": server.endpoint, "AWS_DEFAULT_REGION": server.creds["region"],
-           "AWS_ACCESS_KEY_ID": server.creds["rootAccessKeyId"],
-           "AWS_SECRET_ACCESS_KEY": server.creds["rootSecretAccessKey"],
-           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-    return subprocess.run([AWS, *args, "--output", "json"], capture_output=True, text=True, env=env,
-                          timeout=120, stdin=subprocess.DEVNULL)
+    return server.aws(*args)
 
 
 def aws_json(server: Server, *args: str) -> Any:
-    done = aws(server, *args)
-    assert done.returncode == 0, f"aws {' '.join(args)}: {done.stderr}"
-    return json.loads(done.stdout) if done.stdout.strip() else {}
+    return server.aws_json(*args)
 
 
 def kms_events(server: Server) -> list[dict[str, Any]]:

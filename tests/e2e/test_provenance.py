@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.harness import Server, wait_until
+from tests.e2e.harness import Server, running_server, wait_until
 
 from trailkeeper.client import ApiError, Client
 from trailkeeper.records import RESERVED_EVENT_SOURCES
@@ -23,11 +23,7 @@ POISON_TIMES = ["0001-01-01T00:00:00Z", "0500-06-15T12:00:00.250Z", "0999-12-31T
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("provenance") / "data")
-    srv.init()
-    srv.start()
-    yield srv
-    assert srv.terminate() == 0
+    yield from running_server(tmp_path_factory.mktemp("provenance") / "data")
 
 
 def _client(server: Server, name: str, role: str) -> Client:

@@ -24,12 +24,14 @@ from trailkeeper.api.iam_query import (
     success_xml,
     to_native,
 )
-from trailkeeper.api.operations import IAM
+from trailkeeper.api.operations import IAM, IamDomain
 from trailkeeper.clock import SystemClock
 from trailkeeper.errors import AuthError, IdentityError, StorageError
 from trailkeeper.identity import IdentityStore, Principal, root_arn
 from trailkeeper.keys.keyring import MemoryKeyring
+from trailkeeper.roles import Roles
 from trailkeeper.state.identities import SqliteIdentityRepository
+from trailkeeper.state.roles import MemoryRoleRepository
 
 NS = {"i": IAM_NAMESPACE}
 ACTIONS = frozenset(IAM.operations)
@@ -66,7 +68,8 @@ def test_parse_query_refuses(body: bytes, code: str) -> None:
 # ---- to_native ----
 def test_actions_are_the_operations_of_the_iam_spec() -> None:
     expected = {"CreateUser", "ListUsers", "DeleteUser", "CreateAccessKey", "ListAccessKeys", "UpdateAccessKey",
-                "DeleteAccessKey"}
+                "DeleteAccessKey", "CreateRole", "GetRole", "ListRoles", "DeleteRole", "PutRolePolicy",
+                "GetRolePolicy", "DeleteRolePolicy", "ListRolePolicies"}
     assert expected == ACTIONS
 
 
@@ -201,8 +204,10 @@ def iam(tmp_path: Path) -> Iterator[Any]:
     creds = store.init_account("us-east-1")
     root = Principal(creds.account_id, True, None, creds.account_id, root_arn(creds.account_id), None,
                      creds.access_key_id, "Active")
+    domain = IamDomain(store, Roles(MemoryRoleRepository(), SystemClock(), creds.account_id))
+
     def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        return OPERATIONS[operation].handler(store, root, params)
+        return OPERATIONS[operation].handler(domain, root, params)
 
     def before_send(request: Any, **_: Any) -> AWSResponse:
         body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()

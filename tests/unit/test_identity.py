@@ -49,6 +49,15 @@ kms:read                y              y        n       n          n
 kms:write               y              n        n       n          n
 kms:encrypt             y              n        n       n          n
 kms:decrypt             y              y        n       n          n
+loggroups:read          y              y        n       n          y
+loggroups:write         y              n        n       n          n
+loggroups:put-events    y              n        y       y          n
+metrics:read            y              y        n       n          n
+metrics:put-data        y              n        y       y          n
+alarms:write            y              n        n       n          n
+topics:read             y              y        n       n          n
+topics:write            y              n        n       n          n
+topics:publish          y              n        n       n          n
 """
 
 

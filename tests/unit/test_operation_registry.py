@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable, Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,9 +46,9 @@ def _registered() -> list[tuple[ServiceSpec[Any], str, OperationSpec[Any]]]:
 
 def test_the_registry_holds_every_operation_the_api_answers() -> None:
     names = {name for _, name, _ in _registered()}
-    assert len(names) == 47  # 20 CloudTrail + 7 IAM + 19 KMS + 1 native
+    assert len(names) == 95  # 20 CloudTrail + 15 IAM + 19 KMS + 1 native + 17 CloudWatch Logs + 12 CloudWatch + 11 SNS
     assert {spec.name for spec in DEFAULT_REGISTRY.services} == {"cloudtrail", "iam", "kms", "trailkeeper", "s3",
-                                                                 "cloudtrail-data"}
+                                                                 "cloudtrail-data", "logs", "cloudwatch", "sns"}
 
 
 @pytest.mark.parametrize(("spec", "name", "op"), _registered(), ids=lambda v: v if isinstance(v, str) else "")
@@ -61,7 +63,8 @@ def test_each_operation_is_in_its_model(spec: ServiceSpec[Any], name: str, op: O
     assert not op.extensions & members, f"{name}: an extension shadows a model member"
     # CloudTrail's readOnly, as AWS sets it: reads by name, plus KMS's cryptographic calls.
     crypto = spec.name == "kms" and name in {"Encrypt", "Decrypt", "GenerateDataKey", "ReEncrypt"}
-    assert op.read_only == (name.startswith(("Get", "List", "Describe", "Lookup")) or crypto), name
+    log_reads = spec.name == "logs" and name in {"FilterLogEvents", "TestMetricFilter"}
+    assert op.read_only == (name.startswith(("Get", "List", "Describe", "Lookup")) or crypto or log_reads), name
 
 
 def test_operation_names_and_signing_names_must_be_unique() -> None:
@@ -202,6 +205,16 @@ def _iam_scenario(iam: Any) -> None:
     iam.update_access_key(UserName="reg", AccessKeyId=key, Status="Inactive")
     iam.delete_access_key(UserName="reg", AccessKeyId=key)
     iam.delete_user(UserName="reg")
+    trust = ('{"Statement": [{"Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"}, '
+             '"Action": "sts:AssumeRole"}]}')
+    iam.create_role(RoleName="reg", AssumeRolePolicyDocument=trust, Path="/", Description="d")
+    iam.get_role(RoleName="reg")
+    iam.list_roles()
+    iam.put_role_policy(RoleName="reg", PolicyName="p", PolicyDocument=trust)
+    iam.get_role_policy(RoleName="reg", PolicyName="p")
+    iam.list_role_policies(RoleName="reg")
+    iam.delete_role_policy(RoleName="reg", PolicyName="p")
+    iam.delete_role(RoleName="reg")
 
 
 def _kms_scenario(kms: Any) -> None:
@@ -227,6 +240,66 @@ def _kms_scenario(kms: Any) -> None:
     kms.cancel_key_deletion(KeyId=key)
 
 
+def _logs_scenario(logs: Any) -> None:
+    logs.create_log_group(logGroupName="reg", tags={"a": "b"})
+    logs.put_retention_policy(logGroupName="reg", retentionInDays=7)
+    logs.create_log_stream(logGroupName="reg", logStreamName="s")
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName="reg", logStreamName="s", logEvents=[{"timestamp": now, "message": '{"a": 1}'}])
+    logs.get_log_events(logGroupName="reg", logStreamName="s", startFromHead=True)
+    logs.filter_log_events(logGroupName="reg", filterPattern="{ $.a = 1 }")
+    logs.describe_log_streams(logGroupName="reg")
+    arn = logs.describe_log_groups(logGroupNamePrefix="reg")["logGroups"][0]["arn"]
+    logs.tag_resource(resourceArn=arn, tags={"c": "d"})
+    logs.list_tags_for_resource(resourceArn=arn)
+    logs.untag_resource(resourceArn=arn, tagKeys=["c"])
+    transformation = {"metricName": "m", "metricNamespace": "n", "metricValue": "$.a"}
+    logs.put_metric_filter(logGroupName="reg", filterName="f", filterPattern="{ $.a = 1 }",
+                           metricTransformations=[transformation])
+    logs.describe_metric_filters(logGroupName="reg")
+    logs.test_metric_filter(filterPattern="{ $.a = 1 }", logEventMessages=['{"a": 1}'])
+    logs.delete_metric_filter(logGroupName="reg", filterName="f")
+    logs.delete_retention_policy(logGroupName="reg")
+    logs.delete_log_group(logGroupName="reg")
+
+
+def _cloudwatch_scenario(cw: Any) -> None:
+    now = datetime.now(UTC)
+    metric = {"Namespace": "Reg", "MetricName": "m", "Dimensions": [{"Name": "d", "Value": "v"}]}
+    cw.put_metric_data(Namespace="Reg", MetricData=[{"MetricName": "m", "Dimensions": metric["Dimensions"],
+                                                     "Value": 1.0, "Timestamp": now}])
+    cw.get_metric_statistics(**metric, StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=1),
+                             Period=60, Statistics=["Sum"])
+    cw.get_metric_data(MetricDataQueries=[{"Id": "q", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Sum"}}],
+                       StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=1))
+    cw.list_metrics(Namespace="Reg")
+    cw.put_metric_alarm(AlarmName="reg", **metric, Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+                        ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cw.describe_alarms(AlarmNames=["reg"])
+    cw.describe_alarms_for_metric(**metric)
+    cw.disable_alarm_actions(AlarmNames=["reg"])
+    cw.enable_alarm_actions(AlarmNames=["reg"])
+    cw.set_alarm_state(AlarmName="reg", StateValue="OK", StateReason="registry")
+    cw.describe_alarm_history(AlarmName="reg")
+    cw.delete_alarms(AlarmNames=["reg"])
+
+
+def _sns_scenario(sns: Any, pipeline: Pipeline) -> None:
+    arn = sns.create_topic(Name="reg", Attributes={"DisplayName": "Reg"})["TopicArn"]
+    sns.list_topics()
+    sns.set_topic_attributes(TopicArn=arn, AttributeName="DisplayName", AttributeValue="R")
+    sns.get_topic_attributes(TopicArn=arn)
+    sub = sns.subscribe(TopicArn=arn, Protocol="email", Endpoint="reg@example.com",
+                        ReturnSubscriptionArn=True)["SubscriptionArn"]
+    [token] = [s.token for s in pipeline.service.runtime.notifications.repo.subscriptions(arn)]
+    sns.confirm_subscription(TopicArn=arn, Token=token)
+    sns.list_subscriptions()
+    sns.list_subscriptions_by_topic(TopicArn=arn)
+    sns.publish(TopicArn=arn, Message="reg", Subject="Reg")
+    sns.unsubscribe(SubscriptionArn=sub)
+    sns.delete_topic(TopicArn=arn)
+
+
 def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any) -> None:
     """Each handler, called by botocore's own client through the App, reads only members of the
     model's input shape (or its declared extensions) and answers only output members."""
@@ -236,6 +309,9 @@ def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any)
         _cloudtrail_scenario(_client(pipeline, app, "cloudtrail"), pipeline)
         _iam_scenario(_client(pipeline, app, "iam"))
         _kms_scenario(_client(pipeline, app, "kms"))
+        _logs_scenario(_client(pipeline, app, "logs"))
+        _cloudwatch_scenario(_client(pipeline, app, "cloudwatch"))
+        _sns_scenario(_client(pipeline, app, "sns"), pipeline)
         status, answer = call_app(app, pipeline.creds.region, pipeline.creds.access_key_id,
                                   pipeline.creds.secret_access_key, "trailkeeper", "/v1/ops/GetServerStatus", b"{}",
                                   {"Content-Type": "application/json"})

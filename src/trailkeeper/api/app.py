@@ -18,7 +18,7 @@ import orjson
 
 from trailkeeper import audit, lake, records
 from trailkeeper._internal.text import bounded
-from trailkeeper.api import iam_query, json11, operations
+from trailkeeper.api import cbor, iam_query, json11, operations, sns
 from trailkeeper.api.protocol import HEALTH_PATH
 from trailkeeper.api.refusals import RefusalLimiter
 from trailkeeper.api.registry import AuditShape, Found, Registry, ServiceSpec
@@ -38,6 +38,7 @@ from trailkeeper.errors import (
     TrailkeeperError,
 )
 from trailkeeper.identity import Principal, allowed
+from trailkeeper.notify.topics import CERTIFICATE_PREFIX
 from trailkeeper.service import Service
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ BACKPRESSURE_MAX_WAIT_S = 5.0
 BACKPRESSURE_POLL_S = 0.01
 MAX_KEY_ID_CHARS = 128  # an access key id claimed by an unsigned request, as kept in its record
 FLOOD_TARPIT_S = 0.05  # how late a flooding source's refusals are answered
+# The services spoken in the Query protocol, by service name: how each differs (api/iam_query.py).
+QUERY_DIALECTS: dict[str, iam_query.QueryDialect] = {"iam": iam_query.IAM_DIALECT, "sns": sns.SNS_DIALECT}
 # S3 names an unknown access key differently from the other services.
 _S3_AUTH_CODES = {"InvalidClientTokenId": "InvalidAccessKeyId", "MissingAuthenticationToken": "AccessDenied"}
 
@@ -82,13 +85,20 @@ def _error_answer(error: HttpError, scope: Scope, spec: ServiceSpec[Any] | None)
     protocol = spec.protocol if spec is not None else "native"
     if protocol == "query":
         request_id = str(uuid.uuid4())
-        body = iam_query.error_xml(error.code, str(error), request_id, sender=error.status < 500)
+        namespace = QUERY_DIALECTS.get(spec.name if spec is not None else "iam", iam_query.IAM_DIALECT).namespace
+        body = iam_query.error_xml(error.code, str(error), request_id, sender=error.status < 500, namespace=namespace)
         return error.status, body, [("content-type", iam_query.CONTENT_TYPE), ("x-amzn-requestid", request_id)]
     if protocol == "rest-xml":
         code = _S3_AUTH_CODES.get(error.code, error.code)
         answer = s3_error_response(error.status, code, str(error), scope["method"])
         return answer.status, answer.body, answer.headers
-    content_type = json11.CONTENT_TYPE if protocol == "json" else JSON_TYPE
+    if protocol == "smithy-rpc-v2-cbor" and _header(scope, b"x-amz-target") is None:
+        status, headers, body = cbor.failure(error.code, str(error), error.status)
+        return status, body, headers
+    if spec is not None and protocol in ("json", "smithy-rpc-v2-cbor"):
+        status, headers, body = json11.failure(spec, error.code, str(error), error.status, error.extra)
+        return status, body, headers
+    content_type = JSON_TYPE
     return error.status, error_body(error.code, str(error), error.extra), [("content-type", content_type)]
 
 
@@ -156,6 +166,12 @@ class App:
         json_headers = [("content-type", JSON_TYPE)]
         if path == HEALTH_PATH and method == "GET":
             return 200, orjson.dumps({"status": "ok", "region": self.service.account.region}), json_headers
+        if method == "GET" and path.startswith(CERTIFICATE_PREFIX):
+            # SigningCertURL: unauthenticated, as on AWS (receivers fetch it to verify messages).
+            pem: bytes | None = await self._run(self.service.runtime.notifications.certificate, path)
+            if pem is None:
+                raise HttpError(404, "NotFound", f"No certificate at {path}; take the SigningCertURL of a message.")
+            return 200, pem, [("content-type", "application/x-x509-ca-cert")]
         try:
             body = await _read_body(receive, MAX_BODY_BYTES, self.service.config.body_timeout.total_seconds())
         except HttpError as e:  # too large to read, so never authenticated: a bounded refusal
@@ -163,6 +179,9 @@ class App:
             e.close = e.close or not recorded
             raise
         request = _signed_request(scope, body)
+        if sns.is_link(method, path, request.query, request.headers):
+            status, answer, headers = await self._run(self._sns_link, request.query, scope)
+            return int(status), bytes(answer), list(headers)
         # Requests are routed by the service named in the SigV4 credential scope, as AWS does,
         # to the adapter of the protocol that service speaks.
         spec = self.registry.service(_signing_service(scope))
@@ -171,9 +190,14 @@ class App:
         if spec is not None and spec.protocol == "rest-xml":
             return await self._s3(spec, request, scope)
         if spec is not None and spec.protocol == "query":
-            return await self._iam(spec, request, scope)
+            return await self._query(spec, request, scope)
         if spec is not None and spec.protocol == "rest-json":
             return await self._put_audit_events(request, scope)
+        if spec is not None and spec.protocol == "smithy-rpc-v2-cbor":
+            # The same operations in AWS JSON 1.0 for clients whose botocore predates CBOR.
+            if "x-amz-target" in request.headers:
+                return await self._json(spec, request, scope)
+            return await self._cbor(spec, request, scope)
         operation = INGEST_OPERATION if path == INGEST_PATH else path[len(OPS_PREFIX):] if path.startswith(OPS_PREFIX) else ""
         principal = await self._authenticate(request, operation, scope)
         if path == INGEST_PATH and method == "POST":
@@ -185,7 +209,7 @@ class App:
         raise HttpError(404, "UnknownOperationException", f"No operation at {method} {path}; use POST /v1/events or POST /v1/ops/{{Operation}} (docs/contracts.md)")
 
     async def _json(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
-        """AWS JSON 1.1: X-Amz-Target `<spec.target_prefix>.<Operation>`; every call is audited."""
+        """AWS JSON (1.1, or the spec's version): X-Amz-Target `<spec.target_prefix>.<Operation>`; every call is audited."""
         target = request.headers.get("x-amz-target", "")
         named = spec.operation_of_target(target)
         principal = await self._authenticate(request, named or target.rpartition(".")[2] or "Unknown", scope)
@@ -199,7 +223,8 @@ class App:
             except json11.JsonProtocolError as e:
                 status, headers, body = json11.failure(spec, e.code, str(e), e.status)
                 return status, body, headers
-            return 200, orjson.dumps(response), [("content-type", json11.CONTENT_TYPE)]
+            status, headers, body = json11.success(spec, response)
+            return status, body, headers
 
         def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
             try:
@@ -208,6 +233,20 @@ class App:
                 raise json11.JsonProtocolError(e.code, str(e), e.status) from e
 
         status, headers, body = await self._run(json11.exchange, spec, target, request.body, call)
+        return status, body, headers
+
+    async def _cbor(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """Smithy RPC v2 CBOR: POST /service/<spec.target_prefix>/operation/<Operation>; every call is audited."""
+        named = scope["path"].rpartition("/")[2]
+        principal = await self._authenticate(request, named if named in spec.operations else "Unknown", scope)
+
+        def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return self._call_operation(principal, operation, params, scope)
+            except HttpError as e:
+                raise cbor.CborProtocolError(e.code, str(e), e.status) from e
+
+        status, headers, body = await self._run(cbor.exchange, spec, scope["path"], request.body, call)
         return status, body, headers
 
     async def _put_audit_events(self, request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -235,10 +274,11 @@ class App:
             return e.status, body, [("content-type", JSON_TYPE), ("x-amzn-errortype", e.code)]
         return status, orjson.dumps(response), [("content-type", JSON_TYPE)]
 
-    async def _iam(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
-        """The IAM subset over the Query protocol (XML answers)."""
+    async def _query(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """A service over the Query protocol (IAM, SNS: XML answers), by its dialect."""
+        dialect = QUERY_DIALECTS.get(spec.name, iam_query.IAM_DIALECT)
         try:
-            action, _ = iam_query.parse_query(request.body, request.query)
+            action, _ = iam_query.parse_query(request.body, request.query, dialect.api_version)
         except iam_query.QueryError:
             action = "Unknown"
         principal = await self._authenticate(request, action, scope)
@@ -247,7 +287,7 @@ class App:
             try:
                 return self._call_operation(principal, operation, params, scope)
             except HttpError as e:
-                code = "AccessDenied" if e.code == "AccessDeniedException" else e.code  # IAM's spelling
+                code = dialect.access_denied if e.code == "AccessDeniedException" else e.code  # the service's spelling
                 raise iam_query.QueryError(code, str(e), e.status) from e
 
         def refused(action: str, params: dict[str, Any], code: str, message: str) -> None:
@@ -256,9 +296,23 @@ class App:
                 {bounded(k, 128): bounded(v) for k, v in list(params.items())[:50]}, None, code, bounded(message),
                 event_source=spec.event_source))
 
-        status, headers, body = await self._run(iam_query.handle_iam, request.body, request.query, call,
+        status, headers, body = await self._run(dialect.exchange, request.body, request.query, call,
                                                 str(uuid.uuid4()), frozenset(spec.operations), refused)
         return status, body, headers
+
+    def _sns_link(self, query: str, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """An SNS SubscribeURL or UnsubscribeURL, fetched without a signature: answered, and
+        recorded (before the answer) as a call by an unknown caller. Refused links count against
+        the unauthenticated refusals' budget, so guessing tokens cannot flood the trail."""
+        request_id = str(uuid.uuid4())
+        done = sns.link_call(self.service.runtime.notifications, query, request_id)
+        if done.error_code is not None and not self.refusals.admit(_client_ip(scope), done.error_code):
+            return done.status, done.body, [("content-type", sns.CONTENT_TYPE), ("connection", "close")]
+        identity = audit.anonymous_identity(None, self.service.account.account_id)
+        self.service.emit(audit.api_call_record(
+            self._call_context(scope), identity, done.action, done.request, done.response, done.error_code,
+            done.error_message, event_source=sns.SNS.event_source))
+        return done.status, done.body, [("content-type", sns.CONTENT_TYPE), ("x-amzn-requestid", request_id)]
 
     async def _s3(self, spec: ServiceSpec[Any], request: SignedRequest, scope: Scope) -> tuple[int, bytes, list[tuple[str, str]]]:
         """The read-only S3 gateway over trail destinations; reads of audit logs are audited."""
@@ -455,9 +509,10 @@ class App:
                            HttpError(e.status, e.code, str(e)), e)
         except (HistoryError, TrailkeeperError) as e:
             code = getattr(e, "code", "InvalidParameterException")
+            status = getattr(e, "status", 400)  # a ResourceNotFound is a 404 where the service says so
             return _failed(audit.api_call_record(ctx, identity, name, request_params, None, code, str(e),
                                                  **recorded_as),
-                           HttpError(400, code, str(e)), e)
+                           HttpError(status if isinstance(status, int) else 400, code, str(e)), e)
         request_params, kept, resources = shape(domain, name, params, response)
         # Like CloudTrail, the record of a read-only call keeps no response.
         record = audit.api_call_record(ctx, identity, name, request_params, None if op.read_only else kept,

@@ -10,8 +10,13 @@ Roles: IAM users have no role parameter, so CreateUser takes the role from the t
 a Path other than "/", or any parameter IAM has but trailkeeper does not implement is refused
 rather than silently dropped.
 
-ListUsers and ListAccessKeys page with MaxItems/Marker; the Marker is the offset into the
-sorted list, so a page boundary may shift if users or keys change between pages.
+IAM roles (CreateRole, GetRole, ListRoles, DeleteRole and their inline policies) are kept so
+that a trail can name the role CloudTrail forwards to CloudWatch Logs as (roles.py). Policy
+documents are stored as given and answered URL-encoded, as IAM answers them (botocore decodes
+every member of shape policyDocumentType).
+
+ListUsers, ListAccessKeys, ListRoles and ListRolePolicies page with MaxItems/Marker; the Marker
+is the offset into the sorted list, so a page boundary may shift if entries change between pages.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from trailkeeper._internal.text import xml_safe
 from trailkeeper.clock import iso_seconds
@@ -40,6 +46,13 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = {
     "DeleteUser": ("UserName",),
     "UpdateAccessKey": ("AccessKeyId", "Status"),
     "DeleteAccessKey": ("AccessKeyId",),
+    "CreateRole": ("RoleName", "AssumeRolePolicyDocument"),
+    "GetRole": ("RoleName",),
+    "DeleteRole": ("RoleName",),
+    "PutRolePolicy": ("RoleName", "PolicyName", "PolicyDocument"),
+    "GetRolePolicy": ("RoleName", "PolicyName"),
+    "DeleteRolePolicy": ("RoleName", "PolicyName"),
+    "ListRolePolicies": ("RoleName",),
 }
 _OPTIONAL: Mapping[str, tuple[str, ...]] = {
     "CreateUser": ("Path",),
@@ -48,10 +61,18 @@ _OPTIONAL: Mapping[str, tuple[str, ...]] = {
     "ListAccessKeys": ("UserName", "Marker", "MaxItems"),
     "UpdateAccessKey": ("UserName",),
     "DeleteAccessKey": ("UserName",),
+    "CreateRole": ("Path", "Description"),
+    "ListRoles": ("PathPrefix", "Marker", "MaxItems"),
+    "ListRolePolicies": ("Marker", "MaxItems"),
 }
-# Parameters consumed here (paging, path) rather than by the native operation.
+# Parameters consumed here (paging, path) rather than by the native operation; a role's Path is
+# the role's (users all have "/").
 _ADAPTER_ONLY = frozenset({"Path", "PathPrefix", "Marker", "MaxItems"})
-_LIST_FIELDS: Mapping[str, str] = {"ListUsers": "Users", "ListAccessKeys": "AccessKeyMetadata"}
+_NATIVE_PATH = frozenset({"CreateRole"})
+_LIST_FIELDS: Mapping[str, str] = {"ListUsers": "Users", "ListAccessKeys": "AccessKeyMetadata", "ListRoles": "Roles",
+                                   "ListRolePolicies": "PolicyNames"}
+# Members of botocore's shape policyDocumentType: IAM answers them URL-encoded (RFC 3986).
+_POLICY_FIELDS = frozenset({"AssumeRolePolicyDocument", "PolicyDocument"})
 _TAG_RE = re.compile(r"Tags\.member\.([1-9][0-9]*)\.(Key|Value)")
 _DATE_FIELDS = frozenset({"CreateDate"})
 _USER_FIELDS = ("Path", "UserName", "UserId", "Arn", "CreateDate")
@@ -67,8 +88,9 @@ class QueryError(TrailkeeperError):
 
 
 # ---- request ----
-def parse_query(body: bytes, query: str) -> tuple[str, dict[str, str]]:
-    """Action and the other parameters from the URL query string and form-encoded body."""
+def parse_query(body: bytes, query: str, api_version: str = IAM_VERSION) -> tuple[str, dict[str, str]]:
+    """Action and the other parameters from the URL query string and form-encoded body of a
+    Query request to the service of `api_version` (IAM's unless another Query service says)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -83,9 +105,9 @@ def parse_query(body: bytes, query: str) -> tuple[str, dict[str, str]]:
     if not action:
         raise QueryError("MissingParameter", "The request must contain the parameter Action.")
     if not version:
-        raise QueryError("MissingParameter", f"The request must contain the parameter Version ({IAM_VERSION}).")
-    if version != IAM_VERSION:
-        raise QueryError("InvalidParameterValue", f"Version {version!r} is not supported; use {IAM_VERSION}.")
+        raise QueryError("MissingParameter", f"The request must contain the parameter Version ({api_version}).")
+    if version != api_version:
+        raise QueryError("InvalidParameterValue", f"Version {version!r} is not supported; use {api_version}.")
     return action, params
 
 
@@ -105,9 +127,10 @@ def to_native(action: str, params: Mapping[str, str], actions: Collection[str]) 
     if unknown:
         raise QueryError("InvalidParameterValue", f"{action} does not support parameter(s) {', '.join(unknown)} "
                          "in trailkeeper.")
-    if params.get("Path", "/") != "/":
+    if action not in _NATIVE_PATH and params.get("Path", "/") != "/":
         raise QueryError("InvalidParameterValue", "trailkeeper users all have Path '/'; omit Path.")
-    native: dict[str, Any] = {k: v for k, v in plain.items() if k not in _ADAPTER_ONLY}
+    native: dict[str, Any] = {k: v for k, v in plain.items()
+                              if k not in _ADAPTER_ONLY or (k == "Path" and action in _NATIVE_PATH)}
     if action == "CreateUser":
         native["Role"] = _role_from_tags(params)
     return native
@@ -148,7 +171,7 @@ def _paginate(action: str, params: Mapping[str, str], response: dict[str, Any]) 
     items = list(response.get(field, []))
     prefix = params.get("PathPrefix")
     if prefix is not None:
-        items = [i for i in items if str(i.get("Path", "/")).startswith(prefix)]
+        items = [i for i in items if isinstance(i, Mapping) and str(i.get("Path", "/")).startswith(prefix)]
     offset, max_items = _page_request(params)
     end = offset + max_items
     paged: dict[str, Any] = {**response, field: items[offset:end], "IsTruncated": end < len(items)}
@@ -172,13 +195,18 @@ def success_xml(action: str, response: Mapping[str, Any], request_id: str) -> by
     return _serialise(root)
 
 
-def error_xml(code: str, message: str, request_id: str, sender: bool = True) -> bytes:
-    root = ET.Element("ErrorResponse", xmlns=IAM_NAMESPACE)
+def error_xml(code: str, message: str, request_id: str, sender: bool = True, namespace: str = IAM_NAMESPACE) -> bytes:
+    root = ET.Element("ErrorResponse", xmlns=namespace)
     error = ET.SubElement(root, "Error")
     ET.SubElement(error, "Type").text = "Sender" if sender else "Receiver"
     ET.SubElement(error, "Code").text = code
     ET.SubElement(error, "Message").text = message
     ET.SubElement(root, "RequestId").text = request_id
+    return _serialise(root)
+
+
+def serialise(root: ET.Element) -> bytes:
+    """The XML document of `root`, safe for XML 1.0 (any Query service's answers)."""
     return _serialise(root)
 
 
@@ -198,7 +226,17 @@ def _iam_shape(name: str, value: Any) -> Any:
         return _iam_user(value)
     if name == "Users":
         return [_iam_user(u) for u in value]
+    if name == "Role":
+        return _encoded_policies(value)
+    if name == "Roles":
+        return [_encoded_policies(r) for r in value]
+    if name in _POLICY_FIELDS and isinstance(value, str):
+        return quote(value, safe="")
     return value
+
+
+def _encoded_policies(shape: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: quote(v, safe="") if k in _POLICY_FIELDS and isinstance(v, str) else v for k, v in shape.items()}
 
 
 def _iam_user(user: Mapping[str, Any]) -> dict[str, Any]:
@@ -240,6 +278,19 @@ Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 Refused = Callable[[str, dict[str, Any], str, str], None]  # action, parameters, error code, message
+Exchange = Callable[[bytes, str, Call, str, Collection[str], "Refused | None"], tuple[int, list[tuple[str, str]], bytes]]
+
+
+@dataclass(frozen=True)
+class QueryDialect:
+    """What differs between the services spoken in the Query protocol (IAM, SNS): the API
+    version requests carry, the XML namespace of answers, how a refused permission is spelled,
+    and the exchange that translates one request (the app routes by the spec's service name)."""
+
+    api_version: str
+    namespace: str
+    access_denied: str
+    exchange: Exchange
 
 
 def handle_iam(body: bytes, query: str, call: Call, request_id: str, actions: Collection[str],
@@ -271,3 +322,6 @@ def handle_iam(body: bytes, query: str, call: Call, request_id: str, actions: Co
         status = status if isinstance(status, int) else 400
         return status, headers, error_xml(code, str(e), request_id, sender=status < 500)
     return 200, headers, success_xml(action, response, request_id)
+
+
+IAM_DIALECT = QueryDialect(IAM_VERSION, IAM_NAMESPACE, "AccessDenied", handle_iam)

@@ -8,6 +8,7 @@ error of a service that answers them so (`ServiceSpec.client_errors_as_400`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,7 +16,6 @@ import orjson
 from trailkeeper.api.registry import Params, ServiceSpec
 from trailkeeper.errors import TrailkeeperError
 
-CONTENT_TYPE = "application/x-amz-json-1.1"
 Answer = tuple[int, list[tuple[str, str]], bytes]
 Call = Callable[[str, Params], dict[str, Any]]
 
@@ -48,15 +48,33 @@ def operation_named(spec: ServiceSpec[Any], target: str) -> str:
     return operation
 
 
-def success(response: dict[str, Any]) -> Answer:
-    return 200, [("content-type", CONTENT_TYPE)], orjson.dumps(response)
+def content_type(spec: ServiceSpec[Any]) -> str:
+    return f"application/x-amz-json-{spec.json_version}"
+
+
+def _epoch(value: Any) -> float:
+    # AWS JSON protocols send timestamps as epoch seconds; handlers may answer datetimes.
+    if isinstance(value, datetime):
+        return value.timestamp()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode(response: dict[str, Any]) -> bytes:
+    return orjson.dumps(response, default=_epoch, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def success(spec: ServiceSpec[Any], response: dict[str, Any]) -> Answer:
+    return 200, [("content-type", content_type(spec))], encode(response)
 
 
 def failure(spec: ServiceSpec[Any], code: str, message: str, status: int = 400,
             extra: dict[str, Any] | None = None) -> Answer:
     if spec.client_errors_as_400 and status < 500:
         status = 400
-    return status, [("content-type", CONTENT_TYPE)], orjson.dumps({"__type": code, "message": message, **(extra or {})})
+    headers = [("content-type", content_type(spec))]
+    if spec.query_compatible:
+        headers.append(("x-amzn-query-error", f"{code};{'Sender' if status < 500 else 'Receiver'}"))
+    return status, headers, orjson.dumps({"__type": code, "message": message, **(extra or {})})
 
 
 def exchange(spec: ServiceSpec[Any], target: str, body: bytes, call: Call) -> Answer:
@@ -65,7 +83,7 @@ def exchange(spec: ServiceSpec[Any], target: str, body: bytes, call: Call) -> An
     exception propagates to the app's handler (a 500 that records nothing as a success)."""
     try:
         operation = operation_named(spec, target)
-        return success(call(operation, json_object(body)))
+        return success(spec, call(operation, json_object(body)))
     except TrailkeeperError as e:
         code, status = getattr(e, "code", None), getattr(e, "status", 400)
         if not isinstance(code, str):

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trailkeeper import audit, lake
-from trailkeeper.api.registry import Ctx, Handler, OperationSpec, Params, ServiceSpec
+from trailkeeper.api.registry import (
+    Auditor,
+    AuditShape,
+    Ctx,
+    Handler,
+    OperationSpec,
+    Params,
+    ServiceSpec,
+)
 from trailkeeper.clock import Clock, iso_seconds
 from trailkeeper.config import Config
 from trailkeeper.errors import HistoryError, IdentityError, KmsError, TrailError, TrailkeeperError
@@ -26,12 +34,14 @@ from trailkeeper.keys.signing import PublicKeyInfo, SigningKeyStore
 from trailkeeper.layout import validate_trail_name
 from trailkeeper.quarantine import Quarantine
 from trailkeeper.records import username_of
+from trailkeeper.roles import MAX_SESSION_DURATION_S, Role, Roles
 from trailkeeper.selectors import validate_advanced
 from trailkeeper.service import Account, Service, WormStatus
 from trailkeeper.spool import Spool
 from trailkeeper.storage.destinations import is_s3, parse_destination, s3_destination
 from trailkeeper.trails import (
     DEFAULT_SELECTORS,
+    ForwardingStatus,
     Trail,
     TrailConfig,
     TrailStore,
@@ -75,6 +85,15 @@ class TrailControl(Protocol):
     def worm_status(self, config: TrailConfig) -> WormStatus | None: ...
 
 
+class TrailForwarding(Protocol):
+    """A trail's CloudWatch Logs forwarding as its operations need it: are these settings
+    acceptable (raises CloudTrail's TrailError when not), and how does forwarding fare."""
+
+    def check(self, group_arn: str, role_arn: str) -> None: ...
+
+    def status(self, trail_name: str) -> ForwardingStatus: ...
+
+
 class KeyCheck(Protocol):
     """The KMS as a trail's KmsKeyId needs it: is this key usable, and what is its ARN."""
 
@@ -93,6 +112,7 @@ class CloudTrailDomain:
     keys: SigningKeyStore
     history: HistoryStore
     lake: lake.LakeService
+    forwarding: TrailForwarding | None = None  # None: this server does not forward to CloudWatch Logs
 
 
 class ServerStatusSource(Protocol):
@@ -118,6 +138,13 @@ class ServerStatusSource(Protocol):
 
     @property
     def backlog_over(self) -> bool: ...
+
+    @property
+    def forwarding(self) -> TrailForwarding: ...
+
+    def notification_counts(self) -> dict[str, Any]:
+        """SNS deliveries still being tried and given up (notify.topics.DeliveryCounts)."""
+        ...
 
     def worm_status(self, config: TrailConfig) -> WormStatus | None: ...
 
@@ -190,6 +217,9 @@ def trail_shape(ct: CloudTrailDomain, config: TrailConfig) -> dict[str, Any]:
         "FlushIntervalSeconds": config.flush_interval_s,
         "DigestIntervalSeconds": config.digest_interval_s,
     })
+    if config.forwards:
+        shape["CloudWatchLogsLogGroupArn"] = config.cloudwatch_logs_group_arn
+        shape["CloudWatchLogsRoleArn"] = config.cloudwatch_logs_role_arn
     if config.kms_key_id:
         shape["KmsKeyId"] = config.kms_key_id
     if config.object_lock_days:
@@ -228,7 +258,9 @@ def _config_from_params(ct: CloudTrailDomain, params: Params, base: TrailConfig 
         raise TrailError("InvalidParameterException", "DigestIntervalSeconds must be a whole number of minutes.")
     if flush > digest:
         raise TrailError("InvalidParameterCombinationException", "FlushIntervalSeconds must not exceed DigestIntervalSeconds.")
+    group_arn, role_arn = _forwarding_params(ct, params, base)
     return TrailConfig(
+        cloudwatch_logs_group_arn=group_arn, cloudwatch_logs_role_arn=role_arn,
         kms_key_id=_kms_key_param(ct, params, base.kms_key_id if base else ""),
         object_lock_days=_lock_days_param(params, destination, base.object_lock_days if base else 0),
         advanced_selectors=base.advanced_selectors if base else (), tags=base.tags if base else (),
@@ -239,6 +271,24 @@ def _config_from_params(ct: CloudTrailDomain, params: Params, base: TrailConfig 
         include_global_service_events=_bool_param(params, "IncludeGlobalServiceEvents", base.include_global_service_events if base else True),
         is_multi_region=_bool_param(params, "IsMultiRegionTrail", base.is_multi_region if base else False),
     )
+
+
+def _forwarding_params(ct: CloudTrailDomain, params: Params, base: TrailConfig | None) -> tuple[str, str]:
+    """(CloudWatchLogsLogGroupArn, CloudWatchLogsRoleArn): unchanged when the request names
+    neither; otherwise both as given (one left out counts as "", so CloudTrail's "you must
+    specify both" applies), checked; both "" stops forwarding."""
+    names = ("CloudWatchLogsLogGroupArn", "CloudWatchLogsRoleArn")
+    if not any(name in params for name in names):
+        return (base.cloudwatch_logs_group_arn, base.cloudwatch_logs_role_arn) if base else ("", "")
+    group, role = (params.get(name) or "" for name in names)
+    if not isinstance(group, str) or not isinstance(role, str):
+        raise TrailError("InvalidParameterException", "CloudWatchLogsLogGroupArn and CloudWatchLogsRoleArn must be "
+                         "strings.")
+    if group or role:
+        if ct.forwarding is None:
+            raise TrailError("InvalidParameterException", "This server does not forward trails to CloudWatch Logs.")
+        ct.forwarding.check(group, role)
+    return group, role
 
 
 def _kms_key_param(ct: CloudTrailDomain, params: Params, current: str) -> str:
@@ -384,6 +434,10 @@ def get_trail_status(ct: CloudTrailDomain, _: Principal, params: Params) -> dict
         "TimeLoggingStarted": _iso(s.start_logging_time),
         "TimeLoggingStopped": _iso(s.stop_logging_time),
     }
+    if ct.forwarding is not None and trail.config.forwards:
+        forwarded = ct.forwarding.status(trail.config.name)
+        values["LatestCloudWatchLogsDeliveryTime"] = _epoch(forwarded.latest_delivery)
+        values["LatestCloudWatchLogsDeliveryError"] = forwarded.latest_error or None
     out.update({k: v for k, v in values.items() if v is not None})
     worm = ct.control.worm_status(trail.config)
     if worm is not None:
@@ -569,22 +623,30 @@ def lookup_event_shape(record: dict[str, Any], body: bytes, event_time: int) -> 
 
 
 # ---- identities ----
+@dataclass(frozen=True)
+class IamDomain:
+    """What IAM's operations use: users and access keys, and roles."""
+
+    identity: IdentityStore
+    roles: Roles
+
+
 def _user_shape(user: Any) -> dict[str, Any]:
     return {"UserName": user.name, "UserId": user.user_id, "Arn": user.arn, "Role": user.role,
             "CreateDate": user.created.timestamp(), "Path": "/"}
 
 
-def create_user(identity: IdentityStore, _: Principal, params: Params) -> dict[str, Any]:
-    user = identity.create_user(_str_param(params, "UserName"), _str_param(params, "Role", required=False) or "writer")
+def create_user(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    user = iam.identity.create_user(_str_param(params, "UserName"), _str_param(params, "Role", required=False) or "writer")
     return {"User": _user_shape(user)}
 
 
-def list_users(identity: IdentityStore, _: Principal, params: Params) -> dict[str, Any]:
-    return {"Users": [_user_shape(u) for u in identity.list_users()]}
+def list_users(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Users": [_user_shape(u) for u in iam.identity.list_users()]}
 
 
-def delete_user(identity: IdentityStore, _: Principal, params: Params) -> dict[str, Any]:
-    identity.delete_user(_str_param(params, "UserName"))
+def delete_user(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    iam.identity.delete_user(_str_param(params, "UserName"))
     return {}
 
 
@@ -599,28 +661,105 @@ def _key_owner(principal: Principal, params: Params) -> str | None:
     return owner
 
 
-def create_access_key(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
-    key = identity.create_access_key(_key_owner(principal, params))
+def create_access_key(iam: IamDomain, principal: Principal, params: Params) -> dict[str, Any]:
+    key = iam.identity.create_access_key(_key_owner(principal, params))
     return {"AccessKey": {"UserName": key.user_name or "root", "AccessKeyId": key.access_key_id,
                           "SecretAccessKey": key.secret_access_key, "Status": key.status,
                           "CreateDate": key.created.timestamp()}}
 
 
-def list_access_keys(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
-    keys = identity.list_access_keys(_key_owner(principal, params))
+def list_access_keys(iam: IamDomain, principal: Principal, params: Params) -> dict[str, Any]:
+    keys = iam.identity.list_access_keys(_key_owner(principal, params))
     return {"AccessKeyMetadata": [{"UserName": k.user_name or "root", "AccessKeyId": k.access_key_id,
                                    "Status": k.status, "CreateDate": k.created.timestamp()} for k in keys]}
 
 
-def update_access_key(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
-    identity.update_access_key(_str_param(params, "AccessKeyId"), _str_param(params, "Status"),
+def update_access_key(iam: IamDomain, principal: Principal, params: Params) -> dict[str, Any]:
+    iam.identity.update_access_key(_str_param(params, "AccessKeyId"), _str_param(params, "Status"),
                                        _key_owner(principal, params))
     return {}
 
 
-def delete_access_key(identity: IdentityStore, principal: Principal, params: Params) -> dict[str, Any]:
-    identity.delete_access_key(_str_param(params, "AccessKeyId"), _key_owner(principal, params))
+def delete_access_key(iam: IamDomain, principal: Principal, params: Params) -> dict[str, Any]:
+    iam.identity.delete_access_key(_str_param(params, "AccessKeyId"), _key_owner(principal, params))
     return {}
+
+
+# ---- roles ----
+def _iam_str(params: Params, name: str, required: bool = True) -> str | None:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            raise IdentityError("ValidationError", f"{name} is required.")
+        return None
+    if not isinstance(value, str):
+        raise IdentityError("ValidationError", f"{name} must be a string.")
+    return value
+
+
+def _role_shape(role: Role) -> dict[str, Any]:
+    shape: dict[str, Any] = {"Path": role.path, "RoleName": role.name, "RoleId": role.role_id, "Arn": role.arn,
+                             "CreateDate": role.created.timestamp(),
+                             "AssumeRolePolicyDocument": role.assume_role_policy}
+    if role.description:
+        shape["Description"] = role.description
+    shape["MaxSessionDuration"] = MAX_SESSION_DURATION_S
+    return shape
+
+
+def create_role(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    role = iam.roles.create_role(str(_iam_str(params, "RoleName")), str(_iam_str(params, "AssumeRolePolicyDocument")),
+                                 _iam_str(params, "Path", required=False) or "/",
+                                 _iam_str(params, "Description", required=False))
+    return {"Role": _role_shape(role)}
+
+
+def get_role(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Role": _role_shape(iam.roles.get_role(str(_iam_str(params, "RoleName"))))}
+
+
+def list_roles(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    return {"Roles": [_role_shape(r) for r in iam.roles.list_roles()]}
+
+
+def delete_role(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    iam.roles.delete_role(str(_iam_str(params, "RoleName")))
+    return {}
+
+
+def put_role_policy(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    iam.roles.put_role_policy(str(_iam_str(params, "RoleName")), str(_iam_str(params, "PolicyName")),
+                              str(_iam_str(params, "PolicyDocument")))
+    return {}
+
+
+def get_role_policy(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    found = iam.roles.get_role_policy(str(_iam_str(params, "RoleName")), str(_iam_str(params, "PolicyName")))
+    return {"RoleName": found.role_name, "PolicyName": found.policy_name, "PolicyDocument": found.document}
+
+
+def delete_role_policy(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    iam.roles.delete_role_policy(str(_iam_str(params, "RoleName")), str(_iam_str(params, "PolicyName")))
+    return {}
+
+
+def list_role_policies(iam: IamDomain, _: Principal, params: Params) -> dict[str, Any]:
+    return {"PolicyNames": iam.roles.list_role_policies(str(_iam_str(params, "RoleName")))}
+
+
+def _role_audit(iam: IamDomain, _: str, params: Params, response: dict[str, Any] | None) -> AuditShape:
+    """A role operation's record: its parameters, its answer, and the role it acted on (when the
+    role still exists afterwards; a deleted role's path is no longer known)."""
+    request = dict(params)
+    if response is None:
+        return request, None, None
+    name = params.get("RoleName")
+    try:
+        arn = iam.roles.get_role(name).arn if isinstance(name, str) and name else None
+    except IdentityError:
+        arn = None
+    resources = [{"ARN": arn, "accountId": iam.roles.account_id, "type": "AWS::IAM::Role"}] if arn else None
+    return request, redact_response(response), resources
 
 
 def get_server_status(service: ServerStatusSource, _: Principal, params: Params) -> dict[str, Any]:
@@ -635,6 +774,13 @@ def get_server_status(service: ServerStatusSource, _: Principal, params: Params)
         worm = service.worm_status(trail.config)
         if worm is not None:
             entry["WormVerified"] = worm.verified
+        if trail.config.forwards:
+            forwarded = service.forwarding.status(trail.config.name)
+            entry["CloudWatchLogs"] = {"ForwardedEvents": forwarded.forwarded,
+                                       # selected events too large for a log event: not forwarded
+                                       "OversizeEvents": forwarded.oversize,
+                                       "LatestDeliveryError": forwarded.latest_error or None,
+                                       "FailingSince": _epoch(forwarded.failing_since)}
         trails.append(entry)
     return {"AccountId": service.account.account_id, "Region": service.account.region,
             "Spool": dataclasses.asdict(stats),
@@ -642,26 +788,29 @@ def get_server_status(service: ServerStatusSource, _: Principal, params: Params)
             "Backlog": {"MaxEvents": service.config.max_backlog_events, "Policy": service.config.backlog_policy,
                         "LimitReached": service.backlog_over},
             # Records a consumer could not process, kept aside per consumer (quarantine.py).
-            "Quarantined": service.quarantine.counts()}
+            "Quarantined": service.quarantine.counts(),
+            # Notifications owed to subscribers: pending (being retried) and given up (PCI DSS 10.7).
+            "Notifications": service.notification_counts()}
 
 
 def _op(handler: Handler[Ctx], permission: str, *, read_only: bool = False, inline: bool = False,
-        extensions: frozenset[str] = frozenset()) -> OperationSpec[Ctx]:
-    return OperationSpec(handler, permission, read_only, extensions=extensions, inline=inline)
+        extensions: frozenset[str] = frozenset(), auditor: Auditor[Ctx] | None = None) -> OperationSpec[Ctx]:
+    return OperationSpec(handler, permission, read_only, auditor=auditor, extensions=extensions, inline=inline)
 
 
-def _reader(handler: Handler[Ctx], permission: str, *, inline: bool = False) -> OperationSpec[Ctx]:
-    return _op(handler, permission, read_only=True, inline=inline)
+def _reader(handler: Handler[Ctx], permission: str, *, inline: bool = False,
+            auditor: Auditor[Ctx] | None = None) -> OperationSpec[Ctx]:
+    return _op(handler, permission, read_only=True, inline=inline, auditor=auditor)
 
 
-def _identity_of(service: Service) -> IdentityStore:
-    return service.identity
+def _identity_of(service: Service) -> IamDomain:
+    return IamDomain(service.identity, service.runtime.roles)
 
 
 def _cloudtrail_of(service: Service) -> CloudTrailDomain:
     return CloudTrailDomain(region=service.account.region, clock=service.clock, config=service.config,
                             control=service, kms=service.kms, keys=service.keys, history=service.history,
-                            lake=service)
+                            lake=service, forwarding=service.forwarding)
 
 
 def _status_of(service: Service) -> ServerStatusSource:
@@ -714,7 +863,7 @@ CLOUDTRAIL: ServiceSpec[CloudTrailDomain] = ServiceSpec(
         "LookupEvents": _reader(lookup_events, "events:read", inline=True),
     })
 
-IAM: ServiceSpec[IdentityStore] = ServiceSpec(
+IAM: ServiceSpec[IamDomain] = ServiceSpec(
     name="iam", title="IAM", signing_name="iam", protocol="query", event_source=audit.IAM_SOURCE, api_version="2010-05-08",
     context=_identity_of,
     operations={
@@ -725,6 +874,15 @@ IAM: ServiceSpec[IdentityStore] = ServiceSpec(
         "UpdateAccessKey": _op(update_access_key, "identity:write"),
         "DeleteAccessKey": _op(delete_access_key, "identity:write"),
         "ListAccessKeys": _reader(list_access_keys, "identity:read"),
+        # Roles exist for trails to name (CloudWatchLogsRoleArn); no sessions are issued.
+        "CreateRole": _op(create_role, "identity:write", auditor=_role_audit),
+        "GetRole": _reader(get_role, "identity:read", auditor=_role_audit),
+        "ListRoles": _reader(list_roles, "identity:read"),
+        "DeleteRole": _op(delete_role, "identity:write", auditor=_role_audit),
+        "PutRolePolicy": _op(put_role_policy, "identity:write", auditor=_role_audit),
+        "GetRolePolicy": _reader(get_role_policy, "identity:read", auditor=_role_audit),
+        "DeleteRolePolicy": _op(delete_role_policy, "identity:write", auditor=_role_audit),
+        "ListRolePolicies": _reader(list_role_policies, "identity:read", auditor=_role_audit),
     })
 
 # trailkeeper's own operations, on the native API only. Their records keep CloudTrail's event

@@ -64,6 +64,12 @@ class ServiceSpec(Generic[Ctx]):
     # JSON 1.1 services differ in the HTTP status of client errors: CloudTrail answers them all
     # with 400 (the code is in the body), KMS keeps each error's own status.
     client_errors_as_400: bool = False
+    # The AWS JSON version a JSON-speaking client uses ("1.1"; "1.0" for CloudWatch, whose older
+    # botocore, the one the AWS CLI v1 carries, speaks JSON 1.0 where newer ones speak CBOR).
+    json_version: str = "1.1"
+    # Services once spoken in Query (botocore's `awsQueryCompatible`): errors also name the Query
+    # code in `x-amzn-query-error`, which botocore prefers to the body's `__type`.
+    query_compatible: bool = False
     has_model: bool = True  # False only for trailkeeper's own, native-only operations
     context: Callable[[Service], Ctx] = _no_context
     operations: Mapping[str, OperationSpec[Ctx]] = field(default_factory=dict)

@@ -9,9 +9,12 @@ recorded.
 from __future__ import annotations
 
 from trailkeeper import audit
+from trailkeeper.api.cloudwatch import CLOUDWATCH
 from trailkeeper.api.kms import KMS
+from trailkeeper.api.logs import LOGS
 from trailkeeper.api.operations import CLOUDTRAIL, IAM, TRAILKEEPER
 from trailkeeper.api.registry import Registry, ServiceSpec
+from trailkeeper.api.sns import SNS
 
 S3: ServiceSpec[None] = ServiceSpec(name="s3", title="S3", signing_name="s3", protocol="rest-xml", event_source=audit.S3_SOURCE,
                  api_version="2006-03-01")
@@ -19,4 +22,4 @@ CLOUDTRAIL_DATA: ServiceSpec[None] = ServiceSpec(name="cloudtrail-data", title="
                               protocol="rest-json", event_source=audit.CLOUDTRAIL_DATA_SOURCE,
                               api_version="2021-08-11")
 
-DEFAULT_REGISTRY = Registry([CLOUDTRAIL, IAM, KMS, TRAILKEEPER, S3, CLOUDTRAIL_DATA])
+DEFAULT_REGISTRY = Registry([CLOUDTRAIL, IAM, KMS, TRAILKEEPER, S3, CLOUDTRAIL_DATA, LOGS, CLOUDWATCH, SNS])

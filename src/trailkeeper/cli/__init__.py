@@ -2,7 +2,7 @@
 modules, one module per command group (setup, events, identities, trails); `root` holds the
 group and the shared settings, `parsing` the value parsers."""
 
-from trailkeeper.cli import events, identities, setup, trails
+from trailkeeper.cli import events, identities, monitoring, setup, trails
 from trailkeeper.cli.parsing import load_records, parse_attribute, parse_duration, parse_time
 from trailkeeper.cli.root import DEFAULT_ENDPOINT, main
 from trailkeeper.config import DEFAULT_DATA_DIR
@@ -14,6 +14,7 @@ __all__ = [
     "identities",
     "load_records",
     "main",
+    "monitoring",
     "parse_attribute",
     "parse_duration",
     "parse_time",

@@ -141,7 +141,8 @@ def _absolute_destination(destination: str) -> str:
 
 
 def _save_trail(
-    ctx: click.Context, operation: str, name: str, options: dict[str, Any], as_json: bool
+    ctx: click.Context, operation: str, name: str, options: dict[str, Any], as_json: bool,
+    log_group: str | None = None,
 ) -> None:
     client = _make_client(ctx)
     destination = options["destination"]
@@ -160,6 +161,8 @@ def _save_trail(
     if options["read_write_type"]:
         selectors = client.put_event_selectors(name, options["read_write_type"])
         answer["EventSelectors"] = selectors.get("EventSelectors")
+    if log_group is not None:
+        answer = _forward(client, name, log_group or None, answer, as_json)
     if as_json:
         print_json(answer)
         return
@@ -181,14 +184,31 @@ def trail_create(ctx: click.Context, /, name: str, as_json: bool, **options: Any
     _save_trail(ctx, "create", name, options, as_json)
 
 
+def _forward(client: Any, name: str, group: str | None, answer: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    from trailkeeper.monitoring.forwarder import set_up_forwarding
+
+    done = set_up_forwarding(client.call, name, group, lambda e: str(getattr(e, "code", "")))
+    if not as_json:
+        if done.group_created:
+            print_note(f"created log group {done.group}")
+        if done.role_created:
+            print_note(f"created role {done.role_arn}")
+        print_note(f"role policy {done.role_arn}: logs:CreateLogStream and logs:PutLogEvents on the trail's stream")
+    return {**answer, **done.trail}
+
+
 @trail.command("update")
 @_client_options
 @click.argument("name")
 @_trail_settings_options
+@click.option("--log-group", is_flag=False, flag_value="", default=None, metavar="[NAME]",
+              help="Forward the trail's events to this CloudWatch Logs group, created if missing; without "
+                   "NAME, the default group aws-cloudtrail-logs-{account}-{suffix}. Creates the role "
+                   "CloudTrailRoleForCloudWatchLogs_{trail} with the minimal policy, as the CloudTrail console does.")
 @click.pass_context
-def trail_update(ctx: click.Context, /, name: str, as_json: bool, **options: Any) -> None:
+def trail_update(ctx: click.Context, /, name: str, as_json: bool, log_group: str | None, **options: Any) -> None:
     """Change a trail's settings; options left out stay as they are (UpdateTrail)."""
-    _save_trail(ctx, "update", name, options, as_json)
+    _save_trail(ctx, "update", name, options, as_json, log_group)
 
 
 @trail.command("delete")

@@ -226,6 +226,16 @@ class Datapoint:
 
 
 @dataclass(frozen=True)
+class Datum:
+    """One value (or statistic set) of a metric at a time: a PutMetricData entry, or what a
+    metric filter makes of a matching log event."""
+
+    metric: MetricKey
+    timestamp: datetime
+    stats: StatisticSet
+
+
+@dataclass(frozen=True)
 class MetricRow:
     """One stored bucket: the persistence shape."""
 

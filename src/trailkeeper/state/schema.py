@@ -229,9 +229,123 @@ CREATE TABLE IF NOT EXISTS consumer_offsets (
     name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL CHECK (next_seq >= 1));
 """
 
+# CloudWatch Logs (monitoring.loggroups): log groups, streams, events, tags, metric filters.
+# Foreign keys are not enforced on these connections: deleting a group deletes its rows explicitly.
+_LOG_GROUPS = """
+CREATE TABLE IF NOT EXISTS log_groups (
+    name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, retention_days INTEGER, kms_key_id TEXT
+);
+CREATE TABLE IF NOT EXISTS log_group_tags (
+    group_name TEXT NOT NULL,
+    tag_key TEXT NOT NULL, tag_value TEXT NOT NULL, PRIMARY KEY (group_name, tag_key)
+);
+CREATE TABLE IF NOT EXISTS log_streams (
+    group_name TEXT NOT NULL,
+    name TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (group_name, name)
+);
+CREATE TABLE IF NOT EXISTS log_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_name TEXT NOT NULL, stream_name TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL, ingestion_ms INTEGER NOT NULL, message TEXT NOT NULL,
+    dedup_key TEXT,
+    event_name TEXT  -- a JSON message's top-level eventName: FilterLogEvents' index
+);
+CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (group_name, stream_name, timestamp_ms);
+CREATE INDEX IF NOT EXISTS log_events_by_group ON log_events (group_name, timestamp_ms);
+CREATE UNIQUE INDEX IF NOT EXISTS log_events_dedup ON log_events (group_name, dedup_key)
+    WHERE dedup_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS log_events_by_name ON log_events (group_name, event_name, timestamp_ms)
+    WHERE event_name IS NOT NULL;
+CREATE TABLE IF NOT EXISTS metric_filters (
+    group_name TEXT NOT NULL,
+    name TEXT NOT NULL, pattern TEXT NOT NULL, transformations JSON NOT NULL,
+    regex INTEGER NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (group_name, name)
+);
+"""
+
+# CloudWatch metrics and alarms (monitoring.cloudwatch): datapoints, alarms, their history and
+# the notifications they owe.
+_METRICS_ALARMS = """
+CREATE TABLE IF NOT EXISTS cw_metric_buckets (
+    metric_key TEXT NOT NULL, bucket_start INTEGER NOT NULL, namespace TEXT NOT NULL,
+    metric_name TEXT NOT NULL, sample_count INTEGER NOT NULL, sum REAL NOT NULL,
+    minimum REAL NOT NULL, maximum REAL NOT NULL, event_ids TEXT NOT NULL,
+    dropped_event_ids INTEGER NOT NULL, PRIMARY KEY (metric_key, bucket_start)
+);
+CREATE INDEX IF NOT EXISTS cw_metric_buckets_namespace ON cw_metric_buckets (namespace, metric_name);
+CREATE TABLE IF NOT EXISTS cw_alarms (
+    name TEXT PRIMARY KEY, config TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+    reason_data TEXT, state_updated REAL NOT NULL, config_updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cw_alarm_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, alarm_name TEXT NOT NULL, timestamp REAL NOT NULL,
+    item_type TEXT NOT NULL, summary TEXT NOT NULL, data TEXT NOT NULL, event_ids TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cw_alarm_history_alarm ON cw_alarm_history (alarm_name, seq);
+CREATE TABLE IF NOT EXISTS cw_pending_notifications (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, alarm_name TEXT NOT NULL, timestamp REAL NOT NULL,
+    new_state TEXT NOT NULL, actions TEXT NOT NULL, event_ids TEXT NOT NULL
+);
+"""
+
+# IAM roles with their inline policies (roles.py), and how each trail's forwarding to CloudWatch
+# Logs fares (monitoring.forwarder): kept apart from trail_state, which the trail's delivery
+# worker rewrites whole, so that neither writer undoes the other's update.
+_ROLES_FORWARDING = """
+CREATE TABLE IF NOT EXISTS iam_roles (
+    name TEXT PRIMARY KEY COLLATE NOCASE, role_id TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
+    assume_role_policy TEXT NOT NULL, description TEXT, created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS iam_role_policies (
+    role_id TEXT NOT NULL, policy_name TEXT NOT NULL COLLATE NOCASE, document TEXT NOT NULL,
+    PRIMARY KEY (role_id, policy_name)
+);
+CREATE TABLE IF NOT EXISTS trail_forwarding (
+    name TEXT PRIMARY KEY, latest_delivery REAL, latest_error TEXT NOT NULL DEFAULT '',
+    failing_since REAL, forwarded INTEGER NOT NULL DEFAULT 0, oversize INTEGER NOT NULL DEFAULT 0,
+    counted_seq INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+# SNS topics, subscriptions and the durable queue of their deliveries (notify/): a delivery row is
+# written before Publish answers and removed only once its subscriber acknowledged it (or given
+# up on, kept with `failed` set); `sns_published` makes a keyed publish (an alarm notification)
+# idempotent across a crash; the signing identity is kept so SigningCertURL survives restarts.
+_NOTIFICATIONS = """
+CREATE TABLE IF NOT EXISTS sns_topics (
+    arn TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, attributes TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sns_subscriptions (
+    arn TEXT PRIMARY KEY, topic_arn TEXT NOT NULL, protocol TEXT NOT NULL, endpoint TEXT NOT NULL,
+    token TEXT NOT NULL, confirmed INTEGER NOT NULL, authenticate_on_unsubscribe INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sns_subscriptions_topic ON sns_subscriptions (topic_arn, arn);
+CREATE TABLE IF NOT EXISTS sns_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, subscription_arn TEXT NOT NULL, message_id TEXT NOT NULL,
+    message TEXT NOT NULL, created REAL NOT NULL, next_attempt REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', failed REAL,
+    UNIQUE (subscription_arn, message_id)
+);
+CREATE INDEX IF NOT EXISTS sns_deliveries_due ON sns_deliveries (failed, next_attempt);
+CREATE TABLE IF NOT EXISTS sns_published (
+    dedup_key TEXT PRIMARY KEY, message_id TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sns_signing_identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1), sealed_key BLOB NOT NULL, certificate BLOB NOT NULL,
+    created REAL NOT NULL
+);
+"""
+
 STATE_SCHEMA = Schema("state", (
     Migration(1, "the tables of releases up to b180352, with the logging periods' locations", _state_v1),
     Migration(2, "durable offsets of the generic spool consumers", _run(_CONSUMER_OFFSETS)),
+    Migration(3, "CloudWatch Logs: log groups, streams, events and metric filters", _run(_LOG_GROUPS)),
+    Migration(4, "CloudWatch metrics and alarms", _run(_METRICS_ALARMS)),
+    Migration(5, "IAM roles and their inline policies; trails' CloudWatch Logs forwarding status",
+              _run(_ROLES_FORWARDING)),
+    Migration(6, "SNS topics, subscriptions, durable deliveries and the message signing identity",
+              _run(_NOTIFICATIONS)),
 ))
 
 # ---- history.db -----------------------------------------------------------------------------

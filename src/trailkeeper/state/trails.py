@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from trailkeeper._internal.sqlite import Database
@@ -18,6 +18,7 @@ from trailkeeper.state.schema import STATE_SCHEMA
 from trailkeeper.trails import (
     DeletedTrail,
     DeliveredFile,
+    ForwardingStatus,
     Location,
     LoggingPeriod,
     Trail,
@@ -331,3 +332,73 @@ class MemoryTrailRepository:
             rows = sorted((r for r in self._files.values() if r.name == name and keep(r)),
                           key=lambda r: (r.delivered_at, r.key))
             return [row.delivered() for row in rows]
+
+
+# ---- CloudWatch Logs forwarding status (table trail_forwarding) ----------------------------
+class SqliteForwardingStatus:
+    """Forwarding status in the state database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        STATE_SCHEMA.ensure(db.path)
+
+    def get(self, name: str) -> ForwardingStatus:
+        rows = self.db.query("SELECT latest_delivery, latest_error, failing_since, forwarded, oversize, counted_seq "
+                             "FROM trail_forwarding WHERE name=?", (name,))
+        if not rows:
+            return ForwardingStatus()
+        delivery, error, since, forwarded, oversize, counted = rows[0]
+        return ForwardingStatus(_dt(delivery), error, _dt(since), forwarded, oversize, counted)
+
+    def delivered(self, name: str, when: datetime | None, stored: int, oversize: int, through_seq: int) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO trail_forwarding (name) VALUES (?)", (name,))
+            if when is not None:
+                c.execute("UPDATE trail_forwarding SET latest_delivery=?, latest_error='', failing_since=NULL "
+                          "WHERE name=?", (when.timestamp(), name))
+            c.execute("UPDATE trail_forwarding SET forwarded=forwarded+?, "
+                      "oversize=oversize+(CASE WHEN counted_seq < ? THEN ? ELSE 0 END), "
+                      "counted_seq=max(counted_seq, ?) WHERE name=?", (stored, through_seq, oversize, through_seq, name))
+
+    def failed(self, name: str, when: datetime, error: str) -> bool:
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO trail_forwarding (name) VALUES (?)", (name,))
+            first = c.execute("SELECT failing_since IS NULL FROM trail_forwarding WHERE name=?", (name,)).fetchone()[0]
+            c.execute("UPDATE trail_forwarding SET latest_error=?, failing_since=coalesce(failing_since, ?) "
+                      "WHERE name=?", (error, when.timestamp(), name))
+        return bool(first)
+
+    def forget(self, name: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM trail_forwarding WHERE name=?", (name,))
+
+
+class MemoryForwardingStatus:
+    """Forwarding status in a dictionary, for tests; the same contract as the SQLite one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, ForwardingStatus] = {}
+
+    def get(self, name: str) -> ForwardingStatus:
+        with self._lock:
+            return self._rows.get(name, ForwardingStatus())
+
+    def delivered(self, name: str, when: datetime | None, stored: int, oversize: int, through_seq: int) -> None:
+        with self._lock:
+            row = self._rows.get(name, ForwardingStatus())
+            if when is not None:
+                row = replace(row, latest_delivery=when, latest_error="", failing_since=None)
+            counted = oversize if row.counted_seq < through_seq else 0
+            self._rows[name] = replace(row, forwarded=row.forwarded + stored, oversize=row.oversize + counted,
+                                       counted_seq=max(row.counted_seq, through_seq))
+
+    def failed(self, name: str, when: datetime, error: str) -> bool:
+        with self._lock:
+            row = self._rows.get(name, ForwardingStatus())
+            self._rows[name] = replace(row, latest_error=error, failing_since=row.failing_since or when)
+            return row.failing_since is None
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._rows.pop(name, None)

@@ -11,6 +11,7 @@ back to "match everything". docs/filter-patterns.md lists every decision.
 """
 
 from trailkeeper.monitoring.filterpattern._cursor import FilterPatternError
+from trailkeeper.monitoring.filterpattern._index import PatternIndex
 from trailkeeper.monitoring.filterpattern._match import Event, Match
 from trailkeeper.monitoring.filterpattern._pattern import (
     MAX_PATTERN_LENGTH,
@@ -34,6 +35,7 @@ __all__ = [
     "FilterPatternError",
     "Kind",
     "Match",
+    "PatternIndex",
     "check_dimensions",
     "check_metric_selector",
     "parse",

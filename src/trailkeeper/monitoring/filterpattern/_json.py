@@ -29,6 +29,7 @@ from trailkeeper.monitoring.filterpattern._match import (
 )
 from trailkeeper.monitoring.filterpattern._values import (
     VALUE_END_JSON,
+    Glob,
     RegexBudget,
     Value,
     check_operator,
@@ -206,12 +207,30 @@ def compile_expr(expr: Expr) -> Check:
 
 def _compile_compare(expr: Compare) -> Check:
     path, op, literal = expr.path, expr.op, expr.value
+    if isinstance(literal, Glob):
+        return _compile_string_compare(path, op == "=", literal)
 
     def check(document: object) -> bool:
         actual = resolve(document, path)
         if actual is MISSING or isinstance(actual, dict | list):
             return False  # D2, and AWS: a selector on an object or array does not match
         return compare_json(op, literal, actual)
+
+    return check
+
+
+def _compile_string_compare(path: Path, equal: bool, literal: Glob) -> Check:
+    # The hot path of audit filters (`$.eventName = X`): the same decision as compare_json for a
+    # string literal (only a JSON string can match, `=` or `!=` alike), without its dispatch.
+    exact = literal.text if "*" not in literal.text else None
+    if exact is not None and equal and len(path) == 1 and isinstance(path[0], str):
+        key = path[0]
+        return lambda document: isinstance(document, dict) and document.get(key) == exact
+    matches = literal.matches
+
+    def check(document: object) -> bool:
+        actual = resolve(document, path)
+        return isinstance(actual, str) and matches(actual) == equal
 
     return check
 
@@ -223,6 +242,31 @@ def _compile_predicate(expr: Predicate) -> Check:
     wanted = {"IS NULL": None, "IS TRUE": True, "IS FALSE": False}[expr.name]
     # `is`, not ==: 1 == True in Python, but a JSON number is not a JSON boolean.
     return lambda document: resolve(document, path) is wanted
+
+
+def required_values(expr: Expr) -> dict[Path, frozenset[str]]:
+    """Per selector, the exact strings one of which it must hold for `expr` to match: a
+    necessary condition an index can test with one lookup instead of evaluating `expr`.
+
+    Sound by construction: `$.x = "v"` (no `*`) matches only the string "v" (D2: no other type
+    matches a string literal); an `&&` needs every operand's condition; an `||` gives a
+    condition only on selectors all its alternatives constrain (the union of their values)."""
+    if isinstance(expr, Compare):
+        literal = expr.value
+        if expr.op == "=" and isinstance(literal, Glob) and "*" not in literal.text:
+            return {expr.path: frozenset((literal.text,))}
+        return {}
+    if isinstance(expr, Predicate):
+        return {}
+    parts = [required_values(part) for part in expr.parts]
+    if isinstance(expr, And):
+        merged: dict[Path, frozenset[str]] = {}
+        for part in parts:
+            for path, values in part.items():
+                merged[path] = merged[path] & values if path in merged else values
+        return merged
+    shared = set(parts[0]).intersection(*parts[1:])
+    return {path: frozenset().union(*(part[path] for part in parts)) for path in shared}
 
 
 # -- text ---------------------------------------------------------------------------------

@@ -6,9 +6,14 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from trailkeeper.monitoring.filterpattern._cursor import WHITESPACE, Cursor, FilterPatternError
-from trailkeeper.monitoring.filterpattern._json import JsonBody, normalize, parse_json
+from trailkeeper.monitoring.filterpattern._json import (
+    JsonBody,
+    normalize,
+    parse_json,
+    required_values,
+)
 from trailkeeper.monitoring.filterpattern._json import render as render_json
-from trailkeeper.monitoring.filterpattern._match import Event, Match, parse_json_selector
+from trailkeeper.monitoring.filterpattern._match import Event, Match, Path, parse_json_selector
 from trailkeeper.monitoring.filterpattern._space import SpaceBody, parse_space
 from trailkeeper.monitoring.filterpattern._terms import AllBody, RegexBody, parse_terms
 from trailkeeper.monitoring.filterpattern._values import RegexBudget, read_regex
@@ -59,6 +64,17 @@ class FilterPattern:
     def canonical(self) -> str:
         """Text that parses back to an equal pattern (every string quoted)."""
         return self.body.render()
+
+    def index_key(self) -> tuple[Path, frozenset[str]] | None:
+        """A selector and the exact strings one of which it must hold for this pattern to match
+        (`eventName` preferred, as the most selective field of CloudTrail records; else the
+        smallest set), or None when the pattern pins no selector to exact strings."""
+        if not isinstance(self.body, JsonBody):
+            return None
+        found = required_values(self.body.expr)
+        if not found:
+            return None
+        return min(found.items(), key=lambda item: (item[0] != ("eventName",), len(item[1]), repr(item[0])))
 
     def normalized(self) -> str:
         """Canonical text with each &&/|| flattened and its operands sorted (JSON only;

@@ -1,0 +1,287 @@
+"""CloudWatch Logs over JSON 1.1 (`X-Amz-Target: Logs_20140328.<Op>`) onto `monitoring.loggroups`.
+
+Handlers read and answer the member names of botocore's `logs` model; times are epoch
+milliseconds as on the wire. Reads of events (GetLogEvents, FilterLogEvents) are read-only
+calls: audited like every call, with no responseElements (the events stay out of the trail).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from trailkeeper.api.registry import OperationSpec, ServiceSpec
+from trailkeeper.identity import Principal
+from trailkeeper.monitoring.loggroups import (
+    DEFAULT_EVENTS_PAGE,
+    DEFAULT_PAGE,
+    LogGroups,
+    Transformation,
+    invalid,
+)
+from trailkeeper.monitoring.loggroups_store import NewEvent, StoredEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from trailkeeper.service import Service
+
+Params = dict[str, Any]
+LOGS_TARGET_PREFIX = "Logs_20140328"
+LOGS_SOURCE = "logs.amazonaws.com"
+
+
+# ---- request parameters ---------------------------------------------------------------------
+def _str(params: Params, name: str) -> str:
+    value = params.get(name)
+    if not isinstance(value, str):
+        raise invalid(f"{name} is required and must be a string.")
+    return value
+
+
+def _opt_str(params: Params, name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"{name} must be a string.")
+    return value
+
+
+def _int(params: Params, name: str, default: int | None) -> int | None:
+    value = params.get(name, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise invalid(f"{name} must be an integer.")
+    return value
+
+
+def _limit(params: Params, default: int) -> int:
+    value = _int(params, "limit", default)
+    assert value is not None
+    return value
+
+
+def _str_map(params: Params, name: str) -> dict[str, str] | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise invalid(f"{name} must be a map of strings to strings.")
+    return value
+
+
+def _str_list(params: Params, name: str) -> list[str] | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(f"{name} must be a list of strings.")
+    return value
+
+
+def _events(params: Params) -> list[NewEvent]:
+    value = params.get("logEvents")
+    if not isinstance(value, list):
+        raise invalid("logEvents is required and must be a list of {timestamp, message}.")
+    events = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("message"), str) \
+                or isinstance(item.get("timestamp"), bool) or not isinstance(item.get("timestamp"), int):
+            raise invalid(f"logEvents[{i}] must have an integer timestamp and a string message.")
+        events.append(NewEvent(item["timestamp"], item["message"]))
+    return events
+
+
+def _transformations(params: Params) -> list[Transformation]:
+    value = params.get("metricTransformations")
+    if not isinstance(value, list):
+        raise invalid("metricTransformations is required and must be a list.")
+    out = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise invalid("each metricTransformation must be an object.")
+        default = item.get("defaultValue")
+        if default is not None and (isinstance(default, bool) or not isinstance(default, int | float)):
+            raise invalid("defaultValue must be a number.")
+        out.append(Transformation(_str(item, "metricName"), _str(item, "metricNamespace"), _str(item, "metricValue"),
+                                  None if default is None else float(default), _str_map(item, "dimensions"),
+                                  _opt_str(item, "unit")))
+    return out
+
+
+def _page(name: str, items: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
+    return {name: items} if token is None else {name: items, "nextToken": token}
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+def _create_log_group(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.create_group(_str(params, "logGroupName"), _str_map(params, "tags"), _opt_str(params, "kmsKeyId"))
+    return {}
+
+
+def _delete_log_group(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.delete_group(_str(params, "logGroupName"))
+    return {}
+
+
+def _describe_log_groups(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    groups, token = logs.describe_groups(_opt_str(params, "logGroupNamePrefix") or "", _limit(params, DEFAULT_PAGE),
+                                         _opt_str(params, "nextToken"))
+    shapes = []
+    for g in groups:
+        shape: dict[str, Any] = {"logGroupName": g.record.name, "creationTime": g.record.created_ms,
+                                 "metricFilterCount": g.metric_filter_count, "arn": g.arn,
+                                 "logGroupArn": g.arn.removesuffix(":*"), "storedBytes": g.stored_bytes,
+                                 "logGroupClass": "STANDARD"}
+        if g.record.retention_days is not None:
+            shape["retentionInDays"] = g.record.retention_days
+        if g.record.kms_key_id is not None:
+            shape["kmsKeyId"] = g.record.kms_key_id
+        shapes.append(shape)
+    return _page("logGroups", shapes, token)
+
+
+def _put_retention_policy(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    days = _int(params, "retentionInDays", None)
+    if days is None:
+        raise invalid("retentionInDays is required.")
+    logs.set_retention(_str(params, "logGroupName"), days)
+    return {}
+
+
+def _delete_retention_policy(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.set_retention(_str(params, "logGroupName"), None)
+    return {}
+
+
+def _create_log_stream(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.create_stream(_str(params, "logGroupName"), _str(params, "logStreamName"))
+    return {}
+
+
+def _describe_log_streams(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    order = _opt_str(params, "orderBy") or "LogStreamName"
+    if order not in ("LogStreamName", "LastEventTime"):
+        raise invalid("orderBy must be LogStreamName or LastEventTime.")
+    group = _str(params, "logGroupName")
+    streams, token = logs.describe_streams(group, _opt_str(params, "logStreamNamePrefix") or "",
+                                           order == "LastEventTime", params.get("descending") is True,
+                                           _limit(params, DEFAULT_PAGE), _opt_str(params, "nextToken"))
+    shapes = []
+    for s in streams:
+        shape: dict[str, Any] = {"logStreamName": s.name, "creationTime": s.created_ms,
+                                 "arn": f"{logs.arn(group)}:log-stream:{s.name}", "storedBytes": s.stored_bytes}
+        for key, value in (("firstEventTimestamp", s.first_event_ms), ("lastEventTimestamp", s.last_event_ms),
+                           ("lastIngestionTime", s.last_ingestion_ms)):
+            if value is not None:
+                shape[key] = value
+        shapes.append(shape)
+    return _page("logStreams", shapes, token)
+
+
+def _put_log_events(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    # sequenceToken is accepted and ignored, as AWS has done since 2023.
+    result = logs.put_events(_str(params, "logGroupName"), _str(params, "logStreamName"), _events(params))
+    info = {key: value for key, value in (("tooNewLogEventStartIndex", result.rejected.too_new_start),
+                                          ("tooOldLogEventEndIndex", result.rejected.too_old_end),
+                                          ("expiredLogEventEndIndex", result.rejected.expired_end))
+            if value is not None}
+    return {"rejectedLogEventsInfo": info} if info else {}
+
+
+def _event(event: StoredEvent) -> dict[str, Any]:
+    return {"timestamp": event.timestamp_ms, "message": event.message, "ingestionTime": event.ingestion_ms}
+
+
+def _get_log_events(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    page = logs.get_events(_str(params, "logGroupName"), _str(params, "logStreamName"),
+                           _int(params, "startTime", None), _int(params, "endTime", None),
+                           params.get("startFromHead") is True, _limit(params, DEFAULT_EVENTS_PAGE),
+                           _opt_str(params, "nextToken"))
+    return {"events": [_event(e) for e in page.events], "nextForwardToken": page.forward,
+            "nextBackwardToken": page.backward}
+
+
+def _filter_log_events(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    page = logs.filter_events(_str(params, "logGroupName"), _opt_str(params, "filterPattern") or "",
+                              _str_list(params, "logStreamNames"), _opt_str(params, "logStreamNamePrefix"),
+                              _int(params, "startTime", None), _int(params, "endTime", None),
+                              _limit(params, DEFAULT_EVENTS_PAGE), _opt_str(params, "nextToken"))
+    events = [{**_event(e), "logStreamName": e.stream, "eventId": str(e.seq)} for e in page.events]
+    return _page("events", events, page.next_token)
+
+
+def _tag_resource(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.tag(logs.group_of_arn(_str(params, "resourceArn")), _str_map(params, "tags") or {})
+    return {}
+
+
+def _untag_resource(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.untag(logs.group_of_arn(_str(params, "resourceArn")), _str_list(params, "tagKeys") or [])
+    return {}
+
+
+def _list_tags_for_resource(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    return {"tags": logs.tags(logs.group_of_arn(_str(params, "resourceArn")))}
+
+
+def _put_metric_filter(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.put_metric_filter(_str(params, "logGroupName"), _str(params, "filterName"), _str(params, "filterPattern"),
+                           _transformations(params))
+    return {}
+
+
+def _describe_metric_filters(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    name, namespace = _opt_str(params, "metricName"), _opt_str(params, "metricNamespace")
+    if (name is None) != (namespace is None):
+        raise invalid("metricName and metricNamespace must be given together.")
+    metric = (name, namespace) if name is not None and namespace is not None else None
+    filters, token = logs.describe_metric_filters(_opt_str(params, "logGroupName"),
+                                                  _opt_str(params, "filterNamePrefix") or "", metric,
+                                                  _limit(params, DEFAULT_PAGE), _opt_str(params, "nextToken"))
+    shapes = [{"filterName": f.name, "filterPattern": f.pattern, "metricTransformations": f.transformations,
+               "creationTime": f.created_ms, "logGroupName": f.group} for f in filters]
+    return _page("metricFilters", shapes, token)
+
+
+def _delete_metric_filter(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.delete_metric_filter(_str(params, "logGroupName"), _str(params, "filterName"))
+    return {}
+
+
+def _test_metric_filter(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    matches = logs.test_metric_filter(_str(params, "filterPattern"), _str_list(params, "logEventMessages") or [])
+    return {"matches": [{"eventNumber": m.number, "eventMessage": m.message, "extractedValues": m.extracted}
+                        for m in matches]}
+
+
+def _op(handler: Callable[[LogGroups, Principal, Params], dict[str, Any]], permission: str,
+        read_only: bool = False) -> OperationSpec[LogGroups]:
+    return OperationSpec(handler, permission, read_only)
+
+
+def log_groups_of(service: Service) -> LogGroups:
+    return service.runtime.log_groups
+
+
+LOGS: ServiceSpec[LogGroups] = ServiceSpec(
+    name="logs", title="CloudWatch Logs", signing_name="logs", protocol="json", event_source=LOGS_SOURCE,
+    api_version="2014-03-28", target_prefix=LOGS_TARGET_PREFIX, client_errors_as_400=True, context=log_groups_of,
+    operations={
+        "CreateLogGroup": _op(_create_log_group, "loggroups:write"),
+        "DeleteLogGroup": _op(_delete_log_group, "loggroups:write"),
+        "DescribeLogGroups": _op(_describe_log_groups, "loggroups:read", read_only=True),
+        "PutRetentionPolicy": _op(_put_retention_policy, "loggroups:write"),
+        "DeleteRetentionPolicy": _op(_delete_retention_policy, "loggroups:write"),
+        # Writers create the streams they send to, as the AWS agents do on start.
+        "CreateLogStream": _op(_create_log_stream, "loggroups:put-events"),
+        "DescribeLogStreams": _op(_describe_log_streams, "loggroups:read", read_only=True),
+        "PutLogEvents": _op(_put_log_events, "loggroups:put-events"),
+        "GetLogEvents": _op(_get_log_events, "loggroups:read", read_only=True),
+        # CloudTrail records FilterLogEvents and TestMetricFilter as read-only: they change nothing.
+        "FilterLogEvents": _op(_filter_log_events, "loggroups:read", read_only=True),
+        "TagResource": _op(_tag_resource, "loggroups:write"),
+        "UntagResource": _op(_untag_resource, "loggroups:write"),
+        "ListTagsForResource": _op(_list_tags_for_resource, "loggroups:read", read_only=True),
+        "PutMetricFilter": _op(_put_metric_filter, "loggroups:write"),
+        "DescribeMetricFilters": _op(_describe_metric_filters, "loggroups:read", read_only=True),
+        "DeleteMetricFilter": _op(_delete_metric_filter, "loggroups:write"),
+        "TestMetricFilter": _op(_test_metric_filter, "loggroups:read", read_only=True),
+    })

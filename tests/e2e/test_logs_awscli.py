@@ -1,0 +1,59 @@
+"""The unmodified AWS CLI drives trailkeeper's CloudWatch Logs: a group with retention, a
+stream, events written and read back, a JSON filter pattern, a metric filter and its test."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.e2e.harness import Server, running_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from running_server(tmp_path_factory.mktemp("logs-awscli") / "data")
+
+
+def aws(server: Server, *args: str) -> Any:
+    return server.aws_json("logs", *args)
+
+
+def test_a_log_group_through_the_aws_cli(server: Server) -> None:
+    group = ["--log-group-name", "trail/main"]
+    assert aws(server, "create-log-group", *group) == {}
+    aws(server, "put-retention-policy", *group, "--retention-in-days", "30")
+    aws(server, "create-log-stream", *group, "--log-stream-name", "cli")
+    now = int(time.time() * 1000)
+    login = json.dumps({"eventName": "ConsoleLogin", "sourceIPAddress": "192.0.2.1"})
+    other = json.dumps({"eventName": "DescribeTrails"})
+    events = json.dumps([{"timestamp": now, "message": login}, {"timestamp": now + 1, "message": other}])
+    assert "rejectedLogEventsInfo" not in aws(server, "put-log-events", *group, "--log-stream-name", "cli",
+                                              "--log-events", events)
+
+    got = aws(server, "get-log-events", *group, "--log-stream-name", "cli", "--start-from-head")
+    assert [e["message"] for e in got["events"]] == [login, other]
+    assert got["nextForwardToken"] and got["nextBackwardToken"]
+
+    found = aws(server, "filter-log-events", *group, "--filter-pattern", '{ $.eventName = "ConsoleLogin" }')
+    assert [(e["logStreamName"], e["message"]) for e in found["events"]] == [("cli", login)]
+
+    aws(server, "put-metric-filter", *group, "--filter-name", "logins",
+        "--filter-pattern", '{ $.eventName = "ConsoleLogin" }', "--metric-transformations",
+        "metricName=ConsoleLogins,metricNamespace=CISBenchmark,metricValue=1")
+    [described] = aws(server, "describe-metric-filters", *group)["metricFilters"]
+    assert (described["filterName"], described["metricTransformations"][0]["metricName"]) == (
+        "logins", "ConsoleLogins")
+    tested = aws(server, "test-metric-filter", "--filter-pattern", "[ip, user, status = 4*]",
+                 "--log-event-messages", "192.0.2.1 bob 200", "192.0.2.2 eve 403")
+    assert [(m["eventNumber"], m["extractedValues"]["$user"]) for m in tested["matches"]] == [(2, "eve")]
+
+    [described_group] = aws(server, "describe-log-groups", "--log-group-name-prefix", "trail/")["logGroups"]
+    assert described_group["logGroupName"] == "trail/main" and described_group["retentionInDays"] == 30
+    assert described_group["arn"].endswith(":log-group:trail/main:*") and described_group["metricFilterCount"] == 1
+    assert described_group["storedBytes"] == len(login) + len(other) + 2 * 26
+
+    aws(server, "delete-log-group", *group)
+    assert aws(server, "describe-log-groups", "--log-group-name-prefix", "trail/")["logGroups"] == []
