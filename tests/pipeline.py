@@ -103,3 +103,58 @@ def call_app(app: Any, region: str, key_id: str, secret: str, service: str, path
 
     asyncio.run(app(scope, receive, send))
     return int(sent["status"]), orjson.loads(sent["body"])
+
+
+class _Body:
+    """A response body botocore can stream."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+def through_app(app: Any) -> Callable[..., Any]:
+    """A botocore before-send hook: the signed request goes into the ASGI app, no socket."""
+    import asyncio
+    from collections.abc import MutableMapping
+    from urllib.parse import urlsplit
+
+    from botocore.awsrequest import AWSResponse
+
+    def before_send(request: Any, **_: Any) -> AWSResponse:
+        url = urlsplit(request.url)
+        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+        headers = [(k.lower().encode(), (v if isinstance(v, bytes) else v.encode())) for k, v in request.headers.items()]
+        scope = {"type": "http", "method": request.method, "path": url.path or "/", "raw_path": (url.path or "/").encode(),
+                 "query_string": url.query.encode(), "headers": [*headers, (b"host", url.netloc.encode())],
+                 "client": ("192.0.2.5", 5000)}
+        sent: dict[str, Any] = {}
+
+        async def receive() -> MutableMapping[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.setdefault("status", message.get("status"))
+            sent.setdefault("headers", message.get("headers"))
+            if "body" in message:
+                sent["body"] = message["body"]
+
+        asyncio.run(app(scope, receive, send))
+        answer_headers = {k.decode(): v.decode() for k, v in sent["headers"]}
+        return AWSResponse(request.url, sent["status"], answer_headers, _Body(sent["body"]))
+    return before_send
+
+
+def botocore_client(pipeline: Pipeline, app: Any, service: str, key_id: str | None = None,
+                    secret: str | None = None) -> Any:
+    """botocore's own client of `service`, its requests answered by `app` in process."""
+    import botocore.session
+
+    client = botocore.session.get_session().create_client(
+        service, region_name=pipeline.creds.region, endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id=key_id or pipeline.creds.access_key_id,
+        aws_secret_access_key=secret or pipeline.creds.secret_access_key)
+    client.meta.events.register(f"before-send.{service}", through_app(app))
+    return client

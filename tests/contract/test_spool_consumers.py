@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ import pytest
 from tests.pipeline import Pipeline, app_event, open_pipeline
 
 from trailkeeper.consumers.base import Consumer, SqliteOffsets
-from trailkeeper.consumers.spool_consumer import SpoolConsumer, Spooled
+from trailkeeper.consumers.spool_consumer import SpoolConsumer, Spooled, Yield
 from trailkeeper.delivery import TrailWorker
 from trailkeeper.errors import StorageError
 from trailkeeper.storage.faults import FaultyStore
@@ -212,3 +212,39 @@ def test_an_outage_is_retried_never_quarantined(tmp_path: Path) -> None:
         assert consumer.needed() == offset and not p.service.quarantine.entries()
         failing[0] = False
         assert consumer.step() and consumer.needed() == p.service.spool.next_seq()
+
+
+@pytest.mark.parametrize(("before", "after", "paused"), [
+    pytest.param(30_000, 40_000, True, id="behind-and-falling-further-behind"),
+    pytest.param(30_000, 25_000, False, id="behind-but-catching-up"),
+    pytest.param(30_000, 30_000, False, id="behind-and-holding"),
+    pytest.param(1_000, 15_000, False, id="growing-but-under-the-threshold"),
+])
+def test_a_consumer_yields_to_ingest_only_while_falling_behind(before: int, after: int, paused: bool) -> None:
+    rule = Yield(behind=20_000, duty=0.2)
+    assert rule.pause_after(0.1, before, after) == pytest.approx(0.4 if paused else 0.0)
+
+
+def test_a_yielding_consumer_pauses_while_records_outrun_it_and_never_loses_one(tmp_path: Path) -> None:
+    """Its steps pause (never skip) while its backlog grows past the threshold; once arrivals
+    stop it consumes everything without pausing."""
+    with open_pipeline(tmp_path) as p:
+        seen: list[int] = []
+        pauses: list[float] = []
+        spool = p.service.spool
+        more = [app_event(i, p.clock.now()) for i in range(4)]
+
+        def handle(batch: Sequence[Spooled]) -> None:
+            seen.extend(item.seq for item in batch)
+            if more:
+                p.ingest([more.pop()] * 3)  # arrivals outrun the consumer while it works
+
+        consumer = SpoolConsumer("contract-yield", spool, SqliteOffsets(p.service.state_db), handle,
+                                 p.service.set_aside, start_at=spool.next_seq(), batch_records=2,
+                                 yield_to_ingest=Yield(behind=1, duty=0.5), sleep=pauses.append)
+        p.ingest([app_event(9, p.clock.now())] * 3)
+        while consumer.step():
+            pass
+        assert len(pauses) >= 2 and all(pause >= 0 for pause in pauses)
+        assert seen == list(range(seen[0], spool.next_seq()))  # every record once, in order
+        assert consumer.needed() == spool.next_seq()

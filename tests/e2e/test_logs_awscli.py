@@ -55,5 +55,16 @@ def test_a_log_group_through_the_aws_cli(server: Server) -> None:
     assert described_group["arn"].endswith(":log-group:trail/main:*") and described_group["metricFilterCount"] == 1
     assert described_group["storedBytes"] == len(login) + len(other) + 2 * 26
 
+    [stream] = aws(server, "describe-log-streams", *group, "--order-by", "LastEventTime", "--descending")["logStreams"]
+    assert (stream["logStreamName"], stream["lastEventTimestamp"]) == ("cli", now + 1)
+    arn = described_group["logGroupArn"]
+    aws(server, "tag-resource", "--resource-arn", arn, "--tags", "team=security,pci=10.2")
+    aws(server, "untag-resource", "--resource-arn", arn, "--tag-keys", "pci")
+    assert aws(server, "list-tags-for-resource", "--resource-arn", arn)["tags"] == {"team": "security"}
+    aws(server, "delete-retention-policy", *group)
+    aws(server, "delete-metric-filter", *group, "--filter-name", "logins")
+    [plain] = aws(server, "describe-log-groups", "--log-group-name-prefix", "trail/")["logGroups"]
+    assert "retentionInDays" not in plain and plain["metricFilterCount"] == 0
+
     aws(server, "delete-log-group", *group)
     assert aws(server, "describe-log-groups", "--log-group-name-prefix", "trail/")["logGroups"] == []

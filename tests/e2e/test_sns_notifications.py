@@ -14,13 +14,9 @@ import base64
 import datetime as dt
 import json
 import ssl
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -34,64 +30,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from tests.e2e.harness import Server, free_port, wait_until
+from tests.e2e.sns_subscriber import Subscriber
 
 from trailkeeper.notify.signing import verify
 
 SMTP_USER, SMTP_PASSWORD = "trailkeeper", "s3cret-mail"
 NAMESPACE = "App/Security"
-
-
-# ---- an HTTP subscriber ---------------------------------------------------------------------------
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: dict[str, str]
-    at: float  # time.time() on arrival
-
-
-class Subscriber:
-    """An SNS HTTP endpoint on 127.0.0.1 that can be taken down and brought back on its port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.received: list[Received] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/sns"
-
-    def up(self) -> None:
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(Received({k.lower(): v for k, v in self.headers.items()}, json.loads(body),
-                                         time.time()))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def down(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def of_type(self, kind: str) -> list[Received]:
-        return [r for r in self.received if r.body.get("Type") == kind]
-
-    def wait_for(self, kind: str, count: int = 1, timeout: float = 15) -> list[Received]:
-        assert wait_until(lambda: len(self.of_type(kind)) >= count, timeout, 0.02), \
-            f"{kind}: got {[r.body.get('Type') for r in self.received]}"
-        return self.of_type(kind)
 
 
 # ---- a mail server: STARTTLS and AUTH ---------------------------------------------------------------

@@ -3,6 +3,7 @@ idempotent, and that the check's inputs are read from paginated answers correctl
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from trailkeeper.monitoring import cis_pack
 from trailkeeper.monitoring.cis import CONTROLS
 from trailkeeper.monitoring.compliance import FAIL, PASS
+from trailkeeper.monitoring.filterpattern import parse
 
 TOPIC_ARN = "arn:aws:sns:eu-west-1:123456789012:trailkeeper-cis-alarms"
 GROUP_ARN = "arn:aws:logs:eu-west-1:123456789012:log-group:cis-group:*"
@@ -104,7 +106,7 @@ def test_install_twice_reuses_the_group_and_repairs_drifted_filters() -> None:
     again = cis_pack.install(api, "cis-group")
     assert again.created_group is False
     assert api.filters[first]["filterPattern"] == CONTROLS[0].pattern
-    assert len(api.filters) == len(api.alarms) == 15
+    assert len(api.filters) == len(api.alarms) == 15 + len(cis_pack.OWN_FILTERS)
 
 
 def test_install_passes_on_other_errors() -> None:
@@ -134,7 +136,7 @@ def test_check_inputs_follow_pages_and_only_logging_trails() -> None:
     api = FakeApi()
     cis_pack.install(api, "cis-group")
     assert cis_pack.forwarded_groups(api) == ["cis-group"]  # "stopped" is not logging, "plain" forwards nowhere
-    assert len(cis_pack.stored_filters(api)) == 15 and len(cis_pack.stored_alarms(api)) == 15
+    assert len(cis_pack.stored_filters(api)) == len(cis_pack.stored_alarms(api)) == 15 + len(cis_pack.OWN_FILTERS)
     api.subscriptions = [{"TopicArn": TOPIC_ARN, "SubscriptionArn": "PendingConfirmation"}]
     assert cis_pack.confirmed_topics(api) == []
     results = cis_pack.run_check(api)
@@ -142,3 +144,40 @@ def test_check_inputs_follow_pages_and_only_logging_trails() -> None:
     assert all("confirmed subscription" in r.findings[0] for r in results)
     api.subscriptions.append({"TopicArn": TOPIC_ARN, "SubscriptionArn": f"{TOPIC_ARN}:8d2f"})
     assert [r.status for r in cis_pack.run_check(api)] == [PASS] * 15
+
+
+OWN = {f.name: f for f in cis_pack.OWN_FILTERS}
+
+
+@pytest.mark.parametrize(("name", "record", "hit"), [
+    pytest.param("trailkeeper-auth-failures", {"eventName": "ListUsers", "errorCode": "SignatureDoesNotMatch"}, True,
+                 id="bad-signature"),
+    pytest.param("trailkeeper-auth-failures", {"eventName": "ListUsers", "errorCode": "InvalidClientTokenId"}, True,
+                 id="unknown-key"),
+    pytest.param("trailkeeper-auth-failures", {"eventName": "ConsoleLogin", "errorMessage": "Failed authentication"},
+                 True, id="console-failure"),
+    pytest.param("trailkeeper-auth-failures", {"eventName": "ConsoleLogin", "responseElements": {"ConsoleLogin":
+                 "Success"}}, False, id="console-success"),
+    pytest.param("trailkeeper-auth-failures", {"eventName": "ListUsers", "errorCode": "AccessDenied"}, False,
+                 id="authorisation-is-cis-4.1"),
+    pytest.param("trailkeeper-identity-deletions", {"eventName": "DeleteUser"}, True, id="delete-user"),
+    pytest.param("trailkeeper-identity-deletions", {"eventName": "DeleteAccessKey"}, True, id="delete-key"),
+    pytest.param("trailkeeper-identity-deletions", {"eventName": "CreateUser"}, False, id="create-user"),
+    pytest.param("trailkeeper-monitoring-changes", {"eventName": "DeleteLogGroup"}, True, id="delete-log-group"),
+    pytest.param("trailkeeper-monitoring-changes", {"eventName": "DeleteAlarms"}, True, id="delete-alarms"),
+    pytest.param("trailkeeper-monitoring-changes", {"eventName": "DisableAlarmActions"}, True, id="disable-actions"),
+    pytest.param("trailkeeper-monitoring-changes", {"eventName": "PutMetricAlarm"}, False, id="put-alarm"),
+])
+def test_own_filters(name: str, record: dict[str, Any], hit: bool) -> None:
+    assert (parse(OWN[name].pattern).match(json.dumps(record)) is not None) is hit
+
+
+def test_own_filters_are_put_with_their_alarms_in_their_own_namespace() -> None:
+    api = FakeApi()
+    cis_pack.install(api, "cis-group")
+    for extra in cis_pack.OWN_FILTERS:
+        assert api.filters[extra.name]["filterPattern"] == extra.pattern
+        assert api.filters[extra.name]["metricTransformations"][0]["metricNamespace"] == cis_pack.OWN_NAMESPACE
+        alarm = api.alarms[extra.name]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["AlarmActions"]) == (
+            cis_pack.OWN_NAMESPACE, extra.name, [TOPIC_ARN])

@@ -3,6 +3,7 @@ IAM client driven in-process against the real identity store and native operatio
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from tests.unit.test_roles import POLICY, TRUST
 
 from trailkeeper.api.iam_query import (
     IAM_NAMESPACE,
@@ -292,3 +294,36 @@ def test_identity_errors_keep_native_status() -> None:
     assert status == 409
     assert ET.fromstring(body).findtext("i:Error/i:Message", namespaces=NS) == (
         "Cannot exceed quota for AccessKeysPerUser: 2")
+
+
+# ---- roles through botocore ----
+def test_botocore_role_lifecycle_with_url_encoded_policies(iam: Any) -> None:
+    created = iam.create_role(RoleName="fwd", AssumeRolePolicyDocument=TRUST, Path="/ct/", Description="d")["Role"]
+    assert created["Arn"].endswith(":role/ct/fwd") and created["Path"] == "/ct/"
+    # IAM answers policy documents URL-encoded; botocore decodes them back into the document.
+    assert created["AssumeRolePolicyDocument"] == json.loads(TRUST)
+    assert iam.get_role(RoleName="fwd")["Role"]["RoleId"] == created["RoleId"]
+    iam.put_role_policy(RoleName="fwd", PolicyName="logs", PolicyDocument=POLICY)
+    got = iam.get_role_policy(RoleName="fwd", PolicyName="logs")
+    assert (got["RoleName"], got["PolicyName"], got["PolicyDocument"]) == ("fwd", "logs", json.loads(POLICY))
+    assert iam.list_role_policies(RoleName="fwd")["PolicyNames"] == ["logs"]
+    iam.create_role(RoleName="other", AssumeRolePolicyDocument=TRUST)
+    assert [r["RoleName"] for r in iam.list_roles(PathPrefix="/ct/")["Roles"]] == ["fwd"]
+    pages = list(iam.get_paginator("list_roles").paginate(PaginationConfig={"PageSize": 1}))
+    assert [[r["RoleName"] for r in p["Roles"]] for p in pages] == [["fwd"], ["other"]]
+    with pytest.raises(ClientError) as conflict:
+        iam.delete_role(RoleName="fwd")
+    assert conflict.value.response["Error"]["Code"] == "DeleteConflict"
+    iam.delete_role_policy(RoleName="fwd", PolicyName="logs")
+    iam.delete_role(RoleName="fwd")
+    with pytest.raises(ClientError) as gone:
+        iam.get_role(RoleName="fwd")
+    assert (gone.value.response["Error"]["Code"], gone.value.response["ResponseMetadata"]["HTTPStatusCode"]) == (
+        "NoSuchEntity", 404)
+
+
+def test_role_parameters_iam_has_but_trailkeeper_does_not_are_refused(iam: Any) -> None:
+    with pytest.raises(ClientError) as refused:
+        iam.create_role(RoleName="r", AssumeRolePolicyDocument=TRUST, MaxSessionDuration=7200)
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert "MaxSessionDuration" in refused.value.response["Error"]["Message"]

@@ -4,19 +4,15 @@ record with no other edit."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import botocore.session
 import orjson
 import pytest
-from botocore.awsrequest import AWSResponse
-from tests.pipeline import Pipeline, app_event, call_app, open_pipeline
+from tests.pipeline import Pipeline, app_event, botocore_client, call_app, open_pipeline
 
 from trailkeeper.api.app import App
 from trailkeeper.api.registry import OperationSpec, Params, Registry, ServiceSpec
@@ -127,46 +123,8 @@ class _Watch:
                          for spec in DEFAULT_REGISTRY.services])
 
 
-class _RawBytes:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._data
-
-
-def _through_app(app: App) -> Callable[..., AWSResponse]:
-    """A botocore before-send hook: the signed request goes into the ASGI app, no socket."""
-    def before_send(request: Any, **_: Any) -> AWSResponse:
-        url = urlsplit(request.url)
-        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
-        headers = [(k.lower().encode(), (v if isinstance(v, bytes) else v.encode())) for k, v in request.headers.items()]
-        scope = {"type": "http", "method": request.method, "path": url.path or "/", "raw_path": (url.path or "/").encode(),
-                 "query_string": url.query.encode(), "headers": [*headers, (b"host", url.netloc.encode())],
-                 "client": ("192.0.2.5", 5000)}
-        sent: dict[str, Any] = {}
-
-        async def receive() -> MutableMapping[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            sent.setdefault("status", message.get("status"))
-            sent.setdefault("headers", message.get("headers"))
-            if "body" in message:
-                sent["body"] = message["body"]
-
-        asyncio.run(app(scope, receive, send))
-        answer_headers = {k.decode(): v.decode() for k, v in sent["headers"]}
-        return AWSResponse(request.url, sent["status"], answer_headers, _RawBytes(sent["body"]))
-    return before_send
-
-
 def _client(pipeline: Pipeline, app: App, service: str) -> Any:
-    client = SESSION.create_client(service, region_name=pipeline.creds.region, endpoint_url="http://127.0.0.1:9",
-                                   aws_access_key_id=pipeline.creds.access_key_id,
-                                   aws_secret_access_key=pipeline.creds.secret_access_key)
-    client.meta.events.register(f"before-send.{service}", _through_app(app))
-    return client
+    return botocore_client(pipeline, app, service)
 
 
 def _cloudtrail_scenario(ct: Any, pipeline: Pipeline) -> None:

@@ -4,25 +4,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import botocore.session
 import pytest
-from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 
 from trailkeeper._internal.sqlite import Database
-from trailkeeper.api.iam_query import handle_iam
-from trailkeeper.api.operations import IAM, IamDomain
 from trailkeeper.clock import SystemClock
 from trailkeeper.errors import IdentityError
-from trailkeeper.identity import IdentityStore, Principal, root_arn
-from trailkeeper.keys.keyring import MemoryKeyring
 from trailkeeper.roles import RoleRepository, Roles
-from trailkeeper.state.identities import SqliteIdentityRepository
 from trailkeeper.state.roles import MemoryRoleRepository, SqliteRoleRepository
 
 ACCOUNT = "123456789012"
@@ -102,68 +93,3 @@ def test_a_role_is_deleted_once_its_policies_are(roles: Roles) -> None:
     roles.delete_role_policy("r", "logs")
     roles.delete_role("r")
     assert roles.list_roles() == []
-
-
-# ---- the Query adapter, through botocore ----
-class _RawBytes:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._data
-
-
-@pytest.fixture()
-def iam(tmp_path: Path) -> Iterator[Any]:
-    store = IdentityStore(SqliteIdentityRepository(tmp_path / "identity.db"), MemoryKeyring(), SystemClock())
-    creds = store.init_account("us-east-1")
-    domain = IamDomain(store, Roles(MemoryRoleRepository(), SystemClock(), creds.account_id))
-    root = Principal(creds.account_id, True, None, creds.account_id, root_arn(creds.account_id), None,
-                     creds.access_key_id, "Active")
-
-    def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        return IAM.operations[operation].handler(domain, root, params)
-
-    def before_send(request: Any, **_: Any) -> AWSResponse:
-        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
-        status, headers, out = handle_iam(body, urlsplit(request.url).query, call, "req-1", frozenset(IAM.operations))
-        return AWSResponse(request.url, status, dict(headers), _RawBytes(out))
-
-    client = botocore.session.get_session().create_client(
-        "iam", region_name="us-east-1", endpoint_url="http://iam.test",
-        aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="x")
-    client.meta.events.register("before-send.iam", before_send)
-    yield client
-    store.close()
-
-
-def test_botocore_role_lifecycle_with_url_encoded_policies(iam: Any) -> None:
-    created = iam.create_role(RoleName="fwd", AssumeRolePolicyDocument=TRUST, Path="/ct/", Description="d")["Role"]
-    assert created["Arn"].endswith(":role/ct/fwd") and created["Path"] == "/ct/"
-    # IAM answers policy documents URL-encoded; botocore decodes them back into the document.
-    assert created["AssumeRolePolicyDocument"] == json.loads(TRUST)
-    assert iam.get_role(RoleName="fwd")["Role"]["RoleId"] == created["RoleId"]
-    iam.put_role_policy(RoleName="fwd", PolicyName="logs", PolicyDocument=POLICY)
-    got = iam.get_role_policy(RoleName="fwd", PolicyName="logs")
-    assert (got["RoleName"], got["PolicyName"], got["PolicyDocument"]) == ("fwd", "logs", json.loads(POLICY))
-    assert iam.list_role_policies(RoleName="fwd")["PolicyNames"] == ["logs"]
-    iam.create_role(RoleName="other", AssumeRolePolicyDocument=TRUST)
-    assert [r["RoleName"] for r in iam.list_roles(PathPrefix="/ct/")["Roles"]] == ["fwd"]
-    pages = list(iam.get_paginator("list_roles").paginate(PaginationConfig={"PageSize": 1}))
-    assert [[r["RoleName"] for r in p["Roles"]] for p in pages] == [["fwd"], ["other"]]
-    with pytest.raises(ClientError) as conflict:
-        iam.delete_role(RoleName="fwd")
-    assert conflict.value.response["Error"]["Code"] == "DeleteConflict"
-    iam.delete_role_policy(RoleName="fwd", PolicyName="logs")
-    iam.delete_role(RoleName="fwd")
-    with pytest.raises(ClientError) as gone:
-        iam.get_role(RoleName="fwd")
-    assert (gone.value.response["Error"]["Code"], gone.value.response["ResponseMetadata"]["HTTPStatusCode"]) == (
-        "NoSuchEntity", 404)
-
-
-def test_role_parameters_iam_has_but_trailkeeper_does_not_are_refused(iam: Any) -> None:
-    with pytest.raises(ClientError) as refused:
-        iam.create_role(RoleName="r", AssumeRolePolicyDocument=TRUST, MaxSessionDuration=7200)
-    assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
-    assert "MaxSessionDuration" in refused.value.response["Error"]["Message"]

@@ -5,16 +5,13 @@ Also: what each call's audit record keeps, the role check, and the Query decodin
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import botocore.session
 import orjson
 import pytest
-from botocore.awsrequest import AWSResponse
-from tests.pipeline import Pipeline, open_pipeline
+from tests.pipeline import Pipeline, botocore_client, open_pipeline
 
 from trailkeeper.api.app import App
 from trailkeeper.api.iam_query import QueryError
@@ -22,39 +19,6 @@ from trailkeeper.api.sns import SNS, success_xml, to_native
 
 SESSION = botocore.session.get_session()
 ACTIONS = frozenset(SNS.operations)
-
-
-class _Raw:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._data
-
-
-def _through(app: App) -> Callable[..., AWSResponse]:
-    def before_send(request: Any, **_: Any) -> AWSResponse:
-        url = urlsplit(request.url)
-        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
-        headers = [(k.lower().encode(), v if isinstance(v, bytes) else v.encode()) for k, v in request.headers.items()]
-        scope = {"type": "http", "method": request.method, "path": url.path or "/", "raw_path": (url.path or "/").encode(),
-                 "query_string": url.query.encode(), "headers": [*headers, (b"host", url.netloc.encode())],
-                 "client": ("192.0.2.7", 5000)}
-        sent: dict[str, Any] = {}
-
-        async def receive() -> MutableMapping[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            sent.setdefault("status", message.get("status"))
-            sent.setdefault("headers", message.get("headers"))
-            if "body" in message:
-                sent["body"] = message["body"]
-
-        asyncio.run(app(scope, receive, send))
-        return AWSResponse(request.url, sent["status"], {k.decode(): v.decode() for k, v in sent["headers"]},
-                           _Raw(sent["body"]))
-    return before_send
 
 
 @pytest.fixture
@@ -66,11 +30,7 @@ def env(tmp_path: Any) -> Iterator[tuple[Pipeline, App]]:
 
 
 def _client(pipeline: Pipeline, app: App, key_id: str | None = None, secret: str | None = None) -> Any:
-    client = SESSION.create_client("sns", region_name=pipeline.creds.region, endpoint_url="http://127.0.0.1:9",
-                                   aws_access_key_id=key_id or pipeline.creds.access_key_id,
-                                   aws_secret_access_key=secret or pipeline.creds.secret_access_key)
-    client.meta.events.register("before-send.sns", _through(app))
-    return client
+    return botocore_client(pipeline, app, "sns", key_id, secret)
 
 
 def _last_record(pipeline: Pipeline) -> dict[str, Any]:

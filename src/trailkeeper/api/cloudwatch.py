@@ -82,11 +82,17 @@ def _number(params: Params, name: str) -> float:
 
 
 def _as_time(value: Any, name: str) -> datetime:
-    """A timestamp as CBOR (a datetime) or AWS JSON 1.0 (epoch seconds) carries it."""
+    """A timestamp as CBOR (a datetime), AWS JSON 1.0 (epoch seconds) or the native API carries it."""
     if isinstance(value, datetime):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):  # the native API (POST /v1/ops) also takes ISO 8601
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _invalid(f"{name} {value!r} is not an ISO 8601 time or epoch seconds.") from None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     raise _invalid(f"{name} must be a timestamp.")
 
 

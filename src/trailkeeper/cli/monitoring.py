@@ -41,8 +41,9 @@ def _code_of(error: Exception) -> str:
 @click.pass_context
 def install_cis(ctx: click.Context, log_group: str | None, topic: str, trails: tuple[str, ...],
                 endpoints: tuple[str, ...], as_json: bool) -> None:
-    """Install the 15 CIS monitoring filters (exact CIS 5.0 texts) and their alarms
-    (Sum over 300 s >= 1), notifying a topic; point trails at the log group."""
+    """Install the 15 CIS monitoring filters (exact CIS 5.0 texts), trailkeeper's own three (failed
+    authentication, identity deletions, monitoring weakened) and their alarms (Sum over 300 s
+    >= 1), notifying a topic; point trails at the log group."""
     client = _make_client(ctx)
     forwarding = cis_pack.forwarded_groups(client.call)
     group = log_group or (forwarding[0] if forwarding else None)
@@ -72,7 +73,8 @@ def install_cis(ctx: click.Context, log_group: str | None, topic: str, trails: t
     if as_json:
         print_json(answer)
         return
-    print_message(f"CIS monitoring pack installed: {len(installed.controls)} filters and alarms on log group "
+    print_message(f"CIS monitoring pack installed: {len(installed.controls)} CIS and "
+                  f"{len(cis_pack.OWN_FILTERS)} trailkeeper filters and alarms on log group "
                   f"{installed.log_group}, notifying {installed.topic_arn}")
     for name in forwarded:
         print_note(f"trail {name} forwards to {installed.log_group}")
@@ -87,7 +89,7 @@ def _install(call: Any, group: str, topic: str, quiet: bool) -> cis_pack.Install
     from rich.progress import Progress
 
     with Progress(console=stderr_console(), transient=True) as bar:
-        task = bar.add_task("installing CIS controls", total=len(CONTROLS))
+        task = bar.add_task("installing CIS controls", total=len(CONTROLS) + len(cis_pack.OWN_FILTERS))
         return cis_pack.install(call, group, topic, lambda _: bar.advance(task))
 
 

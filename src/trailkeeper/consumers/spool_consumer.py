@@ -14,6 +14,7 @@ never changes, and its eventID). What cannot be processed never stalls the consu
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,25 @@ from trailkeeper.spool import Spool
 
 DEFAULT_BATCH_RECORDS = 500
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Yield:
+    """When to give way to the acknowledgement path: while the consumer is more than `behind`
+    records behind and its backlog still grows (records arrive faster than it consumes them:
+    the server is saturated), it works at most `duty` of the time (its CPU time against its
+    pauses), so that ingest keeps the interpreter. Under that overload it falls further behind
+    (nothing is lost: the records wait in the spool); as soon as its backlog stops growing (the
+    burst is over, or the load is one it keeps up with) it runs flat out again, so a backlog
+    left by a burst is always worked off."""
+
+    behind: int
+    duty: float
+
+    def pause_after(self, cpu_s: float, backlog_before: int, backlog_after: int) -> float:
+        if backlog_after <= self.behind or backlog_after <= backlog_before:
+            return 0.0
+        return cpu_s * (1 - self.duty) / self.duty
 
 
 @dataclass(frozen=True)
@@ -42,7 +62,8 @@ class SpoolConsumer:
 
     def __init__(self, name: str, spool: Spool, offsets: OffsetStore, handle: Handler, set_aside: SetAside,
                  *, start_at: int | None = None, batch_records: int = DEFAULT_BATCH_RECORDS,
-                 batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+                 batch_bytes: int = DEFAULT_BATCH_BYTES, yield_to_ingest: Yield | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         """`start_at`: where a consumer never committed begins (default: the next record
         appended, so a new consumer does not replay the spool's past)."""
         self._name = name
@@ -51,6 +72,8 @@ class SpoolConsumer:
         self._handle = handle
         self._set_aside = set_aside
         self._batch = (batch_records, batch_bytes)
+        self._yield = yield_to_ingest
+        self._sleep = sleep
         if offsets.get(name) is None:
             offsets.commit(name, start_at if start_at is not None else spool.next_seq())
 
@@ -64,13 +87,19 @@ class SpoolConsumer:
     def step(self) -> bool:
         start = self._offsets.get(self._name)
         assert start is not None  # committed at construction
+        began, before = time.thread_time(), self._spool.next_seq() - start
         batch = self._spool.read(start, *self._batch)
         if not batch:
             return False
         decoded = [item for item in (self._decode(seq, body) for seq, body in batch) if item is not None]
         if decoded:
             self._process(decoded, dict(batch))
-        self._offsets.commit(self._name, batch[-1][0] + 1)
+        done = batch[-1][0] + 1
+        self._offsets.commit(self._name, done)
+        if self._yield is not None:
+            pause = self._yield.pause_after(time.thread_time() - began, before, self._spool.next_seq() - done)
+            if pause:
+                self._sleep(pause)
         return True
 
     def _decode(self, seq: int, body: bytes) -> Spooled | None:

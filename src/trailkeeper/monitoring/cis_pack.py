@@ -22,6 +22,37 @@ ALREADY_EXISTS = "ResourceAlreadyExistsException"
 
 
 @dataclass(frozen=True)
+class OwnFilter:
+    """A filter and alarm the pack adds beyond CIS: the audit of the audit system (issue #11
+    item 8). CIS already covers stopping a trail (4.5) and disabling a key (4.7); these cover
+    what CIS has no control for."""
+
+    name: str  # filter, metric and alarm name
+    topic: str
+    pattern: str
+
+
+def _any_name(*names: str) -> str:
+    return "{ " + " || ".join(f'($.eventName = "{name}")' for name in names) + " }"
+
+
+# Namespace of the pack's own metrics, apart from CIS's so that scanners see only CIS's.
+OWN_NAMESPACE = "Trailkeeper"
+OWN_FILTERS: tuple[OwnFilter, ...] = (
+    OwnFilter("trailkeeper-auth-failures", "Requests whose signature or key failed, and console sign-in failures",
+              '{ ($.errorCode = "SignatureDoesNotMatch") || ($.errorCode = "InvalidClientTokenId") || '
+              '($.errorCode = "InvalidAccessKeyId") || ($.errorCode = "IncompleteSignature") || '
+              '($.errorCode = "MissingAuthenticationToken") || '
+              '(($.eventName = "ConsoleLogin") && ($.errorMessage = "Failed authentication")) }'),
+    OwnFilter("trailkeeper-identity-deletions", "Users, access keys and roles deleted",
+              _any_name("DeleteUser", "DeleteAccessKey", "DeleteRole")),
+    OwnFilter("trailkeeper-monitoring-changes", "Log groups, filters, retention, alarms and topics removed or weakened",
+              _any_name("DeleteLogGroup", "DeleteMetricFilter", "PutRetentionPolicy", "DeleteRetentionPolicy",
+                        "DeleteAlarms", "DisableAlarmActions", "DeleteTopic", "Unsubscribe")),
+)
+
+
+@dataclass(frozen=True)
 class Installed:
     log_group: str
     topic_arn: str
@@ -47,7 +78,8 @@ def alarm_params(control: CisControl, topic_arn: str, defaults: AlarmDefaults = 
 
 def install(call: Call, log_group: str, topic: str = DEFAULT_TOPIC,
             progress: Callable[[str], None] = lambda _: None) -> Installed:
-    """Create the log group (if missing) and the topic, put the 15 filters and their alarms."""
+    """Create the log group (if missing) and the topic, put the 15 CIS filters and the pack's own
+    (OWN_FILTERS) with their alarms."""
     created = True
     try:
         call("CreateLogGroup", logGroupName=log_group)
@@ -60,6 +92,12 @@ def install(call: Call, log_group: str, topic: str = DEFAULT_TOPIC,
         call("PutMetricFilter", **filter_params(control, log_group))
         call("PutMetricAlarm", **alarm_params(control, topic_arn))
         progress(control.cis_number)
+    own = AlarmDefaults(namespace=OWN_NAMESPACE)
+    for extra in OWN_FILTERS:
+        control = CisControl(None, None, "-", extra.topic, extra.name, extra.pattern)
+        call("PutMetricFilter", **filter_params(control, log_group, own))
+        call("PutMetricAlarm", **{**alarm_params(control, topic_arn, own), "AlarmDescription": extra.topic})
+        progress(extra.name)
     return Installed(log_group, topic_arn, tuple(c.cis_number for c in CONTROLS), created)
 
 

@@ -36,7 +36,7 @@ import orjson
 
 from trailkeeper.clock import Clock, iso_seconds
 from trailkeeper.consumers.base import OffsetStore
-from trailkeeper.consumers.spool_consumer import SetAside, SpoolConsumer, Spooled
+from trailkeeper.consumers.spool_consumer import SetAside, SpoolConsumer, Spooled, Yield
 from trailkeeper.errors import StorageError, TrailError
 from trailkeeper.monitoring.forwarding import (
     MAX_LOG_EVENT_BYTES,
@@ -55,6 +55,14 @@ from trailkeeper.trails import ForwardingStatus, ForwardingStatusRepository, Tra
 log = logging.getLogger(__name__)
 
 CONSUMER_PREFIX = "cwlogs-"
+FORWARD_BATCH_RECORDS = 2000
+FORWARD_BATCH_BYTES = 4 << 20
+# Forwarding shares the server's interpreter with the acknowledgement path. When ingest saturates
+# it (the forwarder more than 20,000 records behind and still falling behind), the forwarder
+# works at most a fifth of the time, so acknowledgements keep their pace; it runs flat out again
+# as soon as its backlog stops growing (docs/forwarding.md). At a steady 5,000 events/s it keeps
+# up unthrottled, so forwarding (and alerting) stay within a second.
+FORWARD_YIELD = Yield(behind=20_000, duty=0.2)
 CLOUDTRAIL_PRINCIPAL = "cloudtrail.amazonaws.com"
 GROUP_ERROR = "InvalidCloudWatchLogsLogGroupArnException"
 ROLE_ERROR = "InvalidCloudWatchLogsRoleArnException"
@@ -310,7 +318,12 @@ class TrailForwarder:
 def forwarding_consumer(trail_name: str, spool: Spool, offsets: OffsetStore, handler: TrailForwarder,
                         set_aside: SetAside) -> SpoolConsumer:
     """The trail's forwarding consumer; a trail never forwarded before starts at the next record."""
-    return SpoolConsumer(consumer_name(trail_name), spool, offsets, handler, set_aside)
+    # Larger reads than the default: each read commits the offset, the forwarding status and
+    # the log events in their own transactions, so fewer reads cost fewer commits; the handler
+    # splits a read into PutLogEvents-sized batches.
+    return SpoolConsumer(consumer_name(trail_name), spool, offsets, handler, set_aside,
+                         batch_records=FORWARD_BATCH_RECORDS, batch_bytes=FORWARD_BATCH_BYTES,
+                         yield_to_ingest=FORWARD_YIELD)
 
 
 def start_fresh(trail_name: str, spool: Spool, offsets: OffsetStore) -> None:

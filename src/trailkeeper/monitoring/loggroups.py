@@ -489,11 +489,13 @@ def _stored_events(accepted: Sequence[NewEvent], stored: int) -> Sequence[NewEve
 
 
 def _event_names(pattern: FilterPattern) -> frozenset[str] | None:
-    """The eventName values a pattern needs, when it pins them: the store's index narrows the
-    search to those events (FilterPattern.index_key is a necessary condition, so nothing that
-    matches is skipped)."""
+    """The eventName values one of which a pattern needs, when it pins only eventName: the
+    store's index narrows the search to those events (FilterPattern.index_key is a necessary
+    condition, so nothing that matches is skipped)."""
     key = pattern.index_key()
-    return key[1] if key is not None and key[0] == ("eventName",) else None
+    if key is None or any(selector != ("eventName",) for selector, _ in key):
+        return None
+    return frozenset(value for _, value in key)
 
 
 def _check_limit(limit: int, most: int) -> None:

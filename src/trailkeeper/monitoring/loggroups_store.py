@@ -196,15 +196,13 @@ class SqliteLogGroupRepository:
         return bool(self.db.query("SELECT 1 FROM log_streams WHERE group_name = ? AND name = ?", (group, name)))
 
     def append_events(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int) -> int:
-        stored = 0
+        rows = [(group, stream, e.timestamp_ms, ingestion_ms, e.message, e.dedup_key, event_name(e.message))
+                for e in events]
         with self.db.tx() as conn:
-            for event in events:
-                stored += conn.execute(
-                    "INSERT OR IGNORE INTO log_events (group_name, stream_name, timestamp_ms, ingestion_ms, message, "
-                    "dedup_key, event_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (group, stream, event.timestamp_ms, ingestion_ms, event.message, event.dedup_key,
-                     event_name(event.message))).rowcount
-        return stored
+            # One statement for the batch; its rowcount is the rows inserted (a resent key is ignored).
+            return int(conn.executemany(
+                "INSERT OR IGNORE INTO log_events (group_name, stream_name, timestamp_ms, ingestion_ms, message, "
+                "dedup_key, event_name) VALUES (?, ?, ?, ?, ?, ?, ?)", rows).rowcount)
 
     def events(self, query: EventQuery) -> list[StoredEvent]:
         where: list[str] = ["group_name = ?"]

@@ -1,9 +1,10 @@
 """Which of many JSON patterns can match an event, found with a few dictionary lookups.
 
-Most audit filters pin a field to exact strings (`$.eventName = StopLogging`, `$.eventSource =
-kms.amazonaws.com`, `$.userIdentity.type = Root`). `FilterPattern.index_key` finds such a
-necessary condition; the index files each pattern under its selector and values, so an event
-is tried only against the patterns whose condition it meets plus those that pin nothing. The
+Most audit filters pin fields to exact strings (`$.eventName = StopLogging`, `$.eventSource =
+kms.amazonaws.com`, `$.errorCode = "SignatureDoesNotMatch"`). `FilterPattern.index_key` finds
+(selector, value) pairs at least one of which a matching event must have; the index files each
+pattern under each pair, so an event is tried only against the patterns one of whose pairs it
+has, plus those that pin nothing. The
 candidates are a superset of the patterns that match: the index never changes a result, only
 how many patterns are evaluated (tests/unit/test_filter_index.py checks this differentially).
 """
@@ -27,10 +28,8 @@ class PatternIndex:
             if key is None:
                 self._always.append(position)
                 continue
-            selector, values = key
-            table = self._by_selector.setdefault(selector, {})
-            for value in values:
-                table.setdefault(value, []).append(position)
+            for selector, value in key:
+                self._by_selector.setdefault(selector, {}).setdefault(value, []).append(position)
 
     @property
     def indexed(self) -> int:
@@ -38,19 +37,21 @@ class PatternIndex:
         return len({p for table in self._by_selector.values() for ps in table.values() for p in ps})
 
     def candidates(self, event: Event) -> list[int]:
-        found = list(self._always)
         if not self._by_selector:
-            return found  # no JSON parse for an index of text patterns only
+            return list(self._always)  # no JSON parse for an index of text patterns only
         document = event.document
         if document is MISSING:
-            return found
-        lists = 1 if self._always else 0
+            return list(self._always)
+        hits: list[list[int]] = []
         for selector, table in self._by_selector.items():
             value = resolve(document, selector)
-            hits = table.get(value) if isinstance(value, str) else None
-            if hits:
-                found.extend(hits)
-                lists += 1
-        if lists > 1:
-            found.sort()  # merged from several lists: back to filter order
-        return found
+            found = table.get(value) if isinstance(value, str) else None
+            if found:
+                hits.append(found)
+        if not hits:
+            return list(self._always)
+        if len(hits) == 1 and not self._always:
+            return list(hits[0])
+        # Merged from several lists (a pattern filed under two of the event's values appears
+        # twice): once each, back in filter order.
+        return sorted(set(self._always).union(*hits))

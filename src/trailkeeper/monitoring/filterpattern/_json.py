@@ -244,29 +244,39 @@ def _compile_predicate(expr: Predicate) -> Check:
     return lambda document: resolve(document, path) is wanted
 
 
-def required_values(expr: Expr) -> dict[Path, frozenset[str]]:
-    """Per selector, the exact strings one of which it must hold for `expr` to match: a
-    necessary condition an index can test with one lookup instead of evaluating `expr`.
+Alternatives = frozenset[tuple[Path, str]]
+_EVENT_NAME: Path = ("eventName",)
+
+
+def alternatives(expr: Expr) -> Alternatives | None:
+    """(selector, exact string) pairs at least one of which an event must have for `expr` to
+    match: a necessary condition an index can test with a few lookups instead of evaluating
+    `expr`; None when `expr` has none.
 
     Sound by construction: `$.x = "v"` (no `*`) matches only the string "v" (D2: no other type
-    matches a string literal); an `&&` needs every operand's condition; an `||` gives a
-    condition only on selectors all its alternatives constrain (the union of their values)."""
+    matches a string literal); an `&&` needs each operand's condition, so any one of them will
+    do (the most selective is kept); an `||` needs one of its alternatives, so it has a
+    condition only when every alternative has one (their union)."""
     if isinstance(expr, Compare):
         literal = expr.value
         if expr.op == "=" and isinstance(literal, Glob) and "*" not in literal.text:
-            return {expr.path: frozenset((literal.text,))}
-        return {}
+            return frozenset(((expr.path, literal.text),))
+        return None
     if isinstance(expr, Predicate):
-        return {}
-    parts = [required_values(part) for part in expr.parts]
-    if isinstance(expr, And):
-        merged: dict[Path, frozenset[str]] = {}
-        for part in parts:
-            for path, values in part.items():
-                merged[path] = merged[path] & values if path in merged else values
-        return merged
-    shared = set(parts[0]).intersection(*parts[1:])
-    return {path: frozenset().union(*(part[path] for part in parts)) for path in shared}
+        return None
+    parts = [alternatives(part) for part in expr.parts]
+    if isinstance(expr, Or):
+        if any(part is None for part in parts):
+            return None
+        return frozenset().union(*(part for part in parts if part is not None))
+    known = [part for part in parts if part is not None]
+    return min(known, key=_selectivity) if known else None
+
+
+def _selectivity(pairs: Alternatives) -> tuple[bool, int, str]:
+    # eventName first (the most selective field of CloudTrail records, and the one FilterLogEvents'
+    # store indexes), then fewer alternatives; the text last, so the choice is deterministic.
+    return (any(path != _EVENT_NAME for path, _ in pairs), len(pairs), repr(sorted(pairs, key=repr)))
 
 
 # -- text ---------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from typing import Literal, Protocol
 from trailkeeper.monitoring.filterpattern._cursor import WHITESPACE, Cursor, FilterPatternError
 from trailkeeper.monitoring.filterpattern._json import (
     JsonBody,
+    alternatives,
     normalize,
     parse_json,
-    required_values,
 )
 from trailkeeper.monitoring.filterpattern._json import render as render_json
 from trailkeeper.monitoring.filterpattern._match import Event, Match, Path, parse_json_selector
@@ -65,16 +65,11 @@ class FilterPattern:
         """Text that parses back to an equal pattern (every string quoted)."""
         return self.body.render()
 
-    def index_key(self) -> tuple[Path, frozenset[str]] | None:
-        """A selector and the exact strings one of which it must hold for this pattern to match
-        (`eventName` preferred, as the most selective field of CloudTrail records; else the
-        smallest set), or None when the pattern pins no selector to exact strings."""
-        if not isinstance(self.body, JsonBody):
-            return None
-        found = required_values(self.body.expr)
-        if not found:
-            return None
-        return min(found.items(), key=lambda item: (item[0] != ("eventName",), len(item[1]), repr(item[0])))
+    def index_key(self) -> frozenset[tuple[Path, str]] | None:
+        """(selector, exact string) pairs at least one of which an event must have for this
+        pattern to match (`eventName` preferred), or None when the pattern has no such
+        condition (terms, space-delimited, regex, globs, `!=`, numbers, predicates)."""
+        return alternatives(self.body.expr) if isinstance(self.body, JsonBody) else None
 
     def normalized(self) -> str:
         """Canonical text with each &&/|| flattened and its operands sorted (JSON only;
