@@ -24,11 +24,15 @@ def free_port() -> int:
 
 
 class BenchServer:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, cis_pack: bool = False) -> None:
+        """`cis_pack`: init with the CIS monitoring pack (then new trails forward by default);
+        without it unless a benchmark measures it."""
         self.data_dir = data_dir
         self.port = free_port()
+        flag = "--cis-pack" if cis_pack else "--no-cis-pack"
         self.creds: dict[str, str] = json.loads(subprocess.run(
-            [str(BIN), "init", "--data-dir", str(data_dir), "--json"], check=True, capture_output=True, text=True).stdout)
+            [str(BIN), "init", "--data-dir", str(data_dir), flag, "--json"], check=True, capture_output=True,
+            text=True).stdout)
         log = open(data_dir.parent / "server.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen([str(BIN), "server", "--data-dir", str(data_dir), "--port", str(self.port)],
                                      stdout=log, stderr=subprocess.STDOUT)

@@ -1,9 +1,12 @@
-"""`trailkeeper init`: a new account, root credentials and the first signing key; and
-`trailkeeper recover-root`, the break-glass way back in when the root's keys are lost."""
+"""`trailkeeper init`: a new account, root credentials and the first signing key, and the CIS
+monitoring pack; and `trailkeeper recover-root`, the break-glass way back in when the root's
+keys are lost."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trailkeeper.clock import Clock
 from trailkeeper.config import Config, load_config
@@ -27,6 +30,57 @@ def init_with_config(config: Config, clock: Clock | None = None) -> RootCredenti
     finally:
         runtime.close()
     return creds
+
+
+def install_pack_in(data_dir: Path, config_path: Path | None = None) -> dict[str, Any]:
+    """`trailkeeper init`'s second step: the monitoring pack in the account `data_dir` holds."""
+    return install_monitoring_pack(load_config(data_dir, config_path))
+
+
+def install_monitoring_pack(config: Config, clock: Clock | None = None) -> dict[str, Any]:
+    """The CIS monitoring pack on a new account (issue #11: on by default): the default log
+    group with the 15 CIS filters and trailkeeper's own, their alarms, the topic, and the role
+    new trails forward as. Each step is the API operation's own handler, run as the root on the
+    data directory before any server; the whole is recorded (`MonitoringPackInstalled`) through
+    the inbox the server appends at its start."""
+    from trailkeeper import audit
+    from trailkeeper.monitoring.cis_pack import install_default
+    from trailkeeper.validate.command import local_identity, write_inbox
+
+    runtime = Runtime(config, clock)
+    try:
+        account = runtime.identity.account()
+        done = install_default(_as_root(runtime), account.account_id, account.region)
+    finally:
+        runtime.close()
+    details = {"logGroupName": done.log_group, "topicArn": done.topic_arn, "cisControls": list(done.controls)}
+    record = audit.service_event_record(account.account_id, account.region, runtime.clock.now(),
+                                        "MonitoringPackInstalled", details)
+    record["userIdentity"] = local_identity(account.account_id)
+    write_inbox(config.data_dir / "inbox", record)
+    return details
+
+
+def _as_root(runtime: Runtime) -> Callable[..., dict[str, Any]]:
+    """`call(operation, **params)` through the registry's handlers, each given its service's
+    domain from `runtime`: the same validation and answers as the API, without a server."""
+    from trailkeeper.api.operations import IamDomain
+    from trailkeeper.api.services import DEFAULT_REGISTRY
+    from trailkeeper.identity import Principal, root_arn
+
+    account = runtime.identity.account()
+    root = Principal(account.account_id, True, None, account.account_id, root_arn(account.account_id), None,
+                     "", "Active")  # no access key: the data directory's owner, on this machine
+    domains: dict[str, Any] = {"logs": runtime.log_groups, "monitoring": runtime.cloudwatch,
+                               "sns": runtime.notifications, "iam": IamDomain(runtime.identity, runtime.roles)}
+
+    def call(operation: str, **params: Any) -> dict[str, Any]:
+        found = DEFAULT_REGISTRY.find(operation)
+        if found is None or found.service.signing_name not in domains:
+            raise ValueError(f"{operation} cannot run before the server starts")
+        return found.operation.handler(domains[found.service.signing_name], root, params)
+
+    return call
 
 
 def is_initialised(config: Config) -> bool:

@@ -121,13 +121,18 @@ class Runtime:
 
     @cached_property
     def log_groups(self) -> LogGroups:
+        from trailkeeper.monitoring.logcrypto import KmsLogKeys
         from trailkeeper.monitoring.loggroups import LogGroups
         from trailkeeper.monitoring.loggroups_store import SqliteLogGroupRepository
 
         account = self.account()
         # Metric filters feed CloudWatch: a matching log event is a datapoint, evaluated at once.
+        # Groups are encrypted with the account's KMS, opened when a group first needs it; its
+        # material TTL also bounds how long an unwrapped data key is reused.
+        keys = KmsLogKeys(lambda: self.kms(account.account_id, account.region))
         return LogGroups(SqliteLogGroupRepository(self.state_db), self.clock, account.account_id, account.region,
-                         metrics=self.cloudwatch)
+                         metrics=self.cloudwatch, keys=keys,
+                         data_key_ttl_s=self.config.kms_material_ttl.total_seconds())
 
     @cached_property
     def cloudwatch(self) -> CloudWatch:

@@ -15,7 +15,7 @@ import uvicorn
 
 from trailkeeper.api.app import App
 from trailkeeper.api.protocol import guarded_protocol
-from trailkeeper.bootstrap import init_with_config, is_initialised
+from trailkeeper.bootstrap import init_with_config, install_monitoring_pack, is_initialised
 from trailkeeper.config import load_config
 from trailkeeper.service import Service
 from trailkeeper.storage.base import ObjectStore
@@ -43,6 +43,7 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
     config = load_config(data_dir, config_path, host=host, port=port)
     if not is_initialised(config):
         creds = init_with_config(config)
+        pack = install_monitoring_pack(config)  # on by default, as `trailkeeper init` does
         # First start on embedded defaults: the root secret is shown this once, never again.
         endpoint = f"http://{config.host}:{config.port}"
         print(f"Initialised account {creds.account_id} in {creds.region} (data dir {config.data_dir}).\n"
@@ -53,6 +54,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None, config_path
               f"  export AWS_DEFAULT_REGION={creds.region}\n"
               f"  export TRAILKEEPER_ENDPOINT={endpoint} AWS_ENDPOINT_URL={endpoint}\n"
               "  export PATH=\"$PWD/.venv/bin:$PATH\"   # trailkeeper (and aws, after scripts/setup.sh dev)\n\n"
+              f"The CIS monitoring pack watches log group {pack['logGroupName']}; to be told of its alarms:\n"
+              f"  trailkeeper monitoring install-cis --subscribe email:you@example.com\n\n"
               "Then: trailkeeper status; and README.md, \"A 5-minute tour\".\n", file=sys.stderr)
     service = Service(config, wrap_store=wrap_store)
     service.start()

@@ -16,6 +16,7 @@ from trailkeeper.monitoring.loggroups_store import (
     MemoryLogGroupRepository,
     MetricFilterRecord,
     NewEvent,
+    Sealer,
     SqliteLogGroupRepository,
 )
 
@@ -130,3 +131,65 @@ def test_events_are_selected_by_their_event_name(repo: LogGroupRepository, messa
     selected = repo.events(EventQuery("g", event_names=frozenset({"StopLogging", "Other2"})))
     assert [e.message for e in selected] == ([message] if name == "StopLogging" else [])
     assert len(repo.events(EventQuery("g"))) == 2
+
+
+# ---- encryption at rest: data keys and sealed events ---------------------------------------------
+def _fake_seal(stream: str) -> Sealer:
+    """A stand-in cipher: the repository must store whatever the sealer gives, bound to the seq."""
+    return Sealer(7, lambda seq, event: f"{stream}|{seq}|{event.message[::-1]}".encode())
+
+
+def test_a_group_created_with_a_wrapped_key_has_it_as_current_data_key(repo: LogGroupRepository) -> None:
+    assert repo.add_group(LogGroupRecord("g", 5, None, "arn:k1"), b"wrapped-1")
+    group = repo.get_group("g")
+    assert group is not None and group.kms_key_id == "arn:k1" and group.data_key is not None
+    [key] = repo.data_keys("g")
+    assert (key.id, key.group, key.key_arn, key.wrapped, key.created_ms) == (group.data_key, "g", "arn:k1",
+                                                                             b"wrapped-1", 5)
+    assert repo.data_key(key.id) == key
+
+
+def test_data_keys_are_added_cleared_and_go_with_their_group(repo: LogGroupRepository) -> None:
+    repo.add_group(LogGroupRecord("g", 1))
+    assert repo.add_data_key("missing", "arn:k", b"w", 2) is None
+    first = repo.add_data_key("g", "arn:k1", b"w1", 2)
+    second = repo.add_data_key("g", "arn:k2", b"w2", 3)
+    assert first is not None and second is not None and second > first
+    group = repo.get_group("g")
+    assert group is not None and (group.kms_key_id, group.data_key) == ("arn:k2", second)
+    assert repo.clear_data_key("g") and not repo.clear_data_key("missing")
+    cleared = repo.get_group("g")
+    assert cleared is not None and (cleared.kms_key_id, cleared.data_key) == (None, None)
+    assert [k.id for k in repo.data_keys("g")] == [first, second]  # old events still need them
+    repo.remove_group("g")
+    assert repo.data_keys("g") == [] and repo.data_key(first) is None
+    repo.add_group(LogGroupRecord("g", 4))
+    assert repo.add_data_key("g", "arn:k1", b"w1", 5) not in (first, second)  # ids are never reused
+
+
+def test_sealed_events_keep_no_message_and_no_event_name(repo: LogGroupRepository) -> None:
+    _group_with_stream(repo)
+    repo.append_events("g", "s", [NewEvent(10, "clear")], 20)
+    message = '{"eventName": "ConsoleLogin"}'
+    assert repo.append_events("g", "s", [NewEvent(11, message, "id-1"), NewEvent(12, message, "id-1")], 21,
+                              _fake_seal("s")) == 1
+    clear, sealed = repo.events(EventQuery("g"))
+    assert (clear.message, clear.sealed, clear.data_key) == ("clear", None, None)
+    assert (sealed.message, sealed.data_key) == ("", 7)
+    assert sealed.sealed == f"s|{sealed.seq}|{message[::-1]}".encode() and sealed.seq > clear.seq
+    # The eventName index does not hold a sealed event's name.
+    assert repo.events(EventQuery("g", event_names=frozenset({"ConsoleLogin"}))) == []
+    [stream] = repo.streams("g")
+    seal_overhead = 29  # logcrypto.SEAL_OVERHEAD_BYTES: a sealed event counts its message's bytes
+    assert stream.stored_bytes == len("clear") + 26 + len(sealed.sealed) - seal_overhead + 26
+
+
+def test_sealed_seqs_follow_every_seq_ever_used(repo: LogGroupRepository) -> None:
+    _group_with_stream(repo)
+    repo.append_events("g", "s", [NewEvent(10, "a"), NewEvent(11, "b")], 20)
+    newest = repo.events(EventQuery("g"))[-1].seq
+    repo.purge_before("g", 100)  # the newest rows are gone; their seqs must not come back
+    repo.append_events("g", "s", [NewEvent(200, "c"), NewEvent(201, "d")], 300, _fake_seal("s"))
+    found = repo.events(EventQuery("g"))
+    assert [e.seq > newest for e in found] == [True, True] and found[0].seq < found[1].seq
+    assert [e.sealed for e in found] == [f"s|{e.seq}|{m}".encode() for e, m in zip(found, "cd", strict=True)]

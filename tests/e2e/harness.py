@@ -66,8 +66,11 @@ class Server:
                         "rootAccessKeyId": creds.access_key_id, "rootSecretAccessKey": creds.secret_access_key}
         return server
 
-    def init(self) -> dict[str, str]:
-        self.creds = json.loads(run_cli("init", "--data-dir", str(self.data_dir), "--json").stdout)
+    def init(self, cis_pack: bool = False) -> dict[str, str]:
+        """`trailkeeper init`; without the CIS pack unless asked (tests count alarms, groups and
+        forwarded events of their own; tests/e2e/test_monitoring_pack.py tests the default)."""
+        flag = "--cis-pack" if cis_pack else "--no-cis-pack"
+        self.creds = json.loads(run_cli("init", "--data-dir", str(self.data_dir), flag, "--json").stdout)
         return self.creds
 
     def start(self, timeout: float = 30, new_session: bool = False) -> None:

@@ -68,3 +68,40 @@ def test_a_log_group_through_the_aws_cli(server: Server) -> None:
 
     aws(server, "delete-log-group", *group)
     assert aws(server, "describe-log-groups", "--log-group-name-prefix", "trail/")["logGroups"] == []
+
+
+def test_a_log_group_encrypted_with_a_kms_key_through_the_aws_cli(server: Server) -> None:
+    key = server.aws_json("kms", "create-key", "--description", "log group key")["KeyMetadata"]
+    group = ["--log-group-name", "trail/sealed"]
+    aws(server, "create-log-group", *group)
+    aws(server, "create-log-stream", *group, "--log-stream-name", "cli")
+    now = int(time.time() * 1000)
+
+    def put(offset: int, message: str) -> None:
+        aws(server, "put-log-events", *group, "--log-stream-name", "cli",
+            "--log-events", json.dumps([{"timestamp": now + offset, "message": message}]))
+
+    put(0, "before the key")
+    assert aws(server, "associate-kms-key", *group, "--kms-key-id", key["Arn"]) == {}
+    [described] = aws(server, "describe-log-groups", "--log-group-name-prefix", "trail/sealed")["logGroups"]
+    assert described["kmsKeyId"] == key["Arn"]
+    login = json.dumps({"eventName": "ConsoleLogin", "sourceIPAddress": "192.0.2.9"})
+    put(1, login)
+    got = aws(server, "get-log-events", *group, "--log-stream-name", "cli", "--start-from-head")
+    assert [e["message"] for e in got["events"]] == ["before the key", login]
+    found = aws(server, "filter-log-events", *group, "--filter-pattern", '{ $.eventName = "ConsoleLogin" }')
+    assert [e["message"] for e in found["events"]] == [login]
+
+    server.aws_json("kms", "disable-key", "--key-id", key["KeyId"])
+    refused = server.aws("logs", "get-log-events", *group, "--log-stream-name", "cli", "--start-from-head")
+    assert refused.returncode != 0 and "AccessDeniedException" in refused.stderr
+    refused = server.aws("logs", "associate-kms-key", *group, "--kms-key-id", key["Arn"])
+    assert refused.returncode != 0 and "InvalidParameterException" in refused.stderr
+    server.aws_json("kms", "enable-key", "--key-id", key["KeyId"])
+
+    assert aws(server, "disassociate-kms-key", *group) == {}
+    put(2, "after the key")
+    got = aws(server, "get-log-events", *group, "--log-stream-name", "cli", "--start-from-head")
+    assert [e["message"] for e in got["events"]] == ["before the key", login, "after the key"]
+    [plain] = aws(server, "describe-log-groups", "--log-group-name-prefix", "trail/sealed")["logGroups"]
+    assert "kmsKeyId" not in plain

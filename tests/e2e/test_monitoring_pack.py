@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -143,3 +144,36 @@ def test_the_audit_of_the_audit_system_raises_its_alarm(
     [state] = [a["StateValue"] for a in server.aws_json("cloudwatch", "describe-alarms", "--alarm-names",
                                                         alarm)["MetricAlarms"]]
     assert state == "ALARM"
+
+
+def test_init_installs_the_pack_and_new_trails_forward_to_it(tmp_path: Path) -> None:
+    """On by default: `trailkeeper init` installs the pack (recorded), a trail created with no
+    CloudWatch Logs settings forwards to its group, and subscribing someone makes the check pass."""
+    server = Server(tmp_path / "data")
+    creds = server.init(cis_pack=True)
+    group = creds["monitoringLogGroup"]
+    assert group.startswith(f"aws-cloudtrail-logs-{creds['accountId']}-")
+    subscriber = Subscriber()
+    subscriber.up()
+    server.start()
+    try:
+        server.cli("trail", "create", "main", "--destination", str(tmp_path / "dest"), "--json")
+        server.cli("trail", "start", "main")
+        [trail] = server.aws_json("cloudtrail", "describe-trails", "--trail-name-list", "main")["trailList"]
+        assert trail["CloudWatchLogsLogGroupArn"].endswith(f":log-group:{group}:*")
+        assert trail["CloudWatchLogsRoleArn"].endswith(":role/CloudTrailRoleForCloudWatchLogs")
+        [installed] = [json.loads(e["CloudTrailEvent"]) for e in server.aws_json(
+            "cloudtrail", "lookup-events", "--lookup-attributes",
+            "AttributeKey=EventName,AttributeValue=MonitoringPackInstalled")["Events"]]
+        assert installed["serviceEventDetails"]["logGroupName"] == group
+        server.aws_json("sns", "subscribe", "--topic-arn", creds["monitoringTopicArn"], "--protocol", "http",
+                        "--notification-endpoint", subscriber.url)
+        subscriber.confirm()
+        server.aws_json("iam", "create-user", "--user-name", "leaver")
+        server.aws_json("iam", "delete-user", "--user-name", "leaver")
+        assert wait_until(lambda: "trailkeeper-identity-deletions" in subscriber.alarms(), timeout=10)
+        checked = server.cli("monitoring", "check", "--json", check=False)
+        assert checked.returncode == 0 and len(json.loads(checked.stdout)["Controls"]) == 15
+    finally:
+        assert server.terminate() == 0
+        subscriber.down()

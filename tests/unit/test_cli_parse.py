@@ -333,7 +333,9 @@ def _root(region: str | None) -> Any:
 
 def test_init_json(fake_module: Any, tmp_path: Path) -> None:
     seen: list[tuple[Any, ...]] = []
-    fake_module("bootstrap", init_data_dir=recorder(seen, _root("eu-north-1")))
+    packs: list[tuple[Any, ...]] = []
+    fake_module("bootstrap", init_data_dir=recorder(seen, _root("eu-north-1")),
+                install_pack_in=recorder(packs, {"logGroupName": "aws-cloudtrail-logs-1-ab", "topicArn": "arn:t"}))
     document = run_json(
         "init", "--data-dir", str(tmp_path / "d"), "--region", "eu-north-1", "--json"
     )
@@ -342,14 +344,26 @@ def test_init_json(fake_module: Any, tmp_path: Path) -> None:
         "region": "eu-north-1",
         "rootAccessKeyId": "TKIAROOT",
         "rootSecretAccessKey": "rootsecret",
+        "monitoringLogGroup": "aws-cloudtrail-logs-1-ab",
+        "monitoringTopicArn": "arn:t",
     }
-    assert list(document) == ["accountId", "region", "rootAccessKeyId", "rootSecretAccessKey"]
+    assert list(document)[:4] == ["accountId", "region", "rootAccessKeyId", "rootSecretAccessKey"]
     assert seen == [(tmp_path / "d", "eu-north-1", {"config_path": None})]
+    assert packs == [(tmp_path / "d", {"config_path": None})]
+
+
+def test_init_without_the_cis_pack(fake_module: Any, tmp_path: Path) -> None:
+    seen: list[tuple[Any, ...]] = []
+    packs: list[tuple[Any, ...]] = []
+    fake_module("bootstrap", init_data_dir=recorder(seen, _root("eu-north-1")), install_pack_in=recorder(packs, {}))
+    document = run_json("init", "--data-dir", str(tmp_path / "d"), "--no-cis-pack", "--json")
+    assert "monitoringLogGroup" not in document and packs == [] and len(seen) == 1
 
 
 def test_init_human_output_warns_the_secret_is_shown_once(fake_module: Any) -> None:
     seen: list[tuple[Any, ...]] = []
-    fake_module("bootstrap", init_data_dir=recorder(seen, _root(None)))
+    fake_module("bootstrap", init_data_dir=recorder(seen, _root(None)),
+                install_pack_in=recorder([], {"logGroupName": "g", "topicArn": "arn:t"}))
     result = run("init", "--config", "tk.toml")
     assert result.exit_code == 0, result.output
     assert "shown once" in result.stdout

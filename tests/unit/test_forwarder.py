@@ -344,3 +344,26 @@ def test_forwarding_survives_a_restart_of_the_service(tmp_path: Path) -> None:
         assert sorted(i for i in forwarded if i in ids) == sorted(ids)
     finally:
         service.close(flush_timeout=1)
+
+
+def test_a_disabled_group_key_is_waited_out_and_nothing_is_set_aside(setup: Setup) -> None:
+    """The group's KMS key disabled: forwarding is an outage (offset kept, nothing quarantined);
+    the key enabled again: every event arrives."""
+    kms = setup.p.service.kms
+    key = kms.create_key("log group key").key_id
+    logs = setup.p.service.runtime.log_groups
+    logs.associate_kms_key(GROUP, key)
+    kms.disable_key(key)
+    ids = setup.ingest(3)
+    setup.p.service.pump()
+    consumer = setup.p.service.consumers.get(consumer_name("main"))
+    assert consumer is not None and consumer.needed() <= setup.p.service.spool.next_seq() - 3  # type: ignore[operator]
+    assert not [e for e in setup.p.service.quarantine.entries() if e.consumer == consumer_name("main")]
+    status = get_trail_status(setup.ct, None, {"Name": "main"})  # type: ignore[arg-type]
+    assert "not usable" in status["LatestCloudWatchLogsDeliveryError"]
+    kms.enable_key(key)
+    setup.p.clock.advance(timedelta(seconds=1))
+    setup.p.service.pump()
+    # Read back through the log groups (the stored rows are ciphertext now).
+    found = logs.filter_events(GROUP, '{ $.eventSource = "app.example.com" }').events
+    assert ids == [i for i in (orjson.loads(e.message)["eventID"] for e in found) if i in ids]

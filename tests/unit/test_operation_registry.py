@@ -42,7 +42,7 @@ def _registered() -> list[tuple[ServiceSpec[Any], str, OperationSpec[Any]]]:
 
 def test_the_registry_holds_every_operation_the_api_answers() -> None:
     names = {name for _, name, _ in _registered()}
-    assert len(names) == 95  # 20 CloudTrail + 15 IAM + 19 KMS + 1 native + 17 CloudWatch Logs + 12 CloudWatch + 11 SNS
+    assert len(names) == 97  # 20 CloudTrail + 15 IAM + 19 KMS + 1 native + 19 CloudWatch Logs + 12 CloudWatch + 11 SNS
     assert {spec.name for spec in DEFAULT_REGISTRY.services} == {"cloudtrail", "iam", "kms", "trailkeeper", "s3",
                                                                  "cloudtrail-data", "logs", "cloudwatch", "sns"}
 
@@ -175,7 +175,7 @@ def _iam_scenario(iam: Any) -> None:
     iam.delete_role(RoleName="reg")
 
 
-def _kms_scenario(kms: Any) -> None:
+def _kms_scenario(kms: Any) -> str:
     key = kms.create_key(Description="reg", Tags=[{"TagKey": "a", "TagValue": "b"}])["KeyMetadata"]["KeyId"]
     other = kms.create_key()["KeyMetadata"]["KeyId"]
     kms.describe_key(KeyId=key)
@@ -196,9 +196,10 @@ def _kms_scenario(kms: Any) -> None:
     kms.delete_alias(AliasName="alias/reg")
     kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
     kms.cancel_key_deletion(KeyId=key)
+    return str(other)  # still Enabled (`key` ends Disabled)
 
 
-def _logs_scenario(logs: Any) -> None:
+def _logs_scenario(logs: Any, key_id: str) -> None:
     logs.create_log_group(logGroupName="reg", tags={"a": "b"})
     logs.put_retention_policy(logGroupName="reg", retentionInDays=7)
     logs.create_log_stream(logGroupName="reg", logStreamName="s")
@@ -217,6 +218,8 @@ def _logs_scenario(logs: Any) -> None:
     logs.describe_metric_filters(logGroupName="reg")
     logs.test_metric_filter(filterPattern="{ $.a = 1 }", logEventMessages=['{"a": 1}'])
     logs.delete_metric_filter(logGroupName="reg", filterName="f")
+    logs.associate_kms_key(logGroupName="reg", kmsKeyId=key_id)
+    logs.disassociate_kms_key(logGroupName="reg")
     logs.delete_retention_policy(logGroupName="reg")
     logs.delete_log_group(logGroupName="reg")
 
@@ -266,8 +269,8 @@ def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any)
         app = App(pipeline.service, workers=2, registry=watch.registry())
         _cloudtrail_scenario(_client(pipeline, app, "cloudtrail"), pipeline)
         _iam_scenario(_client(pipeline, app, "iam"))
-        _kms_scenario(_client(pipeline, app, "kms"))
-        _logs_scenario(_client(pipeline, app, "logs"))
+        key_id = _kms_scenario(_client(pipeline, app, "kms"))
+        _logs_scenario(_client(pipeline, app, "logs"), key_id)
         _cloudwatch_scenario(_client(pipeline, app, "cloudwatch"))
         _sns_scenario(_client(pipeline, app, "sns"), pipeline)
         status, answer = call_app(app, pipeline.creds.region, pipeline.creds.access_key_id,

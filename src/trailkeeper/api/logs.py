@@ -116,6 +116,30 @@ def _create_log_group(logs: LogGroups, _: Principal, params: Params) -> dict[str
     return {}
 
 
+def _kms_target(logs: LogGroups, params: Params) -> str:
+    """The log group named by logGroupName or by resourceIdentifier (its ARN), not both."""
+    name, resource = _opt_str(params, "logGroupName"), _opt_str(params, "resourceIdentifier")
+    if (name is None) == (resource is None):
+        raise invalid("Specify either logGroupName or resourceIdentifier, not both.")
+    if resource is not None:
+        if ":query-result:" in resource:
+            raise invalid("Query results are not kept by trailkeeper (no Logs Insights): resourceIdentifier "
+                          "must be the ARN of a log group.")
+        return logs.group_of_arn(resource)
+    assert name is not None
+    return name
+
+
+def _associate_kms_key(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.associate_kms_key(_kms_target(logs, params), _str(params, "kmsKeyId"))
+    return {}
+
+
+def _disassociate_kms_key(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+    logs.disassociate_kms_key(_kms_target(logs, params))
+    return {}
+
+
 def _delete_log_group(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
     logs.delete_group(_str(params, "logGroupName"))
     return {}
@@ -284,4 +308,6 @@ LOGS: ServiceSpec[LogGroups] = ServiceSpec(
         "DescribeMetricFilters": _op(_describe_metric_filters, "loggroups:read", read_only=True),
         "DeleteMetricFilter": _op(_delete_metric_filter, "loggroups:write"),
         "TestMetricFilter": _op(_test_metric_filter, "loggroups:read", read_only=True),
+        "AssociateKmsKey": _op(_associate_kms_key, "loggroups:write"),
+        "DisassociateKmsKey": _op(_disassociate_kms_key, "loggroups:write"),
     })

@@ -91,6 +91,10 @@ class TrailForwarding(Protocol):
 
     def check(self, group_arn: str, role_arn: str) -> None: ...
 
+    def default_for_new_trails(self) -> tuple[str, str] | None:
+        """(group ARN, role ARN) new trails forward to when CreateTrail names none."""
+        ...
+
     def status(self, trail_name: str) -> ForwardingStatus: ...
 
 
@@ -275,11 +279,15 @@ def _config_from_params(ct: CloudTrailDomain, params: Params, base: TrailConfig 
 
 def _forwarding_params(ct: CloudTrailDomain, params: Params, base: TrailConfig | None) -> tuple[str, str]:
     """(CloudWatchLogsLogGroupArn, CloudWatchLogsRoleArn): unchanged when the request names
-    neither; otherwise both as given (one left out counts as "", so CloudTrail's "you must
+    neither (for a new trail: the default group new trails forward to, if any); otherwise both as given (one left out counts as "", so CloudTrail's "you must
     specify both" applies), checked; both "" stops forwarding."""
     names = ("CloudWatchLogsLogGroupArn", "CloudWatchLogsRoleArn")
     if not any(name in params for name in names):
-        return (base.cloudwatch_logs_group_arn, base.cloudwatch_logs_role_arn) if base else ("", "")
+        if base is not None:
+            return base.cloudwatch_logs_group_arn, base.cloudwatch_logs_role_arn
+        # A new trail forwards where the CIS pack's group says new trails do (trailkeeper's default).
+        default = ct.forwarding.default_for_new_trails() if ct.forwarding is not None else None
+        return default if default is not None else ("", "")
     group, role = (params.get(name) or "" for name in names)
     if not isinstance(group, str) or not isinstance(role, str):
         raise TrailError("InvalidParameterException", "CloudWatchLogsLogGroupArn and CloudWatchLogsRoleArn must be "

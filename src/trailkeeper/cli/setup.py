@@ -31,24 +31,31 @@ from trailkeeper.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, loa
 @click.option(
     "--region", "account_region", help="Region of the new account (default: the server's)."
 )
+@click.option("--cis-pack/--no-cis-pack", default=True, show_default=True,
+              help="Install the CIS monitoring pack: the default log group new trails forward to, the 15 CIS "
+                   "filters and trailkeeper's own, their alarms and a topic (subscribe to it to be told).")
 @_json_option
 @_exports_option
 @click.pass_context
-def init(ctx: click.Context, account_region: str | None, as_json: bool, exports: bool) -> None:
-    """Create a data directory, its account and the root access key."""
-    from trailkeeper.bootstrap import init_data_dir
+def init(ctx: click.Context, account_region: str | None, cis_pack: bool, as_json: bool, exports: bool) -> None:
+    """Create a data directory, its account and the root access key; and, unless told not to,
+    the CIS monitoring pack."""
+    from trailkeeper.bootstrap import init_data_dir, install_pack_in
 
     data_dir = _data_dir(ctx) or DEFAULT_DATA_DIR
     root = init_data_dir(data_dir, account_region, config_path=_config_path(ctx))
+    pack = install_pack_in(data_dir, config_path=_config_path(ctx)) if cis_pack else None
     if exports:
         _print_exports(root.access_key_id, root.secret_access_key, AWS_DEFAULT_REGION=root.region)
         return
-    document = {
+    document: dict[str, Any] = {
         "accountId": root.account_id,
         "region": root.region,
         "rootAccessKeyId": root.access_key_id,
         "rootSecretAccessKey": root.secret_access_key,
     }
+    if pack is not None:
+        document["monitoringLogGroup"], document["monitoringTopicArn"] = pack["logGroupName"], pack["topicArn"]
     _show_root(document, as_json, f"trailkeeper account in {data_dir}",
                "The root secret access key is shown once, now: store it safely.")
 

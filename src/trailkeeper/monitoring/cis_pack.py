@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from trailkeeper.monitoring.cis import ALARM_DEFAULTS, CONTROLS, AlarmDefaults, CisControl
 from trailkeeper.monitoring.compliance import ControlResult, StoredAlarm, StoredFilter, check
 
@@ -99,6 +101,29 @@ def install(call: Call, log_group: str, topic: str = DEFAULT_TOPIC,
         call("PutMetricAlarm", **{**alarm_params(control, topic_arn, own), "AlarmDescription": extra.topic})
         progress(extra.name)
     return Installed(log_group, topic_arn, tuple(c.cis_number for c in CONTROLS), created)
+
+
+# ---- the pack on by default -------------------------------------------------------------------
+DEFAULT_ROLE = "CloudTrailRoleForCloudWatchLogs"
+# A log group carrying this tag (its value: a role ARN) is where trails created without
+# CloudWatch Logs settings forward, as that role; remove the tag to stop that.
+NEW_TRAILS_TAG = "trailkeeper:new-trails-forward-as"
+
+
+def install_default(call: Call, account_id: str, region: str) -> Installed:
+    """What `trailkeeper init` installs: the pack on the default group, and a role that lets
+    trails forward there, named on the group (NEW_TRAILS_TAG) so that new trails do."""
+    from trailkeeper.monitoring.forwarder import ROLE_POLICY_NAME, minimal_role_policy, trust_policy
+    from trailkeeper.monitoring.forwarding import default_log_group, log_group_arn
+
+    group = default_log_group(account_id)
+    installed = install(call, group)
+    role = call("CreateRole", RoleName=DEFAULT_ROLE, AssumeRolePolicyDocument=orjson.dumps(trust_policy()).decode(),
+                Description="CloudTrail forwards new trails to the CIS monitoring log group as this role")["Role"]
+    call("PutRolePolicy", RoleName=DEFAULT_ROLE, PolicyName=ROLE_POLICY_NAME,
+         PolicyDocument=orjson.dumps(minimal_role_policy(account_id, region, group)).decode())
+    call("TagResource", resourceArn=log_group_arn(region, account_id, group), tags={NEW_TRAILS_TAG: role["Arn"]})
+    return installed
 
 
 # ---- what the check reads ----------------------------------------------------------------------

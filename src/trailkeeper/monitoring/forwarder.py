@@ -66,6 +66,7 @@ FORWARD_YIELD = Yield(behind=20_000, duty=0.2)
 CLOUDTRAIL_PRINCIPAL = "cloudtrail.amazonaws.com"
 GROUP_ERROR = "InvalidCloudWatchLogsLogGroupArnException"
 ROLE_ERROR = "InvalidCloudWatchLogsRoleArnException"
+_KEY_UNUSABLE = frozenset({"AccessDeniedException", "ServiceUnavailableException"})
 _GROUP_ARN_RE = re.compile(r"arn:aws:logs:([a-z0-9-]+):(\d{12}):log-group:([.\-_/#A-Za-z0-9]{1,512})(:\*)?")
 _ROLE_ARN_RE = re.compile(r"arn:aws:iam::(\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}")
 
@@ -144,6 +145,26 @@ class ForwardingTargets:
             return ROLE_ERROR, (f"Access denied. Check the permissions for your role: role {role.name} does not "
                                 f"allow {'; '.join(denials)}. Put a role policy (aws iam put-role-policy) allowing "
                                 f"logs:CreateLogStream and logs:PutLogEvents on {stream}*.")
+        return None
+
+    def default_for_new_trails(self) -> tuple[str, str] | None:
+        """(group ARN, role ARN) for a trail created without CloudWatch Logs settings: the group
+        tagged NEW_TRAILS_TAG (the CIS pack's, by `trailkeeper init`) with the role its tag names,
+        when those settings pass the same check; None when there is none, or it no longer works
+        (the trail is then created without forwarding, and the reason logged)."""
+        from trailkeeper.monitoring.cis_pack import NEW_TRAILS_TAG
+
+        after = ""
+        while records := self.log_groups.repo.groups("", after, 100):
+            for record in records:
+                role = record.tags.get(NEW_TRAILS_TAG)
+                if role:
+                    group = log_group_arn(self.region, self.account_id, record.name) + ":*"
+                    problem = self.problem(group, role)
+                    if problem is None:
+                        return group, role
+                    log.warning("new trails do not forward to %s: %s", record.name, problem[1])
+            after = records[-1].name
         return None
 
     def resolve(self, group_arn: str, role_arn: str) -> str:
@@ -278,6 +299,11 @@ class TrailForwarder:
         try:
             return self._put_all(group, batch)
         except LogsError as e:
+            if e.code in _KEY_UNUSABLE:
+                # The group's KMS key is disabled or its KMS unreachable: an outage to wait out
+                # (the records stay in the spool), never a reason to set records aside.
+                raise ForwardingUnavailable(f"{GROUP_ERROR}: log group {group}: {e}",
+                                            "events wait in the spool; enable the group's KMS key") from e
             if e.code != "ResourceNotFoundException":
                 raise
         # A group deleted and created again lost its stream: create it and send once more (events
@@ -343,6 +369,9 @@ class Forwarding:
 
     def check(self, group_arn: str, role_arn: str) -> None:
         self._targets().check(group_arn, role_arn)
+
+    def default_for_new_trails(self) -> tuple[str, str] | None:
+        return self._targets().default_for_new_trails()
 
     def status(self, trail_name: str) -> ForwardingStatus:
         return self._status.get(trail_name)

@@ -3,8 +3,13 @@
 `LogGroups` is the domain service the `logs` API (api/logs.py) and, later, the trail forwarder
 call; it decides, the repository (monitoring.loggroups_store) stores. Times are epoch
 milliseconds. Retention is enforced: `purge_expired` deletes what a group no longer keeps.
-Encryption of stored events with the group's kmsKeyId is not done yet: the key ARN is kept
-and answered (docs/log-groups.md).
+
+A group associated with a KMS key (CreateLogGroup kmsKeyId, AssociateKmsKey) stores the events
+put from then on encrypted (monitoring.logcrypto: a data key per group, wrapped by the KMS key,
+AES-GCM per event), through the `LogKeyProvider` given to `LogGroups`; reads decrypt. Events
+stored before the association, or after DisassociateKmsKey, are stored in clear. A KMS key that
+is disabled, pending deletion or deleted makes its events unreadable (AccessDeniedException)
+until it is usable again (docs/log-groups.md).
 
 With a `MetricSink`, each PutLogEvents batch, once stored, goes through the group's metric
 filters (monitoring.metricfilters, compiled once per group and recompiled after a filter is put
@@ -18,10 +23,10 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from trailkeeper.clock import Clock
 from trailkeeper.errors import TrailkeeperError
@@ -33,6 +38,20 @@ from trailkeeper.monitoring.filterpattern import (
     check_metric_selector,
     parse,
 )
+from trailkeeper.monitoring.logcrypto import (
+    DATA_KEY_CACHE_TTL_S,
+    DATA_KEY_MAX_AGE_MS,
+    DataKeyCache,
+    KeyNotFoundError,
+    KeyUnreachableError,
+    KeyUnusableError,
+    LogKeyError,
+    SealBrokenError,
+    data_key_context,
+    event_aad,
+    open_message,
+    seal_message,
+)
 from trailkeeper.monitoring.loggroups_store import (
     EventQuery,
     LogGroupRecord,
@@ -40,6 +59,7 @@ from trailkeeper.monitoring.loggroups_store import (
     LogStreamRecord,
     MetricFilterRecord,
     NewEvent,
+    Sealer,
     StoredEvent,
     event_bytes,
 )
@@ -90,6 +110,57 @@ def invalid(message: str) -> LogsError:
 
 def _not_found(what: str) -> LogsError:
     return LogsError("ResourceNotFoundException", f"The specified {what} does not exist.")
+
+
+class LogKeyProvider(Protocol):
+    """The KMS as log groups use it (monitoring.logcrypto.KmsLogKeys over trailkeeper's Kms).
+    Each method raises logcrypto's KeyNotFoundError, KeyUnusableError, KeyUnreachableError or
+    SealBrokenError, never the KMS's own errors."""
+
+    def check_usable(self, key_ref: str) -> str:
+        """The key ARN of a key id, key ARN, alias name or alias ARN whose key is Enabled."""
+        ...
+
+    def generate_data_key(self, key_arn: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        """(plaintext, wrapped) of a new data key under `key_arn`, bound to `context`."""
+        ...
+
+    def decrypt_data_key(self, wrapped: bytes, context: Mapping[str, str], key_arn: str) -> bytes: ...
+
+
+def _refused_key(key_ref: str, e: LogKeyError) -> LogsError:
+    """Why a key cannot be associated: InvalidParameterException, as AWS answers for a key that
+    does not exist or is disabled; a KMS that cannot answer is ServiceUnavailableException."""
+    if isinstance(e, KeyNotFoundError):
+        return invalid(f"kmsKeyId {key_ref} does not name a KMS key of this account and region ({e}); pass the "
+                       "key ARN (arn:aws:kms:<region>:<account>:key/<id>), key id or alias ARN of an existing key.")
+    if isinstance(e, KeyUnusableError):
+        return invalid(f"The KMS key {key_ref} cannot be used now ({e}); enable it (EnableKey, or "
+                       "CancelKeyDeletion then EnableKey) and retry.")
+    return _kms_unreachable(e)
+
+
+def _kms_unreachable(e: LogKeyError) -> LogsError:
+    return LogsError("ServiceUnavailableException", f"The KMS could not answer ({e}); retry when its root of "
+                     "trust is reachable again.", 503)
+
+
+def _unusable_key(group: str, key_arn: str, e: LogKeyError, doing: str) -> LogsError:
+    """An encrypted group's key stopped working: its events cannot be read (or new ones
+    written) until it works again. AccessDeniedException, what CloudWatch Logs answers when its
+    own use of the key is refused."""
+    if isinstance(e, KeyUnreachableError):
+        return _kms_unreachable(e)
+    if isinstance(e, SealBrokenError):
+        return _broken(group, str(e))
+    return LogsError("AccessDeniedException", f"Log group {group} cannot {doing}: its events are encrypted under "
+                     f"KMS key {key_arn}, which is not usable ({e}). Enable the key (EnableKey, or "
+                     "CancelKeyDeletion then EnableKey) and retry; a deleted key's events are lost.")
+
+
+def _broken(group: str, why: str) -> LogsError:
+    return LogsError("InternalFailure", f"Stored log events of group {group} fail their integrity check: {why}. "
+                     "The state database was altered outside trailkeeper: restore it from a backup.", 500)
 
 
 @dataclass(frozen=True)
@@ -167,8 +238,13 @@ class LogGroups:
     """Log groups of one account and region."""
 
     def __init__(self, repo: LogGroupRepository, clock: Clock, account_id: str, region: str, *,
-                 metrics: MetricSink | None = None) -> None:
+                 metrics: MetricSink | None = None, keys: LogKeyProvider | None = None,
+                 data_key_ttl_s: float = DATA_KEY_CACHE_TTL_S) -> None:
+        """Without `keys` no group can be associated with a KMS key (a group encrypted
+        earlier cannot be read or written either)."""
         self.repo = repo
+        self.keys = keys
+        self._data_keys = DataKeyCache(data_key_ttl_s)
         self.clock = clock
         self.account_id = account_id
         self.region = region
@@ -210,13 +286,129 @@ class LogGroups:
             raise invalid("logGroupName must be 1 to 512 characters of a-z, A-Z, 0-9, '_', '-', '/', '.' "
                           f"and '#'; {name!r} is not.")
         _check_tags(tags or {})
-        if kms_key_id is not None and not kms_key_id.startswith("arn:"):
-            raise invalid("kmsKeyId must be the ARN of a KMS key.")
-        if not self.repo.add_group(LogGroupRecord(name, self._now_ms(), None, kms_key_id, dict(tags or {}))):
+        record = LogGroupRecord(name, self._now_ms(), None, None, dict(tags or {}))
+        if kms_key_id is None:
+            added = self.repo.add_group(record)
+        else:
+            if self.repo.get_group(name) is not None:  # before asking the KMS for a data key
+                raise LogsError("ResourceAlreadyExistsException", "The specified log group already exists.")
+            key_arn, plaintext, wrapped = self._new_data_key(name, kms_key_id)
+            added = self.repo.add_group(replace(record, kms_key_id=key_arn), wrapped)
+            found = self.repo.get_group(name) if added else None
+            if found is not None and found.data_key is not None:
+                self._data_keys.put(found.data_key, plaintext)
+        if not added:
             raise LogsError("ResourceAlreadyExistsException", "The specified log group already exists.")
 
+    # ---- encryption at rest -----------------------------------------------------------------
+    def associate_kms_key(self, name: str, kms_key_id: str) -> None:
+        """Events put from now on are encrypted under `kms_key_id` (a new data key); events
+        already stored stay as they were, as CloudWatch Logs does."""
+        self._group(name)
+        key_arn, plaintext, wrapped = self._new_data_key(name, kms_key_id)
+        data_key = self.repo.add_data_key(name, key_arn, wrapped, self._now_ms())
+        if data_key is None:
+            raise _not_found("log group")
+        self._data_keys.put(data_key, plaintext)
+
+    def disassociate_kms_key(self, name: str) -> None:
+        """Events put from now on are stored in clear; those encrypted stay encrypted and
+        readable while their key is usable. A group without a key is left as it is."""
+        if not self.repo.clear_data_key(name):
+            raise _not_found("log group")
+
+    def _new_data_key(self, group: str, key_ref: str) -> tuple[str, bytes, bytes]:
+        """(key ARN, plaintext, wrapped) of a new data key of `group` under `key_ref`, which
+        must name an Enabled key of this account's KMS."""
+        if self.keys is None:
+            raise invalid("This server has no KMS to encrypt log groups with: omit kmsKeyId.")
+        if not key_ref or len(key_ref) > 256:
+            raise invalid("kmsKeyId must be 1 to 256 characters: a KMS key ARN, key id or alias ARN.")
+        try:
+            key_arn = self.keys.check_usable(key_ref)
+            plaintext, wrapped = self.keys.generate_data_key(key_arn, data_key_context(self.arn(group)))
+        except LogKeyError as e:
+            raise _refused_key(key_ref, e) from e
+        return key_arn, plaintext, wrapped
+
+    def _sealer(self, record: LogGroupRecord, stream: str) -> Sealer | None:
+        """How this batch is stored: None in clear, else sealed under the group's current data
+        key (replaced first when older than DATA_KEY_MAX_AGE_MS)."""
+        key_arn, data_key = record.kms_key_id, record.data_key
+        if key_arn is None or data_key is None:
+            return None
+        keys = self._key_provider(record.name, key_arn, "store events")
+        try:
+            keys.check_usable(key_arn)
+            found = self.repo.data_key(data_key)
+            if found is None or found.group != record.name:
+                raise SealBrokenError(f"its current data key {data_key} is missing")
+            if found.created_ms + DATA_KEY_MAX_AGE_MS <= self._now_ms():
+                plaintext, wrapped = keys.generate_data_key(key_arn, data_key_context(self.arn(record.name)))
+                fresh = self.repo.add_data_key(record.name, key_arn, wrapped, self._now_ms())
+                if fresh is None:
+                    raise _not_found("log group")
+                data_key = fresh
+                self._data_keys.put(data_key, plaintext)
+            else:
+                plaintext = self._unwrapped(keys, found.id, found.wrapped, found.key_arn, record.name)
+        except LogKeyError as e:
+            raise _unusable_key(record.name, key_arn, e, "store events") from e
+        group = record.name
+        return Sealer(data_key, lambda seq, event: seal_message(
+            plaintext, event_aad(group, stream, seq, data_key), event.message))
+
+    def _key_provider(self, group: str, key_arn: str, doing: str) -> LogKeyProvider:
+        if self.keys is None:
+            raise LogsError("ServiceUnavailableException", f"Log group {group} cannot {doing}: it is encrypted "
+                            f"under KMS key {key_arn} and this process has no KMS; use the server.", 503)
+        return self.keys
+
+    def _unwrapped(self, keys: LogKeyProvider, data_key: int, wrapped: bytes, key_arn: str, group: str) -> bytes:
+        cached = self._data_keys.get(data_key)
+        if cached is not None:
+            return cached
+        plaintext = keys.decrypt_data_key(wrapped, data_key_context(self.arn(group)), key_arn)
+        self._data_keys.put(data_key, plaintext)
+        return plaintext
+
+    def _reveal(self, group: str, events: list[StoredEvent]) -> list[StoredEvent]:
+        """`events` with the sealed ones opened. Each KMS key met is checked once per call, so a
+        key disabled in the KMS stops reads at once whatever the data key cache holds."""
+        if all(e.sealed is None for e in events):
+            return events
+        opened: dict[int, bytes] = {}
+        out = []
+        for event in events:
+            if event.sealed is None or event.data_key is None:
+                out.append(event)
+                continue
+            key = opened.get(event.data_key)
+            if key is None:
+                key = opened[event.data_key] = self._read_key(group, event.data_key)
+            try:
+                message = open_message(key, event_aad(event.group, event.stream, event.seq, event.data_key),
+                                       event.sealed)
+            except SealBrokenError as e:
+                raise _broken(group, f"event {event.seq} of stream {event.stream}: {e}") from e
+            out.append(replace(event, message=message, sealed=None))
+        return out
+
+    def _read_key(self, group: str, data_key: int) -> bytes:
+        found = self.repo.data_key(data_key)
+        if found is None or found.group != group:
+            raise _broken(group, f"data key {data_key} is not one of this group's")
+        keys = self._key_provider(group, found.key_arn, "read events")
+        try:
+            keys.check_usable(found.key_arn)
+            return self._unwrapped(keys, data_key, found.wrapped, found.key_arn, group)
+        except LogKeyError as e:
+            raise _unusable_key(group, found.key_arn, e, "read events") from e
+
     def delete_group(self, name: str) -> None:
+        data_keys = {k.id for k in self.repo.data_keys(name)}
         removed = self.repo.remove_group(name)
+        self._data_keys.forget(data_keys)
         self._forget_filters(name)  # a group created again under this name starts without filters
         if not removed:
             raise _not_found("log group")
@@ -297,7 +489,8 @@ class LogGroups:
         ahead = int(MAX_AHEAD.total_seconds() * 1000)
         too_new = next((i for i, e in enumerate(events) if e.timestamp_ms > now + ahead), None)
         accepted = events[too_old:too_new]
-        stored = self.repo.append_events(group, stream, accepted, now) if accepted else 0
+        sealer = self._sealer(record, stream) if accepted else None
+        stored = self.repo.append_events(group, stream, accepted, now, sealer) if accepted else 0
         if stored and self.metrics is not None:
             self._publish(self.metrics, group, accepted, stored)
         return PutResult(stored, Rejected(too_new, too_old or None, expired or None))
@@ -356,6 +549,7 @@ class LogGroups:
             found = self.repo.events(query)
         else:
             found = self.repo.events(replace(query, descending=True))[::-1]
+        found = self._reveal(group, found)
         if found:
             first, last = found[0].key, found[-1].key
             return EventPage(found, f"f/{last[0]}/{last[1]}", f"b/{first[0]}/{first[1]}")
@@ -373,12 +567,14 @@ class LogGroups:
         if stream_prefix is not None:
             streams = [s.name for s in self.repo.streams(group) if s.name.startswith(stream_prefix)]
         cursor = _cursor(token, "e") if token is not None else None
-        names = _event_names(compiled)
+        # Encrypted events have no eventName in the index (it would be plaintext kept in clear):
+        # a group that ever had a data key is searched by decrypting every event in range.
+        names = None if self.repo.data_keys(group) else _event_names(compiled)
         matched: list[StoredEvent] = []
         deadline = time.monotonic() + FILTER_SCAN_BUDGET_S
         while True:
-            batch = self.repo.events(EventQuery(group, streams, start_ms, end_ms, cursor, limit=_SCAN_BATCH,
-                                                event_names=names))
+            batch = self._reveal(group, self.repo.events(EventQuery(group, streams, start_ms, end_ms, cursor,
+                                                                    limit=_SCAN_BATCH, event_names=names)))
             for event in batch:
                 cursor = event.key
                 if compiled.match(event.message) is not None:

@@ -1,6 +1,11 @@
 """Where CloudWatch Logs state lives: the `LogGroupRepository` protocol, its SQLite
-implementation (tables log_groups, log_group_tags, log_streams, log_events, metric_filters of
-the state database) and a memory twin with the same contract (tests/contract).
+implementation (tables log_groups, log_group_tags, log_streams, log_events, metric_filters,
+log_group_data_keys of the state database) and a memory twin with the same contract
+(tests/contract).
+
+An encrypted event is stored with `message` empty, its ciphertext in `sealed` and the id of the
+data key that sealed it; the repository never sees plaintext of such an event and never decrypts
+(monitoring.logcrypto seals, through the `Sealer` given to `append_events`).
 
 The repositories store and look up; every rule (names, limits, retention, tokens) is
 `monitoring.loggroups`'s. Times are epoch milliseconds, as on the wire.
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +23,7 @@ import orjson
 
 from trailkeeper._internal.memory import MemoryRepository
 from trailkeeper._internal.sqlite import Database
+from trailkeeper.monitoring.logcrypto import SEAL_OVERHEAD_BYTES
 from trailkeeper.state.schema import STATE_SCHEMA
 
 EVENT_OVERHEAD_BYTES = 26  # what CloudWatch Logs counts per event on top of its message
@@ -28,8 +34,9 @@ class LogGroupRecord:
     name: str
     created_ms: int
     retention_days: int | None = None
-    kms_key_id: str | None = None
+    kms_key_id: str | None = None  # the ARN of the associated KMS key
     tags: dict[str, str] = field(default_factory=dict)
+    data_key: int | None = None  # the data key new events are sealed with (with kms_key_id)
 
 
 @dataclass(frozen=True)
@@ -59,12 +66,34 @@ class StoredEvent:
     stream: str
     timestamp_ms: int
     ingestion_ms: int
-    message: str
+    message: str  # "" while `sealed` holds the message encrypted
+    sealed: bytes | None = None
+    data_key: int | None = None  # the id of the data key that sealed it
 
     @property
     def key(self) -> tuple[int, int]:
         """The order events are read in: by timestamp, then by arrival."""
         return (self.timestamp_ms, self.seq)
+
+
+@dataclass(frozen=True)
+class DataKeyRecord:
+    """A log group's data key, wrapped by the KMS key `key_arn`; `id` is unique for ever."""
+
+    id: int
+    group: str
+    key_arn: str
+    wrapped: bytes
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """How `append_events` stores a batch encrypted: `seal(seq, event)` is the ciphertext of
+    `event` as the row numbered `seq` (the seq is bound into it), under data key `data_key`."""
+
+    data_key: int
+    seal: Callable[[int, NewEvent], bytes]
 
 
 @dataclass(frozen=True)
@@ -99,7 +128,19 @@ def event_bytes(message: str) -> int:
 
 
 class LogGroupRepository(Protocol):
-    def add_group(self, group: LogGroupRecord) -> bool: ...
+    def add_group(self, group: LogGroupRecord, wrapped_key: bytes | None = None) -> bool:
+        """Add `group`; with `wrapped_key` (and group.kms_key_id) also its first data key,
+        made current, in the same transaction. False if the name is taken."""
+        ...
+    def add_data_key(self, group: str, key_arn: str, wrapped: bytes, created_ms: int) -> int | None:
+        """A new data key of `group`, made current with kms_key_id = key_arn; its id, or None
+        when there is no such group."""
+        ...
+    def clear_data_key(self, group: str) -> bool:
+        """No KMS key and no current data key any more (old ones stay); False: no such group."""
+        ...
+    def data_key(self, data_key: int) -> DataKeyRecord | None: ...
+    def data_keys(self, group: str) -> list[DataKeyRecord]: ...
     def get_group(self, name: str) -> LogGroupRecord | None: ...
     def groups(self, prefix: str = "", after: str = "", limit: int = 50) -> list[LogGroupRecord]: ...
     def remove_group(self, name: str) -> bool: ...
@@ -108,7 +149,8 @@ class LogGroupRepository(Protocol):
     def add_stream(self, stream: LogStreamRecord) -> bool: ...
     def streams(self, group: str) -> list[LogStreamRecord]: ...
     def has_stream(self, group: str, name: str) -> bool: ...
-    def append_events(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int) -> int: ...
+    def append_events(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int,
+                      sealer: Sealer | None = None) -> int: ...
     def events(self, query: EventQuery) -> list[StoredEvent]: ...
     def purge_before(self, group: str, cutoff_ms: int) -> int: ...
     def put_filter(self, record: MetricFilterRecord) -> None: ...
@@ -117,8 +159,12 @@ class LogGroupRepository(Protocol):
     def close(self) -> None: ...
 
 
+_GROUP_COLUMNS = "name, created_ms, retention_days, kms_key_id, data_key_id"
+_EVENT_COLUMNS = "seq, group_name, stream_name, timestamp_ms, ingestion_ms, message, sealed, data_key_id"
+
+
 def _group(row: sqlite3.Row, tags: dict[str, str]) -> LogGroupRecord:
-    return LogGroupRecord(row[0], row[1], row[2], row[3], tags)
+    return LogGroupRecord(row[0], row[1], row[2], row[3], tags, row[4])
 
 
 # ---- SQLite -----------------------------------------------------------------------------------
@@ -132,16 +178,47 @@ class SqliteLogGroupRepository:
     def close(self) -> None:
         pass  # the state database is the runtime's, closed by it
 
-    def add_group(self, group: LogGroupRecord) -> bool:
+    def add_group(self, group: LogGroupRecord, wrapped_key: bytes | None = None) -> bool:
         try:
             with self.db.tx() as conn:
-                conn.execute("INSERT INTO log_groups VALUES (?, ?, ?, ?)",
+                conn.execute(f"INSERT INTO log_groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, NULL)",
                              (group.name, group.created_ms, group.retention_days, group.kms_key_id))
                 conn.executemany("INSERT INTO log_group_tags VALUES (?, ?, ?)",
                                  [(group.name, k, v) for k, v in group.tags.items()])
+                if wrapped_key is not None and group.kms_key_id is not None:
+                    self._add_data_key(conn, group.name, group.kms_key_id, wrapped_key, group.created_ms)
         except sqlite3.IntegrityError:
             return False
         return True
+
+    @staticmethod
+    def _add_data_key(conn: sqlite3.Connection, group: str, key_arn: str, wrapped: bytes, created_ms: int) -> int:
+        cursor = conn.execute("INSERT INTO log_group_data_keys (group_name, key_arn, wrapped, created_ms) "
+                              "VALUES (?, ?, ?, ?)", (group, key_arn, wrapped, created_ms))
+        data_key = int(cursor.lastrowid or 0)
+        conn.execute("UPDATE log_groups SET kms_key_id = ?, data_key_id = ? WHERE name = ?", (key_arn, data_key, group))
+        return data_key
+
+    def add_data_key(self, group: str, key_arn: str, wrapped: bytes, created_ms: int) -> int | None:
+        with self.db.tx() as conn:
+            if not conn.execute("SELECT 1 FROM log_groups WHERE name = ?", (group,)).fetchone():
+                return None
+            return self._add_data_key(conn, group, key_arn, wrapped, created_ms)
+
+    def clear_data_key(self, group: str) -> bool:
+        with self.db.tx():
+            return self.db.write("UPDATE log_groups SET kms_key_id = NULL, data_key_id = NULL WHERE name = ?",
+                                 (group,)) > 0
+
+    def data_key(self, data_key: int) -> DataKeyRecord | None:
+        rows = self.db.query("SELECT id, group_name, key_arn, wrapped, created_ms FROM log_group_data_keys "
+                             "WHERE id = ?", (data_key,))
+        return DataKeyRecord(*rows[0]) if rows else None
+
+    def data_keys(self, group: str) -> list[DataKeyRecord]:
+        rows = self.db.query("SELECT id, group_name, key_arn, wrapped, created_ms FROM log_group_data_keys "
+                             "WHERE group_name = ? ORDER BY id", (group,))
+        return [DataKeyRecord(*row) for row in rows]
 
     def _tags(self, name: str) -> dict[str, str]:
         rows = self.db.query("SELECT tag_key, tag_value FROM log_group_tags WHERE group_name = ? ORDER BY tag_key",
@@ -149,18 +226,18 @@ class SqliteLogGroupRepository:
         return {row[0]: row[1] for row in rows}
 
     def get_group(self, name: str) -> LogGroupRecord | None:
-        rows = self.db.query("SELECT * FROM log_groups WHERE name = ?", (name,))
+        rows = self.db.query(f"SELECT {_GROUP_COLUMNS} FROM log_groups WHERE name = ?", (name,))
         return _group(rows[0], self._tags(name)) if rows else None
 
     def groups(self, prefix: str = "", after: str = "", limit: int = 50) -> list[LogGroupRecord]:
         # substr, not LIKE: a name may hold _ and LIKE ignores case.
-        rows = self.db.query("SELECT * FROM log_groups WHERE substr(name, 1, ?) = ? AND name > ? "
+        rows = self.db.query(f"SELECT {_GROUP_COLUMNS} FROM log_groups WHERE substr(name, 1, ?) = ? AND name > ? "
                              "ORDER BY name LIMIT ?", (len(prefix), prefix, after, limit))
         return [_group(row, self._tags(row[0])) for row in rows]
 
     def remove_group(self, name: str) -> bool:
         with self.db.tx() as conn:
-            for table in ("log_events", "log_streams", "log_group_tags", "metric_filters"):
+            for table in ("log_events", "log_streams", "log_group_tags", "metric_filters", "log_group_data_keys"):
                 conn.execute(f"DELETE FROM {table} WHERE group_name = ?", (name,))
             return conn.execute("DELETE FROM log_groups WHERE name = ?", (name,)).rowcount > 0
 
@@ -187,7 +264,9 @@ class SqliteLogGroupRepository:
     def streams(self, group: str) -> list[LogStreamRecord]:
         rows = self.db.query(
             "SELECT s.name, s.created_ms, min(e.timestamp_ms), max(e.timestamp_ms), max(e.ingestion_ms), "
-            f"coalesce(sum(length(CAST(e.message AS BLOB)) + {EVENT_OVERHEAD_BYTES}), 0) "
+            # A sealed event counts its message's bytes, as a clear one does (what the sender sent).
+            f"coalesce(sum(coalesce(length(e.sealed) - {SEAL_OVERHEAD_BYTES}, length(CAST(e.message AS BLOB))) "
+            f"+ {EVENT_OVERHEAD_BYTES}), 0) "
             "FROM log_streams s LEFT JOIN log_events e ON e.group_name = s.group_name AND e.stream_name = s.name "
             "WHERE s.group_name = ? GROUP BY s.name ORDER BY s.name", (group,))
         return [LogStreamRecord(group, *row) for row in rows]
@@ -195,7 +274,10 @@ class SqliteLogGroupRepository:
     def has_stream(self, group: str, name: str) -> bool:
         return bool(self.db.query("SELECT 1 FROM log_streams WHERE group_name = ? AND name = ?", (group, name)))
 
-    def append_events(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int) -> int:
+    def append_events(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int,
+                      sealer: Sealer | None = None) -> int:
+        if sealer is not None:
+            return self._append_sealed(group, stream, events, ingestion_ms, sealer)
         rows = [(group, stream, e.timestamp_ms, ingestion_ms, e.message, e.dedup_key, event_name(e.message))
                 for e in events]
         with self.db.tx() as conn:
@@ -203,6 +285,21 @@ class SqliteLogGroupRepository:
             return int(conn.executemany(
                 "INSERT OR IGNORE INTO log_events (group_name, stream_name, timestamp_ms, ingestion_ms, message, "
                 "dedup_key, event_name) VALUES (?, ?, ?, ?, ?, ?, ?)", rows).rowcount)
+
+    def _append_sealed(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int,
+                       sealer: Sealer) -> int:
+        with self.db.tx() as conn:
+            # Each ciphertext is bound to its row's seq, so the seqs are chosen here, inside the
+            # write transaction: after the largest AUTOINCREMENT ever handed out (a seq skipped
+            # by a resent dedup_key stays unused, as AUTOINCREMENT's own gaps do).
+            found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'log_events'").fetchone()
+            first = (int(found[0]) if found else 0) + 1
+            # event_name stays NULL: the index would keep part of the plaintext in clear.
+            rows = [(first + i, group, stream, e.timestamp_ms, ingestion_ms, "", e.dedup_key, sealer.data_key,
+                     sealer.seal(first + i, e)) for i, e in enumerate(events)]
+            return int(conn.executemany(
+                "INSERT OR IGNORE INTO log_events (seq, group_name, stream_name, timestamp_ms, ingestion_ms, message, "
+                "dedup_key, data_key_id, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows).rowcount)
 
     def events(self, query: EventQuery) -> list[StoredEvent]:
         where: list[str] = ["group_name = ?"]
@@ -224,7 +321,7 @@ class SqliteLogGroupRepository:
             args.extend(sorted(query.event_names))
         order = "DESC" if query.descending else "ASC"
         rows = self.db.query(
-            "SELECT seq, group_name, stream_name, timestamp_ms, ingestion_ms, message FROM log_events "
+            f"SELECT {_EVENT_COLUMNS} FROM log_events "
             f"WHERE {' AND '.join(where)} ORDER BY timestamp_ms {order}, seq {order} LIMIT ?",
             (*args, query.limit))
         return [StoredEvent(*row) for row in rows]
@@ -258,7 +355,9 @@ class _Tables:
     events: list[StoredEvent] = field(default_factory=list)
     dedup: dict[tuple[str, str], int] = field(default_factory=dict)  # (group, key) -> seq
     filters: dict[tuple[str, str], MetricFilterRecord] = field(default_factory=dict)
+    data_keys: dict[int, DataKeyRecord] = field(default_factory=dict)
     next_seq: int = 1
+    next_data_key: int = 1
 
 
 class MemoryLogGroupRepository(MemoryRepository[_Tables]):
@@ -267,12 +366,43 @@ class MemoryLogGroupRepository(MemoryRepository[_Tables]):
     def __init__(self) -> None:
         super().__init__(_Tables())
 
-    def add_group(self, group: LogGroupRecord) -> bool:
+    def add_group(self, group: LogGroupRecord, wrapped_key: bytes | None = None) -> bool:
         with self._tables.transaction() as t:
             if group.name in t.groups:
                 return False
-            t.groups[group.name] = dataclasses.replace(group, tags=dict(group.tags))
+            t.groups[group.name] = dataclasses.replace(group, tags=dict(group.tags), data_key=None)
+            if wrapped_key is not None and group.kms_key_id is not None:
+                self._add_data_key(t, group.name, group.kms_key_id, wrapped_key, group.created_ms)
             return True
+
+    @staticmethod
+    def _add_data_key(t: _Tables, group: str, key_arn: str, wrapped: bytes, created_ms: int) -> int:
+        data_key = t.next_data_key
+        t.next_data_key += 1
+        t.data_keys[data_key] = DataKeyRecord(data_key, group, key_arn, wrapped, created_ms)
+        t.groups[group] = dataclasses.replace(t.groups[group], kms_key_id=key_arn, data_key=data_key)
+        return data_key
+
+    def add_data_key(self, group: str, key_arn: str, wrapped: bytes, created_ms: int) -> int | None:
+        with self._tables.transaction() as t:
+            if group not in t.groups:
+                return None
+            return self._add_data_key(t, group, key_arn, wrapped, created_ms)
+
+    def clear_data_key(self, group: str) -> bool:
+        with self._tables.transaction() as t:
+            if group not in t.groups:
+                return False
+            t.groups[group] = dataclasses.replace(t.groups[group], kms_key_id=None, data_key=None)
+            return True
+
+    def data_key(self, data_key: int) -> DataKeyRecord | None:
+        with self._tables.lock:
+            return self._tables.current.data_keys.get(data_key)
+
+    def data_keys(self, group: str) -> list[DataKeyRecord]:
+        with self._tables.lock:
+            return [k for _, k in sorted(self._tables.current.data_keys.items()) if k.group == group]
 
     def get_group(self, name: str) -> LogGroupRecord | None:
         with self._tables.lock:
@@ -290,6 +420,7 @@ class MemoryLogGroupRepository(MemoryRepository[_Tables]):
             t.dedup = {d: seq for d, seq in t.dedup.items() if d[0] != name}
             t.streams = {k: s for k, s in t.streams.items() if k[0] != name}
             t.filters = {k: f for k, f in t.filters.items() if k[0] != name}
+            t.data_keys = {i: k for i, k in t.data_keys.items() if k.group != name}
             return t.groups.pop(name, None) is not None
 
     def set_retention(self, name: str, days: int | None) -> bool:
@@ -326,14 +457,15 @@ class MemoryLogGroupRepository(MemoryRepository[_Tables]):
                     first_event_ms=min((e.timestamp_ms for e in mine), default=None),
                     last_event_ms=max((e.timestamp_ms for e in mine), default=None),
                     last_ingestion_ms=max((e.ingestion_ms for e in mine), default=None),
-                    stored_bytes=sum(event_bytes(e.message) for e in mine)))
+                    stored_bytes=sum(_stored_bytes(e) for e in mine)))
             return out
 
     def has_stream(self, group: str, name: str) -> bool:
         with self._tables.lock:
             return (group, name) in self._tables.current.streams
 
-    def append_events(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int) -> int:
+    def append_events(self, group: str, stream: str, events: Sequence[NewEvent], ingestion_ms: int,
+                      sealer: Sealer | None = None) -> int:
         stored = 0
         with self._tables.transaction() as t:
             for event in events:
@@ -341,8 +473,12 @@ class MemoryLogGroupRepository(MemoryRepository[_Tables]):
                     if (group, event.dedup_key) in t.dedup:
                         continue
                     t.dedup[(group, event.dedup_key)] = t.next_seq
-                t.events.append(StoredEvent(t.next_seq, group, stream, event.timestamp_ms, ingestion_ms,
-                                            event.message))
+                if sealer is None:
+                    row = StoredEvent(t.next_seq, group, stream, event.timestamp_ms, ingestion_ms, event.message)
+                else:
+                    row = StoredEvent(t.next_seq, group, stream, event.timestamp_ms, ingestion_ms, "",
+                                      sealer.seal(t.next_seq, event), sealer.data_key)
+                t.events.append(row)
                 t.next_seq += 1
                 stored += 1
         return stored
@@ -387,6 +523,12 @@ def event_name(message: str) -> str | None:
         return None
     name = document.get("eventName") if isinstance(document, dict) else None
     return name if isinstance(name, str) else None
+
+
+def _stored_bytes(event: StoredEvent) -> int:
+    if event.sealed is not None:
+        return len(event.sealed) - SEAL_OVERHEAD_BYTES + EVENT_OVERHEAD_BYTES
+    return event_bytes(event.message)
 
 
 def _selected(event: StoredEvent, query: EventQuery) -> bool:

@@ -337,6 +337,26 @@ CREATE TABLE IF NOT EXISTS sns_signing_identity (
 );
 """
 
+# CloudWatch Logs encryption at rest (monitoring.logcrypto): each log group's data keys, wrapped by
+# its KMS key, and per event the data key that sealed it (NULL: stored in clear, `message` holds
+# it) with the ciphertext in `sealed`. A group's `data_key_id` is the key new events are sealed
+# with; old data keys stay while events they sealed may remain.
+_LOG_DATA_KEYS = """
+CREATE TABLE IF NOT EXISTS log_group_data_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, group_name TEXT NOT NULL, key_arn TEXT NOT NULL,
+    wrapped BLOB NOT NULL, created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_group_data_keys_by_group ON log_group_data_keys (group_name, id);
+"""
+
+
+def _log_encryption(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE log_groups ADD COLUMN data_key_id INTEGER")
+    conn.execute("ALTER TABLE log_events ADD COLUMN data_key_id INTEGER")
+    conn.execute("ALTER TABLE log_events ADD COLUMN sealed BLOB")
+    _run(_LOG_DATA_KEYS)(conn)
+
+
 STATE_SCHEMA = Schema("state", (
     Migration(1, "the tables of releases up to b180352, with the logging periods' locations", _state_v1),
     Migration(2, "durable offsets of the generic spool consumers", _run(_CONSUMER_OFFSETS)),
@@ -346,6 +366,8 @@ STATE_SCHEMA = Schema("state", (
               _run(_ROLES_FORWARDING)),
     Migration(6, "SNS topics, subscriptions, durable deliveries and the message signing identity",
               _run(_NOTIFICATIONS)),
+    Migration(7, "CloudWatch Logs encryption at rest: wrapped data keys per log group, sealed events",
+              _log_encryption),
 ))
 
 # ---- history.db -----------------------------------------------------------------------------
