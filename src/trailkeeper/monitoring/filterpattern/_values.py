@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trailkeeper._internal.glob import segments_match
 from trailkeeper.monitoring.filterpattern._cursor import WHITESPACE, Cursor
 
 NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -53,21 +54,7 @@ class Glob:
         object.__setattr__(self, "_parts", tuple(self.text.split("*")))
 
     def matches(self, value: str) -> bool:
-        # Leftmost-first segment search: linear, and no regex backtracking on `*a*a*a*b`.
-        parts = self._parts
-        if len(parts) == 1:
-            return value == self.text
-        first, last = parts[0], parts[-1]
-        end = len(value) - len(last)
-        if end < len(first) or not value.startswith(first) or not value.endswith(last):
-            return False
-        pos = len(first)
-        for segment in parts[1:-1]:
-            found = value.find(segment, pos, end)
-            if found < 0:
-                return False
-            pos = found + len(segment)
-        return True
+        return segments_match(self._parts, value)
 
     def render(self) -> str:
         return quote(self.text)
