@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from trailkeeper._internal.loop import WakeableLoop
 from trailkeeper.monitoring.alarms import AlarmState
 from trailkeeper.monitoring.cloudwatch import CloudWatch, alarm_time, config_from_dict
 from trailkeeper.monitoring.cloudwatch_store import PendingNotification
@@ -44,9 +45,7 @@ class AlarmSender:
         self.cloudwatch = cloudwatch
         self.notifications = notifications
         self.emit = emit
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = WakeableLoop("alarm-sender", self._round, POLL_S)
         self._lock = threading.Lock()  # one sending round at a time (thread and tests)
         cloudwatch.on_notification(self.wake)
 
@@ -103,23 +102,14 @@ class AlarmSender:
 
     # ---- background ----
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="alarm-sender", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                self.send_pending()
-            except Exception:  # the state database briefly unavailable: the rows wait for the next round
-                log.exception("sending alarm notifications failed")
-            self._wake.wait(POLL_S)
+    def _round(self) -> float:
+        self.send_pending()
+        return POLL_S

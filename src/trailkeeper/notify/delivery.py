@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from trailkeeper._internal.loop import WakeableLoop
 from trailkeeper.clock import Clock, iso_seconds
 from trailkeeper.notify.model import Delivery, RetryPolicy
 from trailkeeper.notify.topics import Notifications
@@ -43,11 +44,9 @@ class DeliveryWorker:
         self.emit = emit
         self.clock = clock
         self.policy = policy or notifications.policy
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._loop = WakeableLoop("sns-delivery", self._round, retry_s=1.0)
         self._inflight: set[int] = set()
         self._inflight_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         notifications.on_queued(self.wake)
 
@@ -101,17 +100,13 @@ class DeliveryWorker:
     # ---- background ----
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="sns-delivery")
-        self._thread = threading.Thread(target=self._loop, name="sns-delivery", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
         if self._pool is not None:
             # Deliveries in flight may finish (bounded); whatever did not stays queued and is sent
             # again after the restart.
@@ -123,16 +118,9 @@ class DeliveryWorker:
                         break
                 time.sleep(0.02)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                self._dispatch()
-                wait = self._until_next_due()
-            except Exception:  # the database briefly busy, say: try again shortly
-                log.exception("SNS delivery round failed")
-                wait = 1.0
-            self._wake.wait(wait)
+    def _round(self) -> float:
+        self._dispatch()
+        return self._until_next_due()
 
     def _dispatch(self) -> None:
         assert self._pool is not None
@@ -151,7 +139,7 @@ class DeliveryWorker:
         finally:
             with self._inflight_lock:
                 self._inflight.discard(delivery.id)
-            self._wake.set()
+            self._loop.wake()
 
     def _until_next_due(self) -> float:
         due = self.notifications.repo.next_due()
