@@ -65,6 +65,14 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "topics:read": frozenset({"auditor", "administrator"}),
     "topics:write": frozenset({"administrator"}),
     "topics:publish": frozenset({"administrator"}),
+    # EventBridge rules and trailkeeper's alerts: auditors review what is watched and the alerts
+    # raised, and acknowledge or close alerts (the review PCI DSS 10.4 asks of them); only
+    # administrators change what is watched or silence it (rules, suppressions, alert settings).
+    "rules:read": frozenset({"auditor", "administrator"}),
+    "rules:write": frozenset({"administrator"}),
+    "alerts:read": frozenset({"auditor", "administrator"}),
+    "alerts:triage": frozenset({"auditor", "administrator"}),
+    "alerts:write": frozenset({"administrator"}),
 }
 MAX_KEYS_PER_USER = 2
 ACTIVE, INACTIVE, DELETED = "Active", "Inactive", "Deleted"

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from trailkeeper.monitoring.loggroups import LogGroups
     from trailkeeper.notify.topics import Notifications
     from trailkeeper.roles import Roles
+    from trailkeeper.rules.bus import EventBus
     from trailkeeper.spool import Spool
     from trailkeeper.state.schema import Migrated
     from trailkeeper.trails import TrailStore
@@ -177,3 +178,11 @@ class Runtime:
         # The root of trust seals the SNS signing key too; subscribers are sent this server's URLs.
         return Notifications(SqliteNotifyRepository(self.state_db), self.keyring, self.clock, account.account_id,
                              account.region, self.config.notification_base_url)
+
+    @cached_property
+    def event_bus(self) -> EventBus:
+        from trailkeeper.rules.bus import EventBus
+        from trailkeeper.rules.store import SqliteRuleRepository
+
+        account = self.account()
+        return EventBus(SqliteRuleRepository(self.state_db), self.clock, account.account_id, account.region)

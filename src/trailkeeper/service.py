@@ -40,6 +40,7 @@ from trailkeeper.monitoring.forwarder import (
 )
 from trailkeeper.notify.runner import NotificationRunner
 from trailkeeper.quarantine import Quarantine
+from trailkeeper.rules.runner import RulesRunner
 from trailkeeper.runtime import Runtime
 from trailkeeper.spool import AppendResult
 from trailkeeper.state.trails import SqliteForwardingStatus
@@ -124,6 +125,8 @@ class Service:
         self._offsets = SqliteOffsets(self.state_db)
         self.forwarding_status = SqliteForwardingStatus(self.state_db)
         self.forwarding = Forwarding(lambda: self.forwarding_targets, self.forwarding_status)
+        # Event rules run on the acknowledgement path: a consumer of the spool, not of deliveries.
+        self.consumers.add(self.rules.consumer(self.spool, self._offsets, self.set_aside))
 
     # ---- life cycle ----
     def start(self) -> None:
@@ -152,6 +155,7 @@ class Service:
         self.drain_inbox()
         if self.background:  # SNS deliveries (those a crash left queued first) and alarm notifications
             self.notifier.start()
+            self.rules.start()
         for trail in self.trails.all():
             self.probe_worm(trail.config)
 
@@ -172,6 +176,7 @@ class Service:
                 thread.join(timeout=5)
         if "notifier" in self.__dict__:
             self.notifier.stop()
+        self.rules.stop()
         self.runtime.close()
         return left
 
@@ -180,6 +185,14 @@ class Service:
         """The SNS delivery worker and the CloudWatch alarm sender (notify/)."""
         return NotificationRunner(self.runtime.notifications, self.runtime.cloudwatch, self.emit_service, self.clock,
                                   self.config.smtp)
+
+    @cached_property
+    def rules(self) -> RulesRunner:
+        """The default event bus's rules: matching on the acknowledgement path, targets, retries."""
+        def publish(topic_arn: str, message: str, dedup_key: str) -> None:
+            self.runtime.notifications.publish(topic_arn, message, dedup_key=dedup_key)
+
+        return RulesRunner(self.runtime.event_bus, publish, self.clock, self.emit_service)
 
     def flush(self, timeout: float) -> None:
         """Deliver every spooled event of logging trails now (used at shutdown and by tests):
@@ -501,6 +514,9 @@ class Service:
                 f"{self.config.max_backlog_events} undelivered events are waiting for a failing destination; "
                 "new events are refused (backlog_policy = fail-closed)",
                 "fix the destination or KMS key shown by `trailkeeper status`; retry later")
+
+    def rules_status(self) -> dict[str, Any]:
+        return self.rules.status()
 
     def notification_counts(self) -> dict[str, Any]:
         return self.runtime.notifications.delivery_counts().to_dict()

@@ -58,6 +58,11 @@ alarms:write            y              n        n       n          n
 topics:read             y              y        n       n          n
 topics:write            y              n        n       n          n
 topics:publish          y              n        n       n          n
+rules:read              y              y        n       n          n
+rules:write             y              n        n       n          n
+alerts:read             y              y        n       n          n
+alerts:triage           y              y        n       n          n
+alerts:write            y              n        n       n          n
 """
 
 

@@ -41,10 +41,12 @@ def _registered() -> list[tuple[ServiceSpec[Any], str, OperationSpec[Any]]]:
 
 
 def test_the_registry_holds_every_operation_the_api_answers() -> None:
-    names = {name for _, name, _ in _registered()}
-    assert len(names) == 97  # 20 CloudTrail + 15 IAM + 19 KMS + 1 native + 19 CloudWatch Logs + 12 CloudWatch + 11 SNS
+    # 20 CloudTrail + 15 IAM + 19 KMS + 1 native + 19 CloudWatch Logs + 12 CloudWatch + 11 SNS + 13 EventBridge
+    assert len(_registered()) == 110
+    assert len(DEFAULT_REGISTRY.operations()) == 110
     assert {spec.name for spec in DEFAULT_REGISTRY.services} == {"cloudtrail", "iam", "kms", "trailkeeper", "s3",
-                                                                 "cloudtrail-data", "logs", "cloudwatch", "sns"}
+                                                                 "cloudtrail-data", "logs", "cloudwatch", "sns",
+                                                                 "events"}
 
 
 @pytest.mark.parametrize(("spec", "name", "op"), _registered(), ids=lambda v: v if isinstance(v, str) else "")
@@ -60,16 +62,22 @@ def test_each_operation_is_in_its_model(spec: ServiceSpec[Any], name: str, op: O
     # CloudTrail's readOnly, as AWS sets it: reads by name, plus KMS's cryptographic calls.
     crypto = spec.name == "kms" and name in {"Encrypt", "Decrypt", "GenerateDataKey", "ReEncrypt"}
     log_reads = spec.name == "logs" and name in {"FilterLogEvents", "TestMetricFilter"}
-    assert op.read_only == (name.startswith(("Get", "List", "Describe", "Lookup")) or crypto or log_reads), name
+    pattern_test = spec.name == "events" and name == "TestEventPattern"
+    assert op.read_only == (name.startswith(("Get", "List", "Describe", "Lookup")) or crypto or log_reads
+                            or pattern_test), name
 
 
-def test_operation_names_and_signing_names_must_be_unique() -> None:
+def test_signing_names_are_unique_and_a_shared_operation_name_is_found_by_service() -> None:
     cloudtrail = DEFAULT_REGISTRY.service("cloudtrail")
     assert cloudtrail is not None
-    with pytest.raises(ValueError, match="operation names must be unique"):
-        DEFAULT_REGISTRY.with_spec(dataclasses.replace(cloudtrail, signing_name="other"))
     with pytest.raises(ValueError, match="each needs its own signing name"):
         DEFAULT_REGISTRY.with_spec(dataclasses.replace(cloudtrail, operations={}))
+    # TagResource is CloudWatch Logs' and EventBridge's: each adapter finds its own; by name
+    # alone (the native API) it is no one's, rather than the wrong one's.
+    logs, events = DEFAULT_REGISTRY.find("TagResource", "logs"), DEFAULT_REGISTRY.find("TagResource", "events")
+    assert logs is not None and events is not None and logs.service.name == "logs" and events.service.name == "events"
+    assert DEFAULT_REGISTRY.find("TagResource") is None
+    assert DEFAULT_REGISTRY.find("PutRule") is not None and DEFAULT_REGISTRY.find("PutRule", "logs") is None
 
 
 def _input_members(service: str, operation: str) -> set[str]:
@@ -108,18 +116,19 @@ class _Reads(dict[str, Any]):
 class _Watch:
     """What each operation's handler read and answered, across a scenario."""
 
-    reads: dict[str, set[str]] = dataclasses.field(default_factory=dict)
-    answers: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    reads: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
+    answers: dict[tuple[str, str], set[str]] = dataclasses.field(default_factory=dict)
 
-    def wrap(self, name: str, op: OperationSpec[Any]) -> OperationSpec[Any]:
+    def wrap(self, key: tuple[str, str], op: OperationSpec[Any]) -> OperationSpec[Any]:
         def handler(domain: Any, principal: Principal, params: Params) -> dict[str, Any]:
-            response = op.handler(domain, principal, _Reads(params, self.reads.setdefault(name, set())))
-            self.answers.setdefault(name, set()).update(response)
+            response = op.handler(domain, principal, _Reads(params, self.reads.setdefault(key, set())))
+            self.answers.setdefault(key, set()).update(response)
             return response
         return dataclasses.replace(op, handler=handler)
 
     def registry(self) -> Registry:
-        return Registry([dataclasses.replace(spec, operations={n: self.wrap(n, op) for n, op in spec.operations.items()})
+        return Registry([dataclasses.replace(spec, operations={n: self.wrap((spec.name, n), op)
+                                                               for n, op in spec.operations.items()})
                          for spec in DEFAULT_REGISTRY.services])
 
 
@@ -261,6 +270,30 @@ def _sns_scenario(sns: Any, pipeline: Pipeline) -> None:
     sns.delete_topic(TopicArn=arn)
 
 
+def _events_scenario(events: Any) -> None:
+    pattern = '{"source": ["aws.cloudtrail"], "detail": {"eventName": ["StopLogging"]}}'
+    arn = events.put_rule(Name="reg", EventPattern=pattern, State="ENABLED", Description="d",
+                          Tags=[{"Key": "a", "Value": "b"}])["RuleArn"]
+    events.describe_rule(Name="reg")
+    events.list_rules(NamePrefix="re", Limit=10)
+    events.disable_rule(Name="reg")
+    events.enable_rule(Name="reg")
+    events.put_targets(Rule="reg", Targets=[{"Id": "t", "Arn": "arn:aws:sns:us-east-1:123456789012:reg",
+                                             "InputTransformer": {"InputPathsMap": {"n": "$.detail.eventName"},
+                                                                  "InputTemplate": '"<n>"'},
+                                             "RetryPolicy": {"MaximumRetryAttempts": 3,
+                                                             "MaximumEventAgeInSeconds": 600}}])
+    events.list_targets_by_rule(Rule="reg")
+    events.tag_resource(ResourceARN=arn, Tags=[{"Key": "c", "Value": "d"}])
+    events.list_tags_for_resource(ResourceARN=arn)
+    events.untag_resource(ResourceARN=arn, TagKeys=["c"])
+    events.test_event_pattern(EventPattern=pattern, Event=orjson.dumps({
+        "id": "1", "account": "1", "source": "aws.cloudtrail", "time": "2026-01-01T00:00:00Z", "region": "r",
+        "resources": [], "detail-type": "x", "detail": {"eventName": "StopLogging"}}).decode())
+    events.remove_targets(Rule="reg", Ids=["t"])
+    events.delete_rule(Name="reg")
+
+
 def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any) -> None:
     """Each handler, called by botocore's own client through the App, reads only members of the
     model's input shape (or its declared extensions) and answers only output members."""
@@ -273,17 +306,18 @@ def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any)
         _logs_scenario(_client(pipeline, app, "logs"), key_id)
         _cloudwatch_scenario(_client(pipeline, app, "cloudwatch"))
         _sns_scenario(_client(pipeline, app, "sns"), pipeline)
+        _events_scenario(_client(pipeline, app, "events"))
         status, answer = call_app(app, pipeline.creds.region, pipeline.creds.access_key_id,
                                   pipeline.creds.secret_access_key, "trailkeeper", "/v1/ops/GetServerStatus", b"{}",
                                   {"Content-Type": "application/json"})
         assert status == 200 and "Spool" in answer
         app.pool.shutdown()
     modelled = [(spec, name, op) for spec, name, op in _registered() if spec.has_model]
-    assert set(watch.answers) == {name for _, name, _ in _registered()}, "every operation ran"
+    assert set(watch.answers) == {(spec.name, name) for spec, name, _ in _registered()}, "every operation ran"
     for spec, name, op in modelled:
-        extra_reads = watch.reads[name] - _input_members(spec.name, name) - op.extensions
+        extra_reads = watch.reads[(spec.name, name)] - _input_members(spec.name, name) - op.extensions
         assert not extra_reads, f"{name} reads {sorted(extra_reads)}, not in botocore's input shape"
-        extra_answers = watch.answers[name] - _output_members(spec.name, name) - op.extensions
+        extra_answers = watch.answers[(spec.name, name)] - _output_members(spec.name, name) - op.extensions
         assert not extra_answers, f"{name} answers {sorted(extra_answers)}, not in botocore's output shape"
 
 

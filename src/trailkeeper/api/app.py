@@ -213,10 +213,11 @@ class App:
         target = request.headers.get("x-amz-target", "")
         named = spec.operation_of_target(target)
         principal = await self._authenticate(request, named or target.rpartition(".")[2] or "Unknown", scope)
-        found = self.registry.find(named) if named is not None else None
+        found = self.registry.find(named, spec.name) if named is not None else None
         if found is not None and found.operation.inline:
             try:
-                response = await self._operation_inline(principal, named or "", json11.json_object(request.body), scope)
+                response = await self._operation_inline(principal, named or "", json11.json_object(request.body), scope,
+                                                        spec.name)
             except HttpError as e:
                 status, headers, body = json11.failure(spec, e.code, str(e), e.status, e.extra)
                 return status, body, headers
@@ -228,7 +229,7 @@ class App:
 
         def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
             try:
-                return self._call_operation(principal, operation, params, scope)
+                return self._call_operation(principal, operation, params, scope, spec.name)
             except HttpError as e:
                 raise json11.JsonProtocolError(e.code, str(e), e.status) from e
 
@@ -242,7 +243,7 @@ class App:
 
         def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
             try:
-                return self._call_operation(principal, operation, params, scope)
+                return self._call_operation(principal, operation, params, scope, spec.name)
             except HttpError as e:
                 raise cbor.CborProtocolError(e.code, str(e), e.status) from e
 
@@ -285,7 +286,7 @@ class App:
 
         def call(operation: str, params: dict[str, Any]) -> dict[str, Any]:
             try:
-                return self._call_operation(principal, operation, params, scope)
+                return self._call_operation(principal, operation, params, scope, spec.name)
             except HttpError as e:
                 code = dialect.access_denied if e.code == "AccessDeniedException" else e.code  # the service's spelling
                 raise iam_query.QueryError(code, str(e), e.status) from e
@@ -468,24 +469,26 @@ class App:
         return 200, orjson.dumps(outcome.result())
 
     async def _operation_inline(self, principal: Principal, name: str, params: dict[str, Any],
-                                scope: Scope) -> dict[str, Any]:
+                                scope: Scope, service: str | None = None) -> dict[str, Any]:
         """Run a short, bounded operation on the event loop; only the wait for its audit
         record's group commit is asynchronous. Skipping the pool saves two thread hand-offs
         per request, and with them most of the GIL contention of a busy server."""
-        outcome = self._execute(principal, name, params, scope)
+        outcome = self._execute(principal, name, params, scope, service)
         await asyncio.wrap_future(self.service.submit(outcome.record))
         return outcome.result()
 
-    def _call_operation(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope) -> dict[str, Any]:
+    def _call_operation(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope,
+                        service: str | None = None) -> dict[str, Any]:
         """Authorise, run and audit one operation; every protocol adapter ends here."""
-        outcome = self._execute(principal, name, params, scope)
+        outcome = self._execute(principal, name, params, scope, service)
         self.service.emit(outcome.record)
         return outcome.result()
 
-    def _execute(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope) -> _Outcome:
+    def _execute(self, principal: Principal, name: str, params: dict[str, Any], scope: Scope,
+                 service: str | None = None) -> _Outcome:
         """Authorise and run one operation; the caller makes the audit record durable before
         it answers (an answer, or an error, is never sent for an unrecorded call)."""
-        found = self.registry.find(name)
+        found = self.registry.find(name, service)
         if found is None:
             raise HttpError(400, "UnknownOperationException", f"Unknown operation {name}.")
         op, recorded_as = found.operation, _recorded_as(found)

@@ -152,6 +152,10 @@ class ServerStatusSource(Protocol):
 
     def worm_status(self, config: TrailConfig) -> WormStatus | None: ...
 
+    def rules_status(self) -> dict[str, Any]:
+        """Event rules and detections: what is loaded, target invocations retrying and given up."""
+        ...
+
 
 def _epoch(when: datetime | None) -> float | None:
     return when.timestamp() if when else None
@@ -798,7 +802,8 @@ def get_server_status(service: ServerStatusSource, _: Principal, params: Params)
             # Records a consumer could not process, kept aside per consumer (quarantine.py).
             "Quarantined": service.quarantine.counts(),
             # Notifications owed to subscribers: pending (being retried) and given up (PCI DSS 10.7).
-            "Notifications": service.notification_counts()}
+            "Notifications": service.notification_counts(),
+            "Rules": service.rules_status()}
 
 
 def _op(handler: Handler[Ctx], permission: str, *, read_only: bool = False, inline: bool = False,

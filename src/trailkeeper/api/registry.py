@@ -92,22 +92,27 @@ class Found:
 class Registry:
     """Every service spec, indexed by signing name and by operation name.
 
-    Operation names are unique across services (the native API `POST /v1/ops/{Operation}`
-    and the audit record name an operation without its service), and so are signing names."""
+    Signing names are unique. An operation is found by its service and name (the AWS protocol
+    adapters know the service); by name alone (the native API `POST /v1/ops/{Operation}`) only
+    when one service has it: `TagResource`, say, is both CloudWatch Logs' and EventBridge's."""
 
     def __init__(self, specs: Iterable[ServiceSpec[Any]]) -> None:
         self.services: tuple[ServiceSpec[Any], ...] = tuple(specs)
         self._by_signing: dict[str, ServiceSpec[Any]] = {}
         self._by_operation: dict[str, Found] = {}
+        self._by_service: dict[tuple[str, str], Found] = {}
+        shared: set[str] = set()
         for spec in self.services:
             if spec.signing_name in self._by_signing:
                 raise ValueError(f"two services sign as {spec.signing_name!r}; each needs its own signing name")
             self._by_signing[spec.signing_name] = spec
             for name, op in spec.operations.items():
+                self._by_service[(spec.name, name)] = Found(spec, op)
                 if name in self._by_operation:
-                    raise ValueError(f"operation {name} is in both {self._by_operation[name].service.name} and "
-                                     f"{spec.name}; operation names must be unique")
+                    shared.add(name)
                 self._by_operation[name] = Found(spec, op)
+        for name in shared:
+            del self._by_operation[name]
 
     def with_spec(self, spec: ServiceSpec[Any]) -> Registry:
         """This registry and one more service (tests add test-only services this way)."""
@@ -120,8 +125,12 @@ class Registry:
     def service(self, signing_name: str) -> ServiceSpec[Any] | None:
         return self._by_signing.get(signing_name)
 
-    def find(self, operation: str) -> Found | None:
+    def find(self, operation: str, service: str | None = None) -> Found | None:
+        """The operation of `service` (botocore's name), or the one service's that has it."""
+        if service is not None:
+            return self._by_service.get((service, operation))
         return self._by_operation.get(operation)
 
-    def operations(self) -> Mapping[str, Found]:
-        return dict(self._by_operation)
+    def operations(self) -> Mapping[tuple[str, str], Found]:
+        """Every operation, by (service, operation name)."""
+        return dict(self._by_service)

@@ -26,10 +26,10 @@ class PermissionRow:
 
 
 def permission_table() -> list[PermissionRow]:
-    every = {name: found.operation for name, found in DEFAULT_REGISTRY.operations().items()}
+    every = DEFAULT_REGISTRY.operations()
     rows = []
     for permission in sorted(PERMISSIONS):
-        named = tuple(sorted(name for name, op in every.items() if op.permission == permission))
+        named = tuple(sorted({name for (_, name), found in every.items() if found.operation.permission == permission}))
         rows.append(PermissionRow(permission, (*named, *_OTHER_REQUESTS.get(permission, ())),
                                   PERMISSIONS[permission]))
     return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from trailkeeper import audit
 from trailkeeper.api.cloudwatch import CLOUDWATCH
+from trailkeeper.api.events import EVENTS
 from trailkeeper.api.kms import KMS
 from trailkeeper.api.logs import LOGS
 from trailkeeper.api.operations import CLOUDTRAIL, IAM, TRAILKEEPER
@@ -22,4 +23,4 @@ CLOUDTRAIL_DATA: ServiceSpec[None] = ServiceSpec(name="cloudtrail-data", title="
                               protocol="rest-json", event_source=audit.CLOUDTRAIL_DATA_SOURCE,
                               api_version="2021-08-11")
 
-DEFAULT_REGISTRY = Registry([CLOUDTRAIL, IAM, KMS, TRAILKEEPER, S3, CLOUDTRAIL_DATA, LOGS, CLOUDWATCH, SNS])
+DEFAULT_REGISTRY = Registry([CLOUDTRAIL, IAM, KMS, TRAILKEEPER, S3, CLOUDTRAIL_DATA, LOGS, CLOUDWATCH, SNS, EVENTS])

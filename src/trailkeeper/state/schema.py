@@ -357,6 +357,84 @@ def _log_encryption(conn: sqlite3.Connection) -> None:
     _run(_LOG_DATA_KEYS)(conn)
 
 
+# EventBridge rules on the default bus (rules/): each rule's pattern and state, its targets with
+# their input shaping and RetryPolicy (as JSON), and the target invocations still to retry: a
+# match whose publish failed waits here (keyed by rule, target and eventID, so a replayed spool
+# batch adds nothing) until it succeeds, or its RetryPolicy gives up (kept with `failed` set).
+_EVENT_RULES = """
+CREATE TABLE IF NOT EXISTS event_rules (
+    name TEXT PRIMARY KEY, pattern TEXT NOT NULL, state TEXT NOT NULL, description TEXT NOT NULL,
+    tags TEXT NOT NULL, managed_by TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_targets (
+    rule TEXT NOT NULL, id TEXT NOT NULL, arn TEXT NOT NULL, shape TEXT NOT NULL,
+    PRIMARY KEY (rule, id)
+);
+CREATE TABLE IF NOT EXISTS event_target_retries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, rule TEXT NOT NULL, target_id TEXT NOT NULL, target_arn TEXT NOT NULL,
+    event_id TEXT NOT NULL, message TEXT NOT NULL, first_attempt REAL NOT NULL, next_attempt REAL NOT NULL,
+    attempts INTEGER NOT NULL, last_error TEXT NOT NULL, failed REAL,
+    UNIQUE (rule, target_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS event_target_retries_due ON event_target_retries (failed, next_attempt);
+"""
+
+
+# Alerts (alerts/): each alert with its state and counts, the event IDs behind it (at most
+# MAX_EVENT_IDS each, the rest only counted), its history of state changes (PCI DSS 10.4.3), the
+# matches still below a rule's threshold, suppressions, and the notifications still to publish
+# (written in the alert's own transaction: the outbox). `alert_seen` remembers each (rule,
+# eventID) for a while so a replayed spool batch changes nothing; it and `alert_pending` are
+# pruned by their `expires_us`. Settings are one JSON document. Times are epoch microseconds.
+_ALERTS = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, rule_id TEXT NOT NULL, rule_title TEXT NOT NULL, severity TEXT NOT NULL,
+    dedup_key TEXT NOT NULL, state TEXT NOT NULL, first_seen_us INTEGER NOT NULL,
+    last_seen_us INTEGER NOT NULL, match_count INTEGER NOT NULL, dropped INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL, updated_us INTEGER NOT NULL, notified_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_dedup ON alerts (dedup_key, id);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, id);
+CREATE INDEX IF NOT EXISTS alerts_severity ON alerts (severity, id);
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule_id, id);
+CREATE INDEX IF NOT EXISTS alerts_last_seen ON alerts (last_seen_us);
+CREATE TABLE IF NOT EXISTS alert_events (
+    alert_id TEXT NOT NULL, event_id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (alert_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_events_order ON alert_events (alert_id, seq);
+CREATE TABLE IF NOT EXISTS alert_history (
+    alert_id TEXT NOT NULL, seq INTEGER NOT NULL, at_us INTEGER NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL, comment TEXT NOT NULL,
+    PRIMARY KEY (alert_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_seen (
+    rule_id TEXT NOT NULL, event_id TEXT NOT NULL, expires_us INTEGER NOT NULL, PRIMARY KEY (rule_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_seen_expiry ON alert_seen (expires_us);
+CREATE TABLE IF NOT EXISTS alert_pending (
+    dedup_key TEXT NOT NULL, event_id TEXT NOT NULL, rule_id TEXT NOT NULL, at_us INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL, PRIMARY KEY (dedup_key, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_pending_expiry ON alert_pending (expires_us);
+CREATE TABLE IF NOT EXISTS alert_suppressions (
+    id TEXT PRIMARY KEY, rule_id TEXT, fields TEXT NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL,
+    created_us INTEGER NOT NULL, expires_us INTEGER NOT NULL, lifted_us INTEGER, lifted_by TEXT,
+    suppressed INTEGER NOT NULL DEFAULT 0, last_suppressed_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS alert_suppressions_active ON alert_suppressions (lifted_us, expires_us);
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL UNIQUE, topic_arn TEXT NOT NULL,
+    subject TEXT NOT NULL, message TEXT NOT NULL, created_us INTEGER NOT NULL,
+    next_attempt_us INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (next_attempt_us);
+CREATE TABLE IF NOT EXISTS alert_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL, updated_us INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+);
+"""
+
+
 STATE_SCHEMA = Schema("state", (
     Migration(1, "the tables of releases up to b180352, with the logging periods' locations", _state_v1),
     Migration(2, "durable offsets of the generic spool consumers", _run(_CONSUMER_OFFSETS)),
@@ -368,6 +446,10 @@ STATE_SCHEMA = Schema("state", (
               _run(_NOTIFICATIONS)),
     Migration(7, "CloudWatch Logs encryption at rest: wrapped data keys per log group, sealed events",
               _log_encryption),
+    Migration(8, "EventBridge rules on the default bus, their targets and target invocations to retry",
+              _run(_EVENT_RULES)),
+    Migration(9, "alerts with their event IDs and history, threshold counters, suppressions, the "
+                 "notification outbox and the alert settings", _run(_ALERTS)),
 ))
 
 # ---- history.db -----------------------------------------------------------------------------
