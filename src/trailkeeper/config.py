@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
@@ -94,6 +95,10 @@ class Config:
     s3: S3Settings | None = None  # connection to S3-compatible destinations; None: boto3's defaults
     public_url: str = DEFAULT_PUBLIC_URL
     smtp: SmtpSettings | None = None  # the mail server of email subscriptions; None: email fails, audited
+    # Sigma detection rules of the installation (beside the shipped ones), hot-reloaded; None:
+    # data_dir/rules. Placeholders fill Sigma's `expand` modifier (`%admins%` -> the values).
+    rules_dir: Path | None = None
+    sigma_placeholders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     # Derived locations inside the data directory.
     @property
@@ -119,6 +124,10 @@ class Config:
     @property
     def validation_state_dir(self) -> Path:
         return self.data_dir / "validation-state"
+
+    @property
+    def detection_rules_dir(self) -> Path:
+        return self.rules_dir or self.data_dir / "rules"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -188,7 +197,7 @@ class Config:
 _DURATION_FIELDS = {f.name for f in fields(Config) if f.type in ("timedelta",)}
 _INT_FIELDS = {f.name for f in fields(Config) if f.type in ("int",)}
 _STR_FIELDS = {"host", "region", "backlog_policy", "public_url"}
-_PATH_FIELDS = {"data_dir", "default_bucket_root"}
+_PATH_FIELDS = {"data_dir", "default_bucket_root", "rules_dir"}
 
 
 def parse_duration(value: object, name: str) -> timedelta:
@@ -255,10 +264,21 @@ def _sections(raw: dict[str, Any]) -> dict[str, Any]:
             out["smtp"] = SmtpSettings.from_toml(smtp)
         except ValueError as e:
             raise ConfigError(str(e), "see docs/notifications.md") from e
+    placeholders = raw.pop("sigma_placeholders", None)
+    if placeholders is not None:
+        out["sigma_placeholders"] = _placeholders(placeholders)
     return out
 
 
-_SECTION_FIELDS = frozenset({"root_of_trust", "s3", "smtp"})  # given as their dataclasses by callers
+def _placeholders(section: object) -> dict[str, tuple[str, ...]]:
+    if not isinstance(section, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in section.values()):
+        raise ConfigError("sigma_placeholders: expected a table of names to lists of strings, "
+                          'e.g. admins = ["alice", "bob"]', "see docs/sigma.md")
+    return {str(k): tuple(v) for k, v in section.items()}
+
+
+_SECTION_FIELDS = frozenset({"root_of_trust", "s3", "smtp", "sigma_placeholders"})  # given as their dataclasses by callers
 _S3_KEYS = {"endpoint_url", "region", "access_key_id", "secret_access_key", "addressing_style",
             "connect_timeout", "read_timeout", "max_attempts", "sse_kms_key_id"}
 

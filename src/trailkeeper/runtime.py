@@ -19,6 +19,7 @@ from trailkeeper.config import Config
 from trailkeeper.identity import Account, read_account
 
 if TYPE_CHECKING:
+    from trailkeeper.alerts import Alerts
     from trailkeeper.history.sqlite import SqliteHistory
     from trailkeeper.identity import IdentityStore
     from trailkeeper.keys.keyring import KeyProvider
@@ -186,3 +187,9 @@ class Runtime:
 
         account = self.account()
         return EventBus(SqliteRuleRepository(self.state_db), self.clock, account.account_id, account.region)
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        from trailkeeper.alerts import Alerts, SqliteAlertRepository
+
+        return Alerts(SqliteAlertRepository(self.state_db), self.clock)

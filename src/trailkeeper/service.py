@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from trailkeeper import audit, layout, records
+from trailkeeper.alerts import AlertSender
 from trailkeeper.clock import Clock, iso_seconds
 from trailkeeper.config import FAIL_CLOSED, MAX_TRAILS, Config
 from trailkeeper.consumers.base import SqliteOffsets
@@ -40,6 +41,7 @@ from trailkeeper.monitoring.forwarder import (
 )
 from trailkeeper.notify.runner import NotificationRunner
 from trailkeeper.quarantine import Quarantine
+from trailkeeper.rules.detections import Detections
 from trailkeeper.rules.runner import RulesRunner
 from trailkeeper.runtime import Runtime
 from trailkeeper.spool import AppendResult
@@ -147,6 +149,8 @@ class Service:
         for trail in self.trails.all():
             self._ensure_worker(trail.config.name)
         self.emit_service("ServerStarted", {"pid": _pid(), "dataDir": str(self.config.data_dir)})
+        if self.rules.detections is not None:
+            self.rules.detections.current()  # loaded (and the load recorded) before any event is offered
         for done in self.migrated:
             self.emit_service("DataDirectoryMigrated", {"database": done.path.name, "fromSchemaVersion": done.from_version,
                                                         "toSchemaVersion": done.to_version})
@@ -156,6 +160,7 @@ class Service:
         if self.background:  # SNS deliveries (those a crash left queued first) and alarm notifications
             self.notifier.start()
             self.rules.start()
+            self.alert_sender.start()
         for trail in self.trails.all():
             self.probe_worm(trail.config)
 
@@ -177,6 +182,8 @@ class Service:
         if "notifier" in self.__dict__:
             self.notifier.stop()
         self.rules.stop()
+        if "alert_sender" in self.__dict__:
+            self.alert_sender.stop()
         self.runtime.close()
         return left
 
@@ -192,7 +199,14 @@ class Service:
         def publish(topic_arn: str, message: str, dedup_key: str) -> None:
             self.runtime.notifications.publish(topic_arn, message, dedup_key=dedup_key)
 
-        return RulesRunner(self.runtime.event_bus, publish, self.clock, self.emit_service)
+        detections = Detections(self.config.detection_rules_dir, self.config.sigma_placeholders,
+                                self.runtime.alerts.on_matches, self.emit_service)
+        return RulesRunner(self.runtime.event_bus, publish, self.clock, self.emit_service, detections)
+
+    @cached_property
+    def alert_sender(self) -> AlertSender:
+        """Publishes opened alerts to their severity's topic, from the alerts' crash-safe outbox."""
+        return AlertSender(self.runtime.alerts, self.runtime.notifications.publish, emit=self.emit_service)
 
     def flush(self, timeout: float) -> None:
         """Deliver every spooled event of logging trails now (used at shutdown and by tests):

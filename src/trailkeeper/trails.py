@@ -165,10 +165,10 @@ class ForwardingStatusRepository(Protocol):
     def get(self, name: str) -> ForwardingStatus: ...
 
     def delivered(self, name: str, when: datetime | None, stored: int, oversize: int, through_seq: int) -> None:
-        """A batch up to `through_seq` is done: `stored` new log events, `oversize` events left out
-        (counted only when `through_seq` is past what was counted before, so a batch offered again
-        after a crash is not counted twice). `when`: the batch reached the group then (the latest
-        delivery time, the error cleared); None when it had nothing to send."""
+        """A batch up to `through_seq` is done: `stored` new log events, `oversize` more events left
+        out (the caller counts only those past `counted_seq`, so a batch offered again after a
+        crash is not counted twice). `when`: the batch reached the group then (the latest delivery
+        time, the error cleared); None when it had nothing to send."""
         ...
 
     def failed(self, name: str, when: datetime, error: str) -> bool:

@@ -54,11 +54,13 @@ def test_damaged_records_are_quarantined_and_the_rest_flows(tmp_path: Path) -> N
         entries = Quarantine(p.service.config.quarantine_dir).entries()
         by_consumer = {(e.consumer, e.seq) for e in entries}
         # The indexer cannot read any of the three; the trail delivers the legacy record (an
-        # object: its bytes go into the log as acknowledged) and sets the other two aside.
-        assert by_consumer == {("history-indexer", s) for s in seqs} | {("trail-poison", s) for s in seqs[1:]}
+        # object: its bytes go into the log as acknowledged) and sets the other two aside, as
+        # does the event-rules consumer (which offers the legacy object to the rules).
+        assert by_consumer == {("history-indexer", s) for s in seqs} | {
+            (consumer, s) for consumer in ("trail-poison", "event-rules") for s in seqs[1:]}
         assert all(e.reason for e in entries)
         kept = orjson.loads(next(e.path for e in entries if e.seq == seqs[1]).read_bytes())
-        assert kept["recordBase64"] and kept["consumer"] in ("history-indexer", "trail-poison")
+        assert kept["recordBase64"] and kept["consumer"] in ("history-indexer", "trail-poison", "event-rules")
 
         assert len(_lookup(p, "EventName", "After")) == 3  # the records after the damage are searchable
         delivered = [r.get("eventName") for r in _delivered(dest)]
@@ -68,7 +70,7 @@ def test_damaged_records_are_quarantined_and_the_rest_flows(tmp_path: Path) -> N
         details = sorted((r["serviceEventDetails"]["consumer"], r["serviceEventDetails"]["seq"]) for r in reported)
         assert details == sorted(by_consumer)  # each recorded once
         assert p.service.report_quarantine() == 0
-        assert p.service.quarantine.counts() == {"history-indexer": 3, "trail-poison": 2}
+        assert p.service.quarantine.counts() == {"history-indexer": 3, "trail-poison": 2, "event-rules": 2}
 
 
 def test_a_report_lost_in_a_crash_is_made_at_the_next_start_exactly_once(tmp_path: Path) -> None:
@@ -77,6 +79,7 @@ def test_a_report_lost_in_a_crash_is_made_at_the_next_start_exactly_once(tmp_pat
         # As if the process died after the entry was kept but before the event was made durable.
         p.service.quarantine.put("history-indexer", bad.first_seq, NOT_JSON, "not JSON", p.clock.now())
         assert p.service.report_quarantine() == 1
-        p.service.pump()
+        p.service.pump()  # the other consumers meet the record themselves: each reports its own
         assert p.service.report_quarantine() == 0
-        assert len(_lookup(p, "EventName", "RecordQuarantined")) == 1
+        reported = _lookup(p, "EventName", "RecordQuarantined")
+        assert sorted(r["serviceEventDetails"]["consumer"] for r in reported) == ["event-rules", "history-indexer"]

@@ -42,18 +42,19 @@ def _registered() -> list[tuple[ServiceSpec[Any], str, OperationSpec[Any]]]:
 
 def test_the_registry_holds_every_operation_the_api_answers() -> None:
     # 20 CloudTrail + 15 IAM + 19 KMS + 1 native + 19 CloudWatch Logs + 12 CloudWatch + 11 SNS + 13 EventBridge
-    assert len(_registered()) == 110
-    assert len(DEFAULT_REGISTRY.operations()) == 110
+    # + 10 native alert and detection operations
+    assert len(_registered()) == 120
+    assert len(DEFAULT_REGISTRY.operations()) == 120
     assert {spec.name for spec in DEFAULT_REGISTRY.services} == {"cloudtrail", "iam", "kms", "trailkeeper", "s3",
                                                                  "cloudtrail-data", "logs", "cloudwatch", "sns",
-                                                                 "events"}
+                                                                 "events", "trailkeeper-alerts"}
 
 
 @pytest.mark.parametrize(("spec", "name", "op"), _registered(), ids=lambda v: v if isinstance(v, str) else "")
 def test_each_operation_is_in_its_model(spec: ServiceSpec[Any], name: str, op: OperationSpec[Any]) -> None:
     assert op.permission in PERMISSIONS
     if not spec.has_model:
-        assert spec.protocol == "native" and spec.name == "trailkeeper"
+        assert spec.protocol == "native" and spec.name in ("trailkeeper", "trailkeeper-alerts")
         return
     model = SESSION.get_service_model(spec.name)
     assert name in model.operation_names, f"{spec.name} has no operation {name}"
@@ -294,6 +295,34 @@ def _events_scenario(events: Any) -> None:
     events.delete_rule(Name="reg")
 
 
+def _alerts_scenario(pipeline: Pipeline, app: App) -> None:
+    from trailkeeper.alerts import Detection
+
+    record = {"eventID": "e-1", "eventName": "StopLogging", "userIdentity": {"arn": "arn:aws:iam::1:user/m"}}
+    opened = pipeline.service.runtime.alerts.on_match(Detection("r-1", "Trail stopped", "high", record))
+    assert opened.alert is not None
+    creds = pipeline.creds
+
+    def native(operation: str, params: dict[str, Any]) -> Any:
+        status, answer = call_app(app, creds.region, creds.access_key_id, creds.secret_access_key, "trailkeeper",
+                                  f"/v1/ops/{operation}", orjson.dumps(params), {"Content-Type": "application/json"})
+        assert status == 200, answer
+        return answer
+
+    alert_id = opened.alert.id
+    assert alert_id in [a["alertId"] for a in native("ListAlerts", {"State": "open"})["Alerts"]]
+    native("GetAlert", {"AlertId": alert_id})
+    native("AcknowledgeAlert", {"AlertId": alert_id, "Comment": "looking"})
+    native("CloseAlert", {"AlertId": alert_id, "Comment": "maintenance window"})
+    made = native("PutAlertSuppression", {"Fields": {"userIdentity.arn": "*:user/ci"}, "DurationSeconds": 600,
+                                          "Reason": "ci"})["Suppression"]
+    native("ListAlertSuppressions", {})
+    native("DeleteAlertSuppression", {"SuppressionId": made["suppressionId"]})
+    native("GetAlertSettings", {})
+    native("UpdateAlertSettings", {"Changes": {"ignore_failed_calls": True}})
+    native("ListDetectionRules", {})
+
+
 def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any) -> None:
     """Each handler, called by botocore's own client through the App, reads only members of the
     model's input shape (or its declared extensions) and answers only output members."""
@@ -307,6 +336,7 @@ def test_every_operation_reads_and_answers_only_its_model_members(tmp_path: Any)
         _cloudwatch_scenario(_client(pipeline, app, "cloudwatch"))
         _sns_scenario(_client(pipeline, app, "sns"), pipeline)
         _events_scenario(_client(pipeline, app, "events"))
+        _alerts_scenario(pipeline, app)
         status, answer = call_app(app, pipeline.creds.region, pipeline.creds.access_key_id,
                                   pipeline.creds.secret_access_key, "trailkeeper", "/v1/ops/GetServerStatus", b"{}",
                                   {"Content-Type": "application/json"})

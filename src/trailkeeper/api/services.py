@@ -9,6 +9,7 @@ recorded.
 from __future__ import annotations
 
 from trailkeeper import audit
+from trailkeeper.api.alerts import ALERTS
 from trailkeeper.api.cloudwatch import CLOUDWATCH
 from trailkeeper.api.events import EVENTS
 from trailkeeper.api.kms import KMS
@@ -23,4 +24,4 @@ CLOUDTRAIL_DATA: ServiceSpec[None] = ServiceSpec(name="cloudtrail-data", title="
                               protocol="rest-json", event_source=audit.CLOUDTRAIL_DATA_SOURCE,
                               api_version="2021-08-11")
 
-DEFAULT_REGISTRY = Registry([CLOUDTRAIL, IAM, KMS, TRAILKEEPER, S3, CLOUDTRAIL_DATA, LOGS, CLOUDWATCH, SNS, EVENTS])
+DEFAULT_REGISTRY = Registry([CLOUDTRAIL, IAM, KMS, TRAILKEEPER, S3, CLOUDTRAIL_DATA, LOGS, CLOUDWATCH, SNS, EVENTS, ALERTS])

@@ -247,8 +247,8 @@ class TrailForwarder:
         trail = self._trails.find(self.trail_name)
         if trail is None or not trail.config.forwards or not batch:
             return  # forwarding was turned off or the trail deleted: its consumer is being removed
-        events, oversize = self._selected(trail, batch)
-        if not events and not oversize:
+        events, oversize_seqs = self._selected(trail, batch)
+        if not events and not oversize_seqs:
             return
         now = self._clock.now()
         stored = 0
@@ -259,6 +259,9 @@ class TrailForwarder:
                 self._failed(trail, e)
                 raise
         before = self._status.get(self.trail_name)
+        # Counted once: a batch offered again after a crash may reach further (records appended
+        # meanwhile), so what was counted is told by each record's seq, not by the batch's end.
+        oversize = sum(1 for seq in oversize_seqs if seq > before.counted_seq)
         self._status.delivered(self.trail_name, now if events else None, stored, oversize, batch[-1].seq)
         if oversize:
             log.warning("trail %s: %d event(s) over %d bytes not forwarded to CloudWatch Logs", self.trail_name,
@@ -268,13 +271,13 @@ class TrailForwarder:
                 "failureStart": iso_seconds(before.failing_since), "failureEnd": iso_seconds(now),
                 "durationSeconds": int((now - before.failing_since).total_seconds())})
 
-    def _selected(self, trail: Trail, batch: Sequence[Spooled]) -> tuple[list[tuple[str, str]], int]:
-        """(dedup key, message) of each record the trail takes, and how many were too large."""
+    def _selected(self, trail: Trail, batch: Sequence[Spooled]) -> tuple[list[tuple[str, str]], list[int]]:
+        """(dedup key, message) of each record the trail takes, and the seqs of those too large."""
         state = trail.state
         if not state.is_logging:
-            return [], 0  # a stopped trail forwards nothing, as it delivers nothing
+            return [], []  # a stopped trail forwards nothing, as it delivers nothing
         events: list[tuple[str, str]] = []
-        oversize = 0
+        oversize: list[int] = []
         for item in batch:
             if state.stop_seq is not None and item.seq >= state.stop_seq:
                 break
@@ -282,7 +285,7 @@ class TrailForwarder:
                 continue
             message = orjson.dumps(item.record)
             if len(message) > MAX_LOG_EVENT_BYTES:
-                oversize += 1
+                oversize.append(item.seq)
                 continue
             event_id = item.record.get("eventID")
             # Every spooled record has an eventID (records.py); the seq, which never changes, is a

@@ -23,7 +23,7 @@ from typing import Any, Final
 from trailkeeper.clock import Clock
 from trailkeeper.errors import TrailkeeperError
 from trailkeeper.rules import eventpattern
-from trailkeeper.rules.envelope import RuleState, offered
+from trailkeeper.rules.envelope import RuleState, offered, read_only_management
 from trailkeeper.rules.eventpattern import EventPattern
 from trailkeeper.rules.index import RuleIndex
 from trailkeeper.rules.store import EventRule, SqliteRuleRepository
@@ -37,6 +37,7 @@ MAX_DESCRIPTION: Final = 512
 MAX_PAGE: Final = 100
 _NAME = re.compile(r"[.\-_A-Za-z0-9]{1,64}")
 REQUIRED_EVENT_FIELDS: Final = ("id", "account", "source", "time", "region", "resources", "detail-type")
+_READ_ONLY_PROBE: Final = {"eventName": "DescribeTrails", "readOnly": True}  # what `offered` calls read-only
 
 
 class EventsError(TrailkeeperError):
@@ -68,20 +69,24 @@ class RoutedRule:
 
 
 class Routing:
-    """The enabled rules with targets, compiled and indexed, as of one moment."""
+    """The enabled rules with targets, compiled and indexed, as of one moment. A read-only
+    management event is offered only to the rules that ask for those (`offered`), so they have
+    an index of their own and the others are not even looked at."""
 
     def __init__(self, rules: Sequence[RoutedRule]) -> None:
-        self.rules = tuple(rules)
+        self.rules = tuple(r for r in rules if r.rule.state != RuleState.DISABLED)
         self._index = RuleIndex([r.pattern for r in self.rules])
+        self._with_reads = [i for i, r in enumerate(self.rules)
+                            if offered(_READ_ONLY_PROBE, r.rule.state)]
+        self._reads_index = RuleIndex([self.rules[i].pattern for i in self._with_reads])
 
     def matching(self, record: Mapping[str, Any], event: Mapping[str, Any]) -> list[RoutedRule]:
         """The rules that `event` (the bus envelope of `record`) matches, in name order."""
-        found = []
-        for position in self._index.candidates(event):
-            routed = self.rules[position]
-            if offered(record, routed.rule.state) and routed.pattern.matches(event):
-                found.append(routed)
-        return found
+        if read_only_management(record):
+            positions = [self._with_reads[p] for p in self._reads_index.candidates(event)]
+        else:
+            positions = self._index.candidates(event)
+        return [routed for p in positions if (routed := self.rules[p]).pattern.matches(event)]
 
 
 class EventBus:

@@ -10,10 +10,10 @@ from trailkeeper.clock import Clock
 from trailkeeper.consumers.base import OffsetStore
 from trailkeeper.consumers.spool_consumer import SetAside, SpoolConsumer
 from trailkeeper.rules.bus import EventBus
+from trailkeeper.rules.detections import Detections
 from trailkeeper.rules.router import (
     CONSUMER_NAME,
     RETRY_POLL_S,
-    Detect,
     Emit,
     EventRouter,
     Publish,
@@ -23,9 +23,11 @@ from trailkeeper.spool import Spool
 
 
 class RulesRunner:
-    def __init__(self, bus: EventBus, publish: Publish, clock: Clock, emit: Emit, detect: Detect | None = None) -> None:
+    def __init__(self, bus: EventBus, publish: Publish, clock: Clock, emit: Emit,
+                 detections: Detections | None = None) -> None:
         self.bus = bus
-        self.router = EventRouter(bus, bus.repo, publish, clock, emit, detect)
+        self.detections = detections
+        self.router = EventRouter(bus, bus.repo, publish, clock, emit, detections)
         self.retrier = TargetRetrier(bus, bus.repo, publish, clock, emit)
         self._loop = WakeableLoop("event-target-retrier", self.retrier.retry_due, RETRY_POLL_S)
 
@@ -37,7 +39,7 @@ class RulesRunner:
     def status(self) -> dict[str, Any]:
         counts = self.bus.repo.counts()
         return {"EventRules": len(self.bus.routing().rules), "RetryingInvocations": counts.retrying,
-                "FailedInvocations": counts.failed}
+                "FailedInvocations": counts.failed, **(self.detections.status() if self.detections else {})}
 
     def start(self) -> None:
         self._loop.start()

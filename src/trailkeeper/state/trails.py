@@ -356,9 +356,8 @@ class SqliteForwardingStatus:
             if when is not None:
                 c.execute("UPDATE trail_forwarding SET latest_delivery=?, latest_error='', failing_since=NULL "
                           "WHERE name=?", (when.timestamp(), name))
-            c.execute("UPDATE trail_forwarding SET forwarded=forwarded+?, "
-                      "oversize=oversize+(CASE WHEN counted_seq < ? THEN ? ELSE 0 END), "
-                      "counted_seq=max(counted_seq, ?) WHERE name=?", (stored, through_seq, oversize, through_seq, name))
+            c.execute("UPDATE trail_forwarding SET forwarded=forwarded+?, oversize=oversize+?, "
+                      "counted_seq=max(counted_seq, ?) WHERE name=?", (stored, oversize, through_seq, name))
 
     def failed(self, name: str, when: datetime, error: str) -> bool:
         with self.db.tx() as c:
@@ -389,8 +388,7 @@ class MemoryForwardingStatus:
             row = self._rows.get(name, ForwardingStatus())
             if when is not None:
                 row = replace(row, latest_delivery=when, latest_error="", failing_since=None)
-            counted = oversize if row.counted_seq < through_seq else 0
-            self._rows[name] = replace(row, forwarded=row.forwarded + stored, oversize=row.oversize + counted,
+            self._rows[name] = replace(row, forwarded=row.forwarded + stored, oversize=row.oversize + oversize,
                                        counted_seq=max(row.counted_seq, through_seq))
 
     def failed(self, name: str, when: datetime, error: str) -> bool:

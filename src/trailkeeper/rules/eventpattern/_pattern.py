@@ -100,6 +100,16 @@ def _compile_object(obj: dict[str, Any], path: str, depth: int, problems: list[s
             parts.append(part)
     if len(parts) != len(obj):
         return None
+    return _all_of(parts)
+
+
+def _all_of(parts: list[NodeMatcher]) -> NodeMatcher:
+    # One or two members are most patterns: closures without a generator each.
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda nodes: first(nodes) and second(nodes)
     return lambda nodes: all(part(nodes) for part in parts)
 
 

@@ -39,13 +39,21 @@ def flatten(values: Iterable[Any]) -> list[Any]:
 
 def step(nodes: list[Mapping[str, Any]], key: str) -> list[Any]:
     """Every value reachable under `key` from the given objects, arrays flattened."""
+    if len(nodes) == 1:  # the common case (no arrays of objects on the way): no generator, no copy
+        node = nodes[0]
+        if key not in node:
+            return []
+        value = node[key]
+        return flatten(value) if isinstance(value, (list, tuple)) else [value]
     return flatten(node[key] for node in nodes if key in node)
 
 
+# Events are parsed JSON: their objects are dicts, and `dict` is a much cheaper check than the
+# abstract Mapping on the matching path.
 def objects(items: list[Any]) -> list[Mapping[str, Any]]:
-    return [item for item in items if isinstance(item, Mapping)]
+    return [item for item in items if isinstance(item, dict)]
 
 
 def leaves(items: list[Any]) -> list[Any]:
     # An object is not a leaf: event-ruler's `exists` and value matches see leaf values only.
-    return [item for item in items if not isinstance(item, Mapping)]
+    return [item for item in items if not isinstance(item, dict)]
