@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,10 +35,18 @@ NAMESPACE = "Bench"
 PERIOD_END_S = 10
 
 
-class Subscriber:
-    """Confirms its subscription and notes when each alarm's ALARM notification arrives."""
+def alarm_of(message: Any) -> str | None:
+    """The alarm an ALARM notification is about (None for any other message)."""
+    if isinstance(message, dict) and message.get("NewStateValue") == "ALARM":
+        return str(message["AlarmName"])
+    return None
 
-    def __init__(self) -> None:
+
+class Subscriber:
+    """Confirms its subscription and notes when the first notification about each thing
+    (`key_of` its parsed Message: an alarm's name by default) arrives."""
+
+    def __init__(self, key_of: Callable[[Any], str | None] = alarm_of) -> None:
         self.port = free_port()
         self.arrived: dict[str, float] = {}
         arrived = self.arrived
@@ -52,9 +61,9 @@ class Subscriber:
                 if document["Type"] == "SubscriptionConfirmation":
                     urllib.request.urlopen(document["SubscribeURL"], timeout=10).read()
                 elif document["Type"] == "Notification":
-                    alarm = json.loads(document["Message"])
-                    if alarm.get("NewStateValue") == "ALARM":
-                        arrived.setdefault(alarm["AlarmName"], at)
+                    key = key_of(json.loads(document["Message"]))
+                    if key is not None:
+                        arrived.setdefault(key, at)
 
             def log_message(self, *_: Any) -> None:
                 pass

@@ -21,18 +21,17 @@ import json
 import tempfile
 import threading
 import time
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench._server import BenchServer, free_port
-from bench.bench_alert_latency import report
+from bench._server import BenchServer
+from bench.bench_alert_latency import Subscriber, report
 from bench.bench_forwarding import _client, throughput
 from bench.bench_ingest_http import _records
 
-SIGMA_RULE = """title: Sigma latency probe
-id: 7d1f2b7e-4b7c-4d0c-9a55-2f1f0c9a1b01
+PROBE_RULE_ID = "7d1f2b7e-4b7c-4d0c-9a55-2f1f0c9a1b01"
+SIGMA_RULE = f"""title: Sigma latency probe
+id: {PROBE_RULE_ID}
 status: test
 description: Fires on the benchmark's probe events.
 author: trailkeeper benchmark
@@ -49,39 +48,6 @@ trailkeeper:
 """
 
 
-class Subscriber:
-    """Confirms its subscription and notes when each probe's notification arrives."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.arrived: dict[str, float] = {}
-        arrived = self.arrived
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                document = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                at = time.time()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                if document["Type"] == "SubscriptionConfirmation":
-                    urllib.request.urlopen(document["SubscribeURL"], timeout=10).read()
-                elif document["Type"] == "Notification":
-                    probe = _probe_of(json.loads(document["Message"]))
-                    if probe is not None:
-                        arrived.setdefault(probe, at)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/sns"
-
-
 def _probe_of(message: Any) -> str | None:
     """The probe a notification is about: an EventBridge event carries the record in `detail`,
     an alert its dedup key (the probe's value)."""
@@ -89,8 +55,8 @@ def _probe_of(message: Any) -> str | None:
         return None
     if "detail" in message:
         return f"rule-{message['detail'].get('requestParameters', {}).get('probe')}"
-    if "alertId" in message:
-        return f"sigma-{str(message.get('dedupKey', '')).rsplit('|', 1)[-1]}"
+    if message.get("ruleId") == PROBE_RULE_ID:  # its dedup key is [rule id, the probe's value]
+        return f"sigma-{json.loads(message['dedupKey'])[1]}"
     return None
 
 
@@ -106,7 +72,7 @@ def set_up(server: BenchServer, subscriber: Subscriber) -> None:
         time.sleep(0.1)
     client.call("PutRule", Name="probe", EventPattern=json.dumps({"detail": {"eventName": ["RuleProbe"]}}))
     client.call("PutTargets", Rule="probe", Targets=[{"Id": "t", "Arn": topic}])
-    client.call("UpdateAlertSettings", Changes={"severityTopics": {"high": topic}})
+    client.call("UpdateAlertSettings", Changes={"topics": {"high": topic}})
     client.close()
     (server.data_dir / "rules").mkdir(exist_ok=True)
     (server.data_dir / "rules" / "probe.yml").write_text(SIGMA_RULE)
@@ -137,7 +103,7 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=0.1, help="seconds between probes")
     parser.add_argument("--load", type=int, default=5000, help="background events/s")
     args = parser.parse_args()
-    subscriber = Subscriber()
+    subscriber = Subscriber(_probe_of)
     with tempfile.TemporaryDirectory(dir=Path(__file__).parent) as tmp:
         server = BenchServer(Path(tmp) / "data")
         try:
