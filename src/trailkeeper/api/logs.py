@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trailkeeper.api.params import Reader
 from trailkeeper.api.registry import OperationSpec, ServiceSpec
 from trailkeeper.identity import Principal
 from trailkeeper.monitoring.loggroups import (
@@ -31,53 +32,8 @@ LOGS_SOURCE = "logs.amazonaws.com"
 
 
 # ---- request parameters ---------------------------------------------------------------------
-def _str(params: Params, name: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str):
-        raise invalid(f"{name} is required and must be a string.")
-    return value
-
-
-def _opt_str(params: Params, name: str) -> str | None:
-    value = params.get(name)
-    if value is not None and not isinstance(value, str):
-        raise invalid(f"{name} must be a string.")
-    return value
-
-
-def _int(params: Params, name: str, default: int | None) -> int | None:
-    value = params.get(name, default)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise invalid(f"{name} must be an integer.")
-    return value
-
-
-def _limit(params: Params, default: int) -> int:
-    value = _int(params, "limit", default)
-    assert value is not None
-    return value
-
-
-def _str_map(params: Params, name: str) -> dict[str, str] | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise invalid(f"{name} must be a map of strings to strings.")
-    return value
-
-
-def _str_list(params: Params, name: str) -> list[str] | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise invalid(f"{name} must be a list of strings.")
-    return value
-
-
-def _events(params: Params) -> list[NewEvent]:
-    value = params.get("logEvents")
+def _events(read: Reader) -> list[NewEvent]:
+    value = read.params.get("logEvents")
     if not isinstance(value, list):
         raise invalid("logEvents is required and must be a list of {timestamp, message}.")
     events = []
@@ -89,20 +45,21 @@ def _events(params: Params) -> list[NewEvent]:
     return events
 
 
-def _transformations(params: Params) -> list[Transformation]:
-    value = params.get("metricTransformations")
+def _transformations(read: Reader) -> list[Transformation]:
+    value = read.params.get("metricTransformations")
     if not isinstance(value, list):
         raise invalid("metricTransformations is required and must be a list.")
     out = []
-    for item in value:
-        if not isinstance(item, dict):
+    for raw in value:
+        if not isinstance(raw, dict):
             raise invalid("each metricTransformation must be an object.")
-        default = item.get("defaultValue")
+        item = Reader(raw, invalid)
+        default = raw.get("defaultValue")
         if default is not None and (isinstance(default, bool) or not isinstance(default, int | float)):
             raise invalid("defaultValue must be a number.")
-        out.append(Transformation(_str(item, "metricName"), _str(item, "metricNamespace"), _str(item, "metricValue"),
-                                  None if default is None else float(default), _str_map(item, "dimensions"),
-                                  _opt_str(item, "unit")))
+        out.append(Transformation(item.string("metricName"), item.string("metricNamespace"), item.string("metricValue"),
+                                  None if default is None else float(default), item.str_map("dimensions"),
+                                  item.opt_string("unit")))
     return out
 
 
@@ -111,14 +68,14 @@ def _page(name: str, items: list[dict[str, Any]], token: str | None) -> dict[str
 
 
 # ---- handlers ---------------------------------------------------------------------------------
-def _create_log_group(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.create_group(_str(params, "logGroupName"), _str_map(params, "tags"), _opt_str(params, "kmsKeyId"))
+def _create_log_group(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.create_group(read.string("logGroupName"), read.str_map("tags"), read.opt_string("kmsKeyId"))
     return {}
 
 
-def _kms_target(logs: LogGroups, params: Params) -> str:
+def _kms_target(logs: LogGroups, read: Reader) -> str:
     """The log group named by logGroupName or by resourceIdentifier (its ARN), not both."""
-    name, resource = _opt_str(params, "logGroupName"), _opt_str(params, "resourceIdentifier")
+    name, resource = read.opt_string("logGroupName"), read.opt_string("resourceIdentifier")
     if (name is None) == (resource is None):
         raise invalid("Specify either logGroupName or resourceIdentifier, not both.")
     if resource is not None:
@@ -130,24 +87,24 @@ def _kms_target(logs: LogGroups, params: Params) -> str:
     return name
 
 
-def _associate_kms_key(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.associate_kms_key(_kms_target(logs, params), _str(params, "kmsKeyId"))
+def _associate_kms_key(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.associate_kms_key(_kms_target(logs, read), read.string("kmsKeyId"))
     return {}
 
 
-def _disassociate_kms_key(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.disassociate_kms_key(_kms_target(logs, params))
+def _disassociate_kms_key(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.disassociate_kms_key(_kms_target(logs, read))
     return {}
 
 
-def _delete_log_group(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.delete_group(_str(params, "logGroupName"))
+def _delete_log_group(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.delete_group(read.string("logGroupName"))
     return {}
 
 
-def _describe_log_groups(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    groups, token = logs.describe_groups(_opt_str(params, "logGroupNamePrefix") or "", _limit(params, DEFAULT_PAGE),
-                                         _opt_str(params, "nextToken"))
+def _describe_log_groups(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    groups, token = logs.describe_groups(read.opt_string("logGroupNamePrefix") or "", read.int_or("limit", DEFAULT_PAGE),
+                                         read.opt_string("nextToken"))
     shapes = []
     for g in groups:
         shape: dict[str, Any] = {"logGroupName": g.record.name, "creationTime": g.record.created_ms,
@@ -162,32 +119,32 @@ def _describe_log_groups(logs: LogGroups, _: Principal, params: Params) -> dict[
     return _page("logGroups", shapes, token)
 
 
-def _put_retention_policy(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    days = _int(params, "retentionInDays", None)
+def _put_retention_policy(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    days = read.opt_int("retentionInDays")
     if days is None:
         raise invalid("retentionInDays is required.")
-    logs.set_retention(_str(params, "logGroupName"), days)
+    logs.set_retention(read.string("logGroupName"), days)
     return {}
 
 
-def _delete_retention_policy(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.set_retention(_str(params, "logGroupName"), None)
+def _delete_retention_policy(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.set_retention(read.string("logGroupName"), None)
     return {}
 
 
-def _create_log_stream(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.create_stream(_str(params, "logGroupName"), _str(params, "logStreamName"))
+def _create_log_stream(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.create_stream(read.string("logGroupName"), read.string("logStreamName"))
     return {}
 
 
-def _describe_log_streams(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    order = _opt_str(params, "orderBy") or "LogStreamName"
+def _describe_log_streams(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    order = read.opt_string("orderBy") or "LogStreamName"
     if order not in ("LogStreamName", "LastEventTime"):
         raise invalid("orderBy must be LogStreamName or LastEventTime.")
-    group = _str(params, "logGroupName")
-    streams, token = logs.describe_streams(group, _opt_str(params, "logStreamNamePrefix") or "",
-                                           order == "LastEventTime", params.get("descending") is True,
-                                           _limit(params, DEFAULT_PAGE), _opt_str(params, "nextToken"))
+    group = read.string("logGroupName")
+    streams, token = logs.describe_streams(group, read.opt_string("logStreamNamePrefix") or "",
+                                           order == "LastEventTime", read.params.get("descending") is True,
+                                           read.int_or("limit", DEFAULT_PAGE), read.opt_string("nextToken"))
     shapes = []
     for s in streams:
         shape: dict[str, Any] = {"logStreamName": s.name, "creationTime": s.created_ms,
@@ -200,9 +157,9 @@ def _describe_log_streams(logs: LogGroups, _: Principal, params: Params) -> dict
     return _page("logStreams", shapes, token)
 
 
-def _put_log_events(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
+def _put_log_events(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
     # sequenceToken is accepted and ignored, as AWS has done since 2023.
-    result = logs.put_events(_str(params, "logGroupName"), _str(params, "logStreamName"), _events(params))
+    result = logs.put_events(read.string("logGroupName"), read.string("logStreamName"), _events(read))
     info = {key: value for key, value in (("tooNewLogEventStartIndex", result.rejected.too_new_start),
                                           ("tooOldLogEventEndIndex", result.rejected.too_old_end),
                                           ("expiredLogEventEndIndex", result.rejected.expired_end))
@@ -214,71 +171,73 @@ def _event(event: StoredEvent) -> dict[str, Any]:
     return {"timestamp": event.timestamp_ms, "message": event.message, "ingestionTime": event.ingestion_ms}
 
 
-def _get_log_events(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    page = logs.get_events(_str(params, "logGroupName"), _str(params, "logStreamName"),
-                           _int(params, "startTime", None), _int(params, "endTime", None),
-                           params.get("startFromHead") is True, _limit(params, DEFAULT_EVENTS_PAGE),
-                           _opt_str(params, "nextToken"))
+def _get_log_events(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    page = logs.get_events(read.string("logGroupName"), read.string("logStreamName"),
+                           read.opt_int("startTime"), read.opt_int("endTime"),
+                           read.params.get("startFromHead") is True, read.int_or("limit", DEFAULT_EVENTS_PAGE),
+                           read.opt_string("nextToken"))
     return {"events": [_event(e) for e in page.events], "nextForwardToken": page.forward,
             "nextBackwardToken": page.backward}
 
 
-def _filter_log_events(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    page = logs.filter_events(_str(params, "logGroupName"), _opt_str(params, "filterPattern") or "",
-                              _str_list(params, "logStreamNames"), _opt_str(params, "logStreamNamePrefix"),
-                              _int(params, "startTime", None), _int(params, "endTime", None),
-                              _limit(params, DEFAULT_EVENTS_PAGE), _opt_str(params, "nextToken"))
+def _filter_log_events(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    page = logs.filter_events(read.string("logGroupName"), read.opt_string("filterPattern") or "",
+                              read.opt_strings("logStreamNames"), read.opt_string("logStreamNamePrefix"),
+                              read.opt_int("startTime"), read.opt_int("endTime"),
+                              read.int_or("limit", DEFAULT_EVENTS_PAGE), read.opt_string("nextToken"))
     events = [{**_event(e), "logStreamName": e.stream, "eventId": str(e.seq)} for e in page.events]
     return _page("events", events, page.next_token)
 
 
-def _tag_resource(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.tag(logs.group_of_arn(_str(params, "resourceArn")), _str_map(params, "tags") or {})
+def _tag_resource(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.tag(logs.group_of_arn(read.string("resourceArn")), read.str_map("tags") or {})
     return {}
 
 
-def _untag_resource(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.untag(logs.group_of_arn(_str(params, "resourceArn")), _str_list(params, "tagKeys") or [])
+def _untag_resource(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.untag(logs.group_of_arn(read.string("resourceArn")), read.opt_strings("tagKeys") or [])
     return {}
 
 
-def _list_tags_for_resource(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    return {"tags": logs.tags(logs.group_of_arn(_str(params, "resourceArn")))}
+def _list_tags_for_resource(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    return {"tags": logs.tags(logs.group_of_arn(read.string("resourceArn")))}
 
 
-def _put_metric_filter(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.put_metric_filter(_str(params, "logGroupName"), _str(params, "filterName"), _str(params, "filterPattern"),
-                           _transformations(params))
+def _put_metric_filter(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.put_metric_filter(read.string("logGroupName"), read.string("filterName"), read.string("filterPattern"),
+                           _transformations(read))
     return {}
 
 
-def _describe_metric_filters(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    name, namespace = _opt_str(params, "metricName"), _opt_str(params, "metricNamespace")
+def _describe_metric_filters(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    name, namespace = read.opt_string("metricName"), read.opt_string("metricNamespace")
     if (name is None) != (namespace is None):
         raise invalid("metricName and metricNamespace must be given together.")
     metric = (name, namespace) if name is not None and namespace is not None else None
-    filters, token = logs.describe_metric_filters(_opt_str(params, "logGroupName"),
-                                                  _opt_str(params, "filterNamePrefix") or "", metric,
-                                                  _limit(params, DEFAULT_PAGE), _opt_str(params, "nextToken"))
+    filters, token = logs.describe_metric_filters(read.opt_string("logGroupName"),
+                                                  read.opt_string("filterNamePrefix") or "", metric,
+                                                  read.int_or("limit", DEFAULT_PAGE), read.opt_string("nextToken"))
     shapes = [{"filterName": f.name, "filterPattern": f.pattern, "metricTransformations": f.transformations,
                "creationTime": f.created_ms, "logGroupName": f.group} for f in filters]
     return _page("metricFilters", shapes, token)
 
 
-def _delete_metric_filter(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    logs.delete_metric_filter(_str(params, "logGroupName"), _str(params, "filterName"))
+def _delete_metric_filter(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    logs.delete_metric_filter(read.string("logGroupName"), read.string("filterName"))
     return {}
 
 
-def _test_metric_filter(logs: LogGroups, _: Principal, params: Params) -> dict[str, Any]:
-    matches = logs.test_metric_filter(_str(params, "filterPattern"), _str_list(params, "logEventMessages") or [])
+def _test_metric_filter(logs: LogGroups, _: Principal, read: Reader) -> dict[str, Any]:
+    matches = logs.test_metric_filter(read.string("filterPattern"), read.opt_strings("logEventMessages") or [])
     return {"matches": [{"eventNumber": m.number, "eventMessage": m.message, "extractedValues": m.extracted}
                         for m in matches]}
 
 
-def _op(handler: Callable[[LogGroups, Principal, Params], dict[str, Any]], permission: str,
+def _op(handler: Callable[[LogGroups, Principal, Reader], dict[str, Any]], permission: str,
         read_only: bool = False) -> OperationSpec[LogGroups]:
-    return OperationSpec(handler, permission, read_only)
+    def run(logs: LogGroups, principal: Principal, params: Params) -> dict[str, Any]:
+        return handler(logs, principal, Reader(params, invalid))
+    return OperationSpec(run, permission, read_only)
 
 
 def log_groups_of(service: Service) -> LogGroups:

@@ -33,6 +33,10 @@ class Reader:
             raise self.invalid(f"{name} must be an integer.")
         return value
 
+    def int_or(self, name: str, default: int) -> int:
+        value = self.opt_int(name)
+        return default if value is None else value
+
     def opt_bool(self, name: str) -> bool | None:
         value = self.params.get(name)
         if value is not None and not isinstance(value, bool):
@@ -43,6 +47,18 @@ class Reader:
         value = self.params.get(name)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.invalid(f"{name} is required and must be a list of strings.")
+        return value
+
+    def opt_strings(self, name: str) -> list[str] | None:
+        return None if self.params.get(name) is None else self.strings(name)
+
+    def str_map(self, name: str) -> dict[str, str] | None:
+        """A JSON object of strings to strings (absent: None)."""
+        value = self.params.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise self.invalid(f"{name} must be a map of strings to strings.")
         return value
 
     def objects(self, name: str) -> list[Mapping[str, Any]]:
