@@ -10,17 +10,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from trailkeeper import audit
 from trailkeeper.alerts import AlertError, Alerts, changed
-from trailkeeper.api.params import Reader
+from trailkeeper.api.params import Reader, ReadingHandler, reading
 from trailkeeper.api.registry import OperationSpec, ServiceSpec
 from trailkeeper.identity import Principal
 from trailkeeper.rules.detections import Detections
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from trailkeeper.service import Service
 
-Params = dict[str, Any]
 MAX_ALERTS_PAGE = 200
 
 
@@ -44,12 +42,7 @@ def _invalid(message: str) -> AlertError:
     return AlertError("InvalidParameter", message)
 
 
-def _read(params: Params) -> Reader:
-    return Reader(params, _invalid)
-
-
-def _list_alerts(desk: AlertDesk, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _list_alerts(desk: AlertDesk, _: Principal, read: Reader) -> dict[str, Any]:
     limit = read.opt_int("MaxResults") or 50
     if not 1 <= limit <= MAX_ALERTS_PAGE:
         raise _invalid(f"MaxResults must be 1 to {MAX_ALERTS_PAGE}.")
@@ -58,27 +51,24 @@ def _list_alerts(desk: AlertDesk, _: Principal, params: Params) -> dict[str, Any
     return {"Alerts": [a.to_dict() for a in page.items], **({"NextToken": page.next_token} if page.next_token else {})}
 
 
-def _get_alert(desk: AlertDesk, _: Principal, params: Params) -> dict[str, Any]:
-    alert_id = _read(params).string("AlertId")
+def _get_alert(desk: AlertDesk, _: Principal, read: Reader) -> dict[str, Any]:
+    alert_id = read.string("AlertId")
     return {"Alert": desk.alerts.get(alert_id).to_dict(),
             "History": [c.to_dict() for c in desk.alerts.history(alert_id)],
             "EventIds": desk.alerts.event_ids(alert_id)}
 
 
-def _acknowledge(desk: AlertDesk, principal: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _acknowledge(desk: AlertDesk, principal: Principal, read: Reader) -> dict[str, Any]:
     return {"Alert": desk.alerts.acknowledge(read.string("AlertId"), principal.arn,
                                              read.opt_string("Comment") or "").to_dict()}
 
 
-def _close(desk: AlertDesk, principal: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _close(desk: AlertDesk, principal: Principal, read: Reader) -> dict[str, Any]:
     return {"Alert": desk.alerts.close(read.string("AlertId"), principal.arn, read.string("Comment")).to_dict()}
 
 
-def _suppress(desk: AlertDesk, principal: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
-    fields = params.get("Fields")
+def _suppress(desk: AlertDesk, principal: Principal, read: Reader) -> dict[str, Any]:
+    fields = read.params.get("Fields")
     if not isinstance(fields, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
         raise _invalid("Fields must map field paths to values, e.g. {\"userIdentity.arn\": \"arn:...:user/ci\"}.")
     duration = read.opt_int("DurationSeconds")
@@ -88,22 +78,22 @@ def _suppress(desk: AlertDesk, principal: Principal, params: Params) -> dict[str
     return {"Suppression": made.to_dict()}
 
 
-def _list_suppressions(desk: AlertDesk, _: Principal, params: Params) -> dict[str, Any]:
-    active_only = _read(params).opt_bool("ActiveOnly")
+def _list_suppressions(desk: AlertDesk, _: Principal, read: Reader) -> dict[str, Any]:
+    active_only = read.opt_bool("ActiveOnly")
     return {"Suppressions": [s.to_dict() for s in desk.alerts.suppressions(active_only is not False)]}
 
 
-def _lift_suppression(desk: AlertDesk, principal: Principal, params: Params) -> dict[str, Any]:
-    return {"Suppression": desk.alerts.lift_suppression(_read(params).string("SuppressionId"),
+def _lift_suppression(desk: AlertDesk, principal: Principal, read: Reader) -> dict[str, Any]:
+    return {"Suppression": desk.alerts.lift_suppression(read.string("SuppressionId"),
                                                         principal.arn).to_dict()}
 
 
-def _get_settings(desk: AlertDesk, _: Principal, params: Params) -> dict[str, Any]:
+def _get_settings(desk: AlertDesk, _: Principal, read: Reader) -> dict[str, Any]:
     return {"Settings": desk.alerts.settings().to_dict()}
 
 
-def _update_settings(desk: AlertDesk, principal: Principal, params: Params) -> dict[str, Any]:
-    changes = params.get("Changes")
+def _update_settings(desk: AlertDesk, principal: Principal, read: Reader) -> dict[str, Any]:
+    changes = read.params.get("Changes")
     if not isinstance(changes, dict):
         raise _invalid("Changes must be an object of setting names to new values (GetAlertSettings lists them).")
     old, new = desk.alerts.update_settings(changes, principal.arn)
@@ -111,7 +101,7 @@ def _update_settings(desk: AlertDesk, principal: Principal, params: Params) -> d
             "Changed": {name: {"Old": before, "New": after} for name, (before, after) in changed(old, new).items()}}
 
 
-def _list_detection_rules(desk: AlertDesk, _: Principal, params: Params) -> dict[str, Any]:
+def _list_detection_rules(desk: AlertDesk, _: Principal, read: Reader) -> dict[str, Any]:
     if desk.detections is None:
         return {"Rules": [], "Refusals": []}
     rules = desk.detections.current()
@@ -121,9 +111,8 @@ def _list_detection_rules(desk: AlertDesk, _: Principal, params: Params) -> dict
             "RulesDirectory": str(desk.detections.folder)}
 
 
-def _op(handler: Callable[[AlertDesk, Principal, Params], dict[str, Any]], permission: str,
-        read_only: bool = False) -> OperationSpec[AlertDesk]:
-    return OperationSpec(handler, permission, read_only)
+def _op(handler: ReadingHandler[AlertDesk], permission: str, read_only: bool = False) -> OperationSpec[AlertDesk]:
+    return OperationSpec(reading(handler, _invalid), permission, read_only)
 
 
 def desk_of(service: Service) -> AlertDesk:

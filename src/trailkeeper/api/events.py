@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from trailkeeper.api.params import Reader
+from trailkeeper.api.params import Reader, ReadingHandler, reading
 from trailkeeper.api.registry import OperationSpec, ServiceSpec
 from trailkeeper.identity import Principal
 from trailkeeper.rules.bus import EventBus, validation
@@ -21,17 +21,11 @@ from trailkeeper.rules.targets import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from trailkeeper.service import Service
 
-Params = dict[str, Any]
 EVENTS_TARGET_PREFIX = "AWSEvents"
 EVENTS_SOURCE = "events.amazonaws.com"
-
-
-def _read(params: Params) -> Reader:
-    return Reader(params, validation)
 
 
 def _rule_shape(bus: EventBus, rule: EventRule) -> dict[str, Any]:
@@ -42,36 +36,31 @@ def _rule_shape(bus: EventBus, rule: EventRule) -> dict[str, Any]:
     return shape
 
 
-def _put_rule(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _put_rule(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     arn = bus.put_rule(read.string("Name"), read.opt_string("EventPattern"), state=read.opt_string("State"),
                        description=read.opt_string("Description"), tags=read.tags("Tags"),
                        schedule=read.opt_string("ScheduleExpression"), bus=read.opt_string("EventBusName"))
     return {"RuleArn": arn}
 
 
-def _describe_rule(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _describe_rule(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     rule = bus.rule(read.string("Name"), read.opt_string("EventBusName"))
     return {**_rule_shape(bus, rule), "CreatedBy": bus.account_id}
 
 
-def _list_rules(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _list_rules(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     rules, token = bus.list_rules(read.opt_string("NamePrefix"), read.opt_int("Limit"), read.opt_string("NextToken"),
                                   read.opt_string("EventBusName"))
     return {"Rules": [_rule_shape(bus, r) for r in rules], **({"NextToken": token} if token else {})}
 
 
-def _delete_rule(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _delete_rule(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     bus.delete_rule(read.string("Name"), bool(read.opt_bool("Force")), read.opt_string("EventBusName"))
     return {}
 
 
-def _state_setter(state: RuleState) -> Callable[[EventBus, Principal, Params], dict[str, Any]]:
-    def handler(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-        read = _read(params)
+def _state_setter(state: RuleState) -> ReadingHandler[EventBus]:
+    def handler(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
         bus.set_state(read.string("Name"), state, read.opt_string("EventBusName"))
         return {}
     return handler
@@ -89,12 +78,8 @@ def _target(raw: Mapping[str, Any]) -> Target:
     return Target(
         id=read.string("Id"), arn=read.string("Arn"), input=read.opt_string("Input"), input_path=read.opt_string("InputPath"),
         transformer=_transformer(transformer) if transformer is not None else None,
-        retry=RetryPolicy(_or(retry_read.opt_int("MaximumRetryAttempts"), DEFAULT_MAX_ATTEMPTS),
-                          _or(retry_read.opt_int("MaximumEventAgeInSeconds"), DEFAULT_MAX_AGE_S)))
-
-
-def _or(value: int | None, default: int) -> int:
-    return default if value is None else value
+        retry=RetryPolicy(retry_read.int_or("MaximumRetryAttempts", DEFAULT_MAX_ATTEMPTS),
+                          retry_read.int_or("MaximumEventAgeInSeconds", DEFAULT_MAX_AGE_S)))
 
 
 def _transformer(raw: Mapping[str, Any]) -> InputTransformer:
@@ -119,8 +104,7 @@ def _target_shape(target: Target) -> dict[str, Any]:
     return shape
 
 
-def _put_targets(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _put_targets(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     targets = [_target(raw) for raw in read.objects("Targets")]
     failed = bus.put_targets(read.string("Rule"), targets, read.opt_string("EventBusName"))
     return {"FailedEntryCount": len(failed),
@@ -128,44 +112,38 @@ def _put_targets(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
                               for f in failed]}
 
 
-def _remove_targets(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _remove_targets(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     bus.remove_targets(read.string("Rule"), read.strings("Ids"), read.opt_string("EventBusName"))
     return {"FailedEntryCount": 0, "FailedEntries": []}
 
 
-def _list_targets(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _list_targets(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     targets, token = bus.targets(read.string("Rule"), read.opt_int("Limit"), read.opt_string("NextToken"),
                                  read.opt_string("EventBusName"))
     return {"Targets": [_target_shape(t) for t in targets], **({"NextToken": token} if token else {})}
 
 
-def _test_event_pattern(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _test_event_pattern(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     return {"Result": bus.test_event_pattern(read.string("EventPattern"), read.string("Event"))}
 
 
-def _tag_resource(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _tag_resource(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     bus.tag(read.string("ResourceARN"), read.tags("Tags"))
     return {}
 
 
-def _untag_resource(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    read = _read(params)
+def _untag_resource(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
     bus.untag(read.string("ResourceARN"), read.strings("TagKeys"))
     return {}
 
 
-def _list_tags(bus: EventBus, _: Principal, params: Params) -> dict[str, Any]:
-    tags = bus.tags(_read(params).string("ResourceARN"))
+def _list_tags(bus: EventBus, _: Principal, read: Reader) -> dict[str, Any]:
+    tags = bus.tags(read.string("ResourceARN"))
     return {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
 
 
-def _op(handler: Callable[[EventBus, Principal, Params], dict[str, Any]], permission: str,
-        read_only: bool = False) -> OperationSpec[EventBus]:
-    return OperationSpec(handler, permission, read_only)
+def _op(handler: ReadingHandler[EventBus], permission: str, read_only: bool = False) -> OperationSpec[EventBus]:
+    return OperationSpec(reading(handler, validation), permission, read_only)
 
 
 def event_bus_of(service: Service) -> EventBus:

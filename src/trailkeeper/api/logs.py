@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trailkeeper.api.params import Reader
+from trailkeeper.api.params import Reader, ReadingHandler, reading
 from trailkeeper.api.registry import OperationSpec, ServiceSpec
 from trailkeeper.identity import Principal
 from trailkeeper.monitoring.loggroups import (
@@ -22,11 +22,9 @@ from trailkeeper.monitoring.loggroups import (
 from trailkeeper.monitoring.loggroups_store import NewEvent, StoredEvent
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from trailkeeper.service import Service
 
-Params = dict[str, Any]
 LOGS_TARGET_PREFIX = "Logs_20140328"
 LOGS_SOURCE = "logs.amazonaws.com"
 
@@ -233,11 +231,8 @@ def _test_metric_filter(logs: LogGroups, _: Principal, read: Reader) -> dict[str
                         for m in matches]}
 
 
-def _op(handler: Callable[[LogGroups, Principal, Reader], dict[str, Any]], permission: str,
-        read_only: bool = False) -> OperationSpec[LogGroups]:
-    def run(logs: LogGroups, principal: Principal, params: Params) -> dict[str, Any]:
-        return handler(logs, principal, Reader(params, invalid))
-    return OperationSpec(run, permission, read_only)
+def _op(handler: ReadingHandler[LogGroups], permission: str, read_only: bool = False) -> OperationSpec[LogGroups]:
+    return OperationSpec(reading(handler, invalid), permission, read_only)
 
 
 def log_groups_of(service: Service) -> LogGroups:

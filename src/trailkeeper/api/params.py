@@ -2,12 +2,21 @@
 
     read = Reader(params, validation)      # validation(message) -> the service's exception
     name = read.string("Name"); limit = read.opt_int("Limit")
+
+An adapter's handlers take the Reader itself: `reading(handler, validation)` is the registry's handler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from trailkeeper.api.registry import Ctx, Handler, Params
+
+if TYPE_CHECKING:
+    from trailkeeper.identity import Principal
+
+ReadingHandler = Callable[[Ctx, "Principal", "Reader"], dict[str, Any]]
 
 
 class Reader:
@@ -78,3 +87,10 @@ class Reader:
                 raise self.invalid(f"{name}: each tag needs a string Key and a string Value.")
             out[key] = value
         return out
+
+
+def reading(handler: ReadingHandler[Ctx], invalid: Callable[[str], Exception]) -> Handler[Ctx]:
+    """The registry's handler for one that reads its members through a Reader raising `invalid`."""
+    def run(context: Ctx, principal: Principal, params: Params) -> dict[str, Any]:
+        return handler(context, principal, Reader(params, invalid))
+    return run
